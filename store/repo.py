@@ -1,0 +1,227 @@
+"""Queries and writes, as keyword-only functions over an AsyncSession.
+
+The caller owns the transaction (``async with sessions.begin() as s``), so a handler that
+records an event, a cart and an order commits all of it or nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import Cart, Coupon, Customer, Event, Order, SendLog, Suppression, utcnow
+
+
+async def upsert_customer(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    email: str,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    timezone: str | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> Customer:
+    customer = await session.get(Customer, customer_id)
+    if customer is None:
+        customer = Customer(
+            id=customer_id,
+            email=email,
+            first_name=first_name,
+            last_name=last_name,
+            timezone=timezone or "UTC",
+            subscribed=True,
+            attributes=attributes or {},
+        )
+        session.add(customer)
+    else:
+        customer.email = email
+        if first_name is not None:
+            customer.first_name = first_name
+        if last_name is not None:
+            customer.last_name = last_name
+        if timezone is not None:
+            customer.timezone = timezone
+        if attributes:
+            customer.attributes = {**customer.attributes, **attributes}
+    await session.flush()
+    return customer
+
+
+async def get_customer(session: AsyncSession, *, customer_id: str) -> Customer | None:
+    return await session.get(Customer, customer_id)
+
+
+async def record_event(
+    session: AsyncSession,
+    *,
+    message_id: str,
+    customer_id: str,
+    name: str,
+    properties: dict[str, Any],
+    occurred_at: datetime,
+) -> bool:
+    """Insert the event; False if an event with this message id was recorded before."""
+    if await session.scalar(select(Event.id).where(Event.message_id == message_id)) is not None:
+        return False
+    try:
+        async with session.begin_nested():
+            session.add(
+                Event(
+                    message_id=message_id,
+                    customer_id=customer_id,
+                    name=name,
+                    properties=properties,
+                    occurred_at=occurred_at,
+                )
+            )
+    except IntegrityError:  # a concurrent delivery of the same message won the race
+        return False
+    return True
+
+
+async def set_cart(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    lines: list[dict[str, Any]],
+    currency: str,
+    checkout_url: str | None,
+    at: datetime,
+) -> Cart:
+    cart = await session.get(Cart, customer_id)
+    status = "active" if lines else "emptied"
+    if cart is None:
+        cart = Cart(customer_id=customer_id)
+        session.add(cart)
+    cart.lines = {"items": lines}
+    cart.currency = currency
+    cart.checkout_url = checkout_url
+    cart.status = status
+    cart.updated_at = at
+    await session.flush()
+    return cart
+
+
+async def get_cart(session: AsyncSession, *, customer_id: str) -> Cart | None:
+    return await session.get(Cart, customer_id)
+
+
+async def record_order(
+    session: AsyncSession,
+    *,
+    order_id: str,
+    customer_id: str,
+    total: Decimal,
+    currency: str,
+    lines: list[dict[str, Any]],
+    placed_at: datetime,
+) -> bool:
+    """Insert the order and close the customer's cart; False if the order was known."""
+    if await session.get(Order, order_id) is not None:
+        return False
+    session.add(
+        Order(
+            id=order_id,
+            customer_id=customer_id,
+            total=total,
+            currency=currency,
+            lines={"items": lines},
+            placed_at=placed_at,
+        )
+    )
+    cart = await session.get(Cart, customer_id)
+    if cart is not None and cart.updated_at <= placed_at:
+        cart.status = "ordered"
+    await session.flush()
+    return True
+
+
+async def has_ordered_since(session: AsyncSession, *, customer_id: str, since: datetime) -> bool:
+    found = await session.scalar(
+        select(Order.id).where(Order.customer_id == customer_id, Order.placed_at >= since).limit(1)
+    )
+    return found is not None
+
+
+async def count_sent_since(
+    session: AsyncSession, *, customer_id: str, since: datetime, other_than_run_chain: str
+) -> int:
+    """Emails sent to the customer since ``since`` by runs other than the given one."""
+    return int(
+        await session.scalar(
+            select(func.count(SendLog.id)).where(
+                SendLog.customer_id == customer_id,
+                SendLog.status == "sent",
+                SendLog.decided_at >= since,
+                SendLog.run_chain_id != other_than_run_chain,
+            )
+        )
+        or 0
+    )
+
+
+async def get_suppression(session: AsyncSession, *, email: str) -> Suppression | None:
+    return await session.get(Suppression, email.lower())
+
+
+async def suppress(
+    session: AsyncSession,
+    *,
+    email: str,
+    customer_id: str | None,
+    reason: str,
+    detail: str | None = None,
+) -> None:
+    """Suppress the address; the first reason recorded stays."""
+    if await session.get(Suppression, email.lower()) is None:
+        session.add(
+            Suppression(email=email.lower(), customer_id=customer_id, reason=reason, detail=detail)
+        )
+        await session.flush()
+
+
+async def get_send(session: AsyncSession, *, key: str) -> SendLog | None:
+    return await session.scalar(select(SendLog).where(SendLog.idempotency_key == key))
+
+
+async def delete_send(session: AsyncSession, *, key: str) -> None:
+    await session.execute(delete(SendLog).where(SendLog.idempotency_key == key))
+
+
+async def sends_for_customer(session: AsyncSession, *, customer_id: str) -> list[SendLog]:
+    rows = await session.scalars(
+        select(SendLog).where(SendLog.customer_id == customer_id).order_by(SendLog.id)
+    )
+    return list(rows)
+
+
+async def get_or_create_coupon(
+    session: AsyncSession,
+    *,
+    source_key: str,
+    code: str,
+    customer_id: str,
+    journey: str,
+    percent_off: int,
+    expires_at: datetime,
+) -> Coupon:
+    coupon = await session.scalar(select(Coupon).where(Coupon.source_key == source_key))
+    if coupon is None:
+        coupon = Coupon(
+            code=code,
+            source_key=source_key,
+            customer_id=customer_id,
+            journey=journey,
+            percent_off=percent_off,
+            expires_at=expires_at,
+            created_at=utcnow(),
+        )
+        session.add(coupon)
+        await session.flush()
+    return coupon

@@ -1,0 +1,110 @@
+"""The worker: every journey workflow and activity on one task queue.
+
+``python worker.py`` runs it from settings until SIGINT/SIGTERM, then shuts down gracefully
+(running activities get a grace period; workflows simply resume elsewhere later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.mailer import SmtpPool
+from activities.render import Renderer
+from activities.send import MailSettings, SendActivities
+from settings import Settings, get_settings
+from starter.client import connect
+from store.db import SessionFactory, make_engine, make_session_factory
+from workflows.cart_recovery import CartRecovery
+
+WORKFLOWS: Sequence[type] = (CartRecovery,)
+
+log = logging.getLogger("worker")
+
+
+def make_mailer(settings: Settings) -> SmtpPool:
+    return SmtpPool(
+        host=settings.smtp_target_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        starttls=settings.smtp_starttls,
+        use_tls=settings.smtp_use_tls,
+        timeout=settings.smtp_timeout_seconds,
+        size=settings.smtp_pool_size,
+    )
+
+
+def build_activities(
+    *, settings: Settings, sessions: SessionFactory, mailer: SmtpPool
+) -> list[Any]:
+    send = SendActivities(
+        sessions=sessions,
+        mailer=mailer,
+        renderer=Renderer(settings.journeys_dir / "templates"),
+        mail=MailSettings(
+            mail_from=settings.mail_from,
+            public_base_url=settings.public_base_url,
+            secret_key=settings.secret_key,
+        ),
+    )
+    return [send.send_step]
+
+
+def build_worker(
+    client: Client,
+    *,
+    settings: Settings,
+    sessions: SessionFactory,
+    mailer: SmtpPool,
+    task_queue: str | None = None,
+    activities: list[Any] | None = None,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal_task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities
+        if activities is not None
+        else build_activities(settings=settings, sessions=sessions, mailer=mailer),
+        activity_executor=ThreadPoolExecutor(4),
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    client = await connect(settings)
+    engine = make_engine(settings.database_url)
+    mailer = make_mailer(settings)
+    worker = build_worker(
+        client, settings=settings, sessions=make_session_factory(engine), mailer=mailer
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker polling task queue %r on %s (namespace %s)",
+        settings.temporal_task_queue,
+        settings.temporal_target,
+        settings.temporal_namespace,
+    )
+    async with worker:
+        await stop.wait()
+        log.info("shutting down")
+    await mailer.close()
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

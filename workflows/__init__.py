@@ -1,0 +1,1 @@
+"""Journey workflows: one module per journey, shared mechanics in common.py."""

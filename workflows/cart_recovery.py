@@ -1,0 +1,86 @@
+"""Cart recovery: remind a customer of the cart they left, until they order.
+
+Trigger: a cart change (signal-with-start of ``cart_updated``; id ``cart-recovery:<customer>``,
+one live run per customer). Timeline (journeys/cart_recovery.toml): first reminder once the
+cart has been quiet for 1 h (each cart change restarts that wait), then reminders on day 2, 3
+and 5 and a discount on day 7, counted from when the cart was abandoned; every email shows
+the cart as it is at sending time.
+Signals: ``cart_updated``, ``order_placed``. Exits at once on an order or an emptied cart;
+the send gate also catches an order whose signal never came, unsubscribes and bounces.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+from temporalio import workflow
+
+from workflows.common import JourneyInput, JourneyResult, JourneyRun, JourneyState, outcome_of
+
+
+class CartChange(BaseModel):
+    empty: bool = False
+
+
+class OrderNotice(BaseModel):
+    order_id: str
+
+
+@workflow.defn(name="CartRecovery")
+class CartRecovery:
+    @workflow.init
+    def __init__(self, inp: JourneyInput) -> None:
+        self._journey = JourneyRun(inp)
+        self._cart_changed_at: datetime = workflow.now()
+        self._exit: str | None = None
+
+    @workflow.signal
+    def cart_updated(self, change: CartChange) -> None:
+        if change.empty:
+            self._exit = "cart_emptied"
+        else:
+            self._cart_changed_at = workflow.now()
+
+    @workflow.signal
+    def order_placed(self, order: OrderNotice) -> None:
+        self._exit = "ordered"
+
+    def _leaving(self) -> bool:
+        return self._exit is not None
+
+    @workflow.query
+    def state(self) -> JourneyState:
+        return self._journey.state
+
+    @workflow.run
+    async def run(self, inp: JourneyInput) -> JourneyResult:
+        j = self._journey
+        first, *later = inp.config.steps
+
+        # First reminder after the cart has been quiet for `first.after`.
+        while True:
+            changed_at = self._cart_changed_at
+            woke = await j.wait_until(
+                changed_at + first.after,
+                step=first,
+                wake=lambda at=changed_at: self._exit is not None or self._cart_changed_at != at,  # type: ignore[misc]
+            )
+            if self._exit:
+                return j.finish(self._exit)
+            if not woke:
+                break
+        abandoned_at = self._cart_changed_at
+        result = await j.send(first, requires_active_cart=True)
+        if result.ends_journey:
+            return j.finish(outcome_of(result))
+
+        # Later reminders on fixed days after the cart was abandoned.
+        for step in later:
+            await j.wait_until(abandoned_at + step.after, step=step, wake=self._leaving)
+            if self._exit:
+                return j.finish(self._exit)
+            result = await j.send(step, requires_active_cart=True)
+            if result.ends_journey:
+                return j.finish(outcome_of(result))
+        return j.finish("completed")
