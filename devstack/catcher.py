@@ -63,7 +63,8 @@ class MailCatcher:
         self.rcpt_answers: dict[str, str] = {}
         self._controller: Controller | None = None
         if maildir is not None:
-            maildir.mkdir(parents=True, exist_ok=True)
+            for sub in ("tmp", "new", "cur"):  # Maildir(create=True) skips an existing dir
+                (maildir / sub).mkdir(parents=True, exist_ok=True)
             self._box: mailbox.Maildir | None = mailbox.Maildir(str(maildir), create=True)
         else:
             self._box = None

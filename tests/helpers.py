@@ -1,0 +1,63 @@
+"""Small helpers shared by tests: shop events, waiting for mail, reading parts."""
+
+from __future__ import annotations
+
+import asyncio
+from email.message import EmailMessage
+from typing import Any
+
+from devstack.catcher import MailCatcher
+from workflows.cart_recovery import CartRecovery
+
+TEE = {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "quantity": 2}
+MUG = {"sku": "MUG-7", "name": "Coffee mug", "price": "8.50", "quantity": 1}
+HAT = {"sku": "HAT-3", "name": "Wool hat", "price": "25.00", "quantity": 1}
+
+
+def email_for(customer_id: str) -> str:
+    return f"{customer_id}@example.com"
+
+
+async def add_customer(stack: Any, customer_id: str, *, first_name: str | None = "Ada") -> None:
+    await stack.journeys.customer_upserted(
+        {
+            "customer_id": customer_id,
+            "email": email_for(customer_id),
+            "first_name": first_name,
+            "last_name": "Lovelace",
+            "timezone": "Europe/Berlin",
+        }
+    )
+
+
+async def abandon_cart(stack: Any, customer_id: str, *lines: dict[str, Any], **extra: Any) -> Any:
+    """Record the customer and their cart; returns the journey's workflow handle."""
+    result = await stack.journeys.cart_updated(
+        {
+            "customer_id": customer_id,
+            "lines": list(lines),
+            "checkout_url": f"https://shop.test/checkout/{customer_id}",
+            **extra,
+        }
+    )
+    return stack.client.get_workflow_handle_for(CartRecovery.run, result.workflow_id)
+
+
+async def wait_for_mail(
+    catcher: MailCatcher, address: str, count: int, timeout: float = 15.0
+) -> list[EmailMessage]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        got = catcher.to(address)
+        if len(got) >= count or loop.time() > deadline:
+            return got
+        await asyncio.sleep(0.05)
+
+
+def parts(msg: EmailMessage) -> tuple[str, str]:
+    """(text, html) of a multipart/alternative message."""
+    text = msg.get_body(preferencelist=("plain",))
+    html = msg.get_body(preferencelist=("html",))
+    assert text is not None and html is not None, "message lacks a text or an HTML part"
+    return text.get_content(), html.get_content()

@@ -1,0 +1,181 @@
+"""Cart recovery end to end: starter API -> Temporal -> worker -> SMTP catcher + store,
+at the journey's real length in virtual time."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+
+from sqlalchemy import select
+from temporalio.api.enums.v1 import EventType
+
+from store.models import Coupon, Event, SendLog
+from workflows.cart_recovery import CartRecovery
+from tests.helpers import HAT, MUG, TEE, abandon_cart, add_customer, email_for, parts, wait_for_mail
+
+STEP_AFTER = [
+    timedelta(hours=1),
+    timedelta(days=2),
+    timedelta(days=3),
+    timedelta(days=5),
+    timedelta(days=7),
+]
+
+
+async def test_five_emails_arrive_at_their_configured_times_with_the_cart(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid, first_name="Ada")
+    handle = await abandon_cart(stack, cid, TEE, MUG)
+    started = (await handle.describe()).start_time
+
+    await stack.fast_forward(handle, timedelta(days=7, hours=1))
+    result = await handle.result()
+
+    assert result.outcome == "completed"
+    assert result.sent == ["reminder_1", "reminder_2", "reminder_3", "reminder_4", "discount"]
+    mails = await wait_for_mail(stack.catcher, email_for(cid), 5)
+    assert len(mails) == 5
+    for mail, after in zip(mails, STEP_AFTER, strict=True):
+        sent_at = parsedate_to_datetime(mail["Date"])
+        assert abs(sent_at - (started + after)) < timedelta(seconds=30), (mail["Subject"], after)
+        text, html = parts(mail)
+        for body in (text, html):
+            assert "Ada" in body
+            assert "Blue T-shirt" in body and "Coffee mug" in body
+            assert "39.80 EUR" in body  # 2 x 19.90
+            assert "48.30 EUR" in body  # cart total
+            assert f"https://shop.test/checkout/{cid}" in body
+        assert mail["List-Unsubscribe"].startswith("<https://shop.test/u/")
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        unsubscribe_url = mail["List-Unsubscribe"].strip("<>")
+        assert unsubscribe_url in text and unsubscribe_url in html
+        assert email_for(cid) not in unsubscribe_url
+        assert mail.get_content_type() == "multipart/alternative"
+    assert mails[0]["Subject"] == "Ada, you left something in your cart"
+    assert len({m["Message-ID"] for m in mails}) == 5
+
+    discount_text, _ = parts(mails[-1])
+    async with stack.sessions() as s:
+        coupon = await s.scalar(select(Coupon).where(Coupon.customer_id == cid))
+        rows = (await s.scalars(select(SendLog).where(SendLog.customer_id == cid))).all()
+    assert coupon is not None and coupon.percent_off == 10
+    assert coupon.code in discount_text
+    assert mails[-1]["Subject"].startswith("10% off")
+    assert [r.status for r in rows] == ["sent"] * 5
+    assert [r.message_id for r in rows] == [m["Message-ID"] for m in mails]
+
+
+async def test_order_after_first_reminder_ends_the_journey_at_once(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    handle = await abandon_cart(stack, cid, TEE)
+    await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
+    assert len(await wait_for_mail(stack.catcher, email_for(cid), 1)) == 1
+
+    await stack.journeys.order_placed(
+        {"customer_id": cid, "order_id": f"o-{cid}", "total": "39.80", "lines": [TEE]}
+    )
+    # No clock moves from here: the run can only end by reacting to the order signal.
+    result = await asyncio.wait_for(handle.result(), timeout=20)
+
+    assert result.outcome == "ordered"
+    assert result.sent == ["reminder_1"]
+    history = await handle.fetch_history()
+    signalled = [
+        e.event_time.ToDatetime()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        and e.workflow_execution_signaled_event_attributes.signal_name == "order_placed"
+    ]
+    closed = history.events[-1]
+    assert closed.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+    assert closed.event_time.ToDatetime() - signalled[0] < timedelta(seconds=1)
+    await asyncio.sleep(0.5)
+    assert len(stack.catcher.to(email_for(cid))) == 1
+
+
+async def test_order_whose_signal_never_came_is_caught_before_the_next_send(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    handle = await abandon_cart(stack, cid, TEE)
+    await stack.fast_forward(handle, timedelta(hours=2))
+    # The order reaches the store, but not the workflow (as if the signal was lost).
+    from store import repo
+    from store.models import utcnow
+
+    async with stack.sessions.begin() as s:
+        await repo.record_order(
+            s,
+            order_id=f"o-{cid}",
+            customer_id=cid,
+            total=Decimal("39.80"),
+            currency="EUR",
+            lines=[TEE],
+            placed_at=utcnow(),
+        )
+    await stack.fast_forward(handle, timedelta(days=2))
+    result = await handle.result()
+
+    assert result.outcome == "ordered"
+    assert len(stack.catcher.to(email_for(cid))) == 1
+    assert result.decisions[-1].status == "skipped" and result.decisions[-1].reason == "ordered"
+
+
+async def test_cart_change_before_first_reminder_restarts_the_wait_and_shows_the_new_cart(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    handle = await abandon_cart(stack, cid, TEE)
+    await stack.fast_forward(handle, timedelta(minutes=40))
+    await abandon_cart(stack, cid, HAT, MUG)  # the customer came back and changed the cart
+
+    await stack.fast_forward(handle, timedelta(minutes=40))  # 80 min after the first cart
+    assert stack.catcher.to(email_for(cid)) == []
+
+    await stack.fast_forward(handle, timedelta(minutes=25))  # 65 min after the change
+    mails = await wait_for_mail(stack.catcher, email_for(cid), 1)
+    assert len(mails) == 1
+    text, html = parts(mails[0])
+    assert "Wool hat" in text and "Coffee mug" in html
+    assert "Blue T-shirt" not in text and "Blue T-shirt" not in html
+
+
+async def test_emptied_cart_ends_the_journey_without_email(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    handle = await abandon_cart(stack, cid, TEE)
+    await stack.fast_forward(handle, timedelta(minutes=10))
+    await abandon_cart(stack, cid)  # no lines: emptied
+
+    result = await asyncio.wait_for(handle.result(), timeout=20)
+    assert result.outcome == "cart_emptied"
+    assert stack.catcher.to(email_for(cid)) == []
+
+
+async def test_the_same_cart_event_twice_starts_one_journey(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    event = {"customer_id": cid, "lines": [TEE], "message_id": f"msg-{cid}"}
+    first = await stack.journeys.cart_updated(event)
+    second = await stack.journeys.cart_updated(event)
+
+    assert first.recorded and not first.duplicate
+    assert second.duplicate
+    handle = stack.client.get_workflow_handle_for(CartRecovery.run, first.workflow_id)
+    history = await handle.fetch_history()
+    signals = [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    assert len(signals) == 1
+    async with stack.sessions() as s:
+        events = (await s.scalars(select(Event).where(Event.customer_id == cid))).all()
+    assert len(events) == 1
+    await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
+    assert len(await wait_for_mail(stack.catcher, email_for(cid), 1)) == 1
+    await handle.terminate("test done")
+
+
+
