@@ -44,9 +44,13 @@ def make_mailer(settings: Settings) -> SmtpPool:
 
 
 def build_activities(
-    *, settings: Settings, sessions: SessionFactory, mailer: SmtpPool
+    *,
+    settings: Settings,
+    sessions: SessionFactory,
+    mailer: SmtpPool,
+    send_class: type[SendActivities] = SendActivities,
 ) -> list[Any]:
-    send = SendActivities(
+    send = send_class(
         sessions=sessions,
         mailer=mailer,
         renderer=Renderer(settings.journeys_dir / "templates"),
@@ -66,15 +70,15 @@ def build_worker(
     sessions: SessionFactory,
     mailer: SmtpPool,
     task_queue: str | None = None,
-    activities: list[Any] | None = None,
+    send_class: type[SendActivities] = SendActivities,
 ) -> Worker:
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities
-        if activities is not None
-        else build_activities(settings=settings, sessions=sessions, mailer=mailer),
+        activities=build_activities(
+            settings=settings, sessions=sessions, mailer=mailer, send_class=send_class
+        ),
         activity_executor=ThreadPoolExecutor(4),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.testing._timeskipping import TimeSkippingConfig
 from temporalio.worker import Worker
 
+from activities.send import SendActivities
 from devstack.catcher import MailCatcher
 from settings import ROOT, Settings, temporal_cli
 from starter.api import Journeys
@@ -143,7 +144,10 @@ async def make_stack(
     opened: list[tuple[Worker, Any]] = []
 
     async def make(
-        *, client: Client | None = None, activities: list[Any] | None = None, **journey_changes: Any
+        *,
+        client: Client | None = None,
+        send_class: type[SendActivities] = SendActivities,
+        **journey_changes: Any,
     ) -> Stack:
         settings = Settings(
             environment="test",
@@ -160,7 +164,7 @@ async def make_stack(
         use_client = client or temporal_env.client
         mailer = make_mailer(settings)
         worker = build_worker(
-            use_client, settings=settings, sessions=sessions, mailer=mailer, activities=activities
+            use_client, settings=settings, sessions=sessions, mailer=mailer, send_class=send_class
         )
         await worker.__aenter__()
         opened.append((worker, mailer))
