@@ -37,6 +37,7 @@ class Renderer:
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            keep_trailing_newline=True,
         )
         self._subjects = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 

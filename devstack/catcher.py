@@ -27,7 +27,7 @@ class _Handler:
     def __init__(self, catcher: MailCatcher) -> None:
         self._catcher = catcher
 
-    async def handle_EHLO(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
@@ -35,7 +35,7 @@ class _Handler:
             self._catcher.connections += 1
         return responses
 
-    async def handle_RCPT(  # noqa: N802
+    async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         answer = self._catcher.answer_for(address)
@@ -44,7 +44,7 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw: bytes = envelope.original_content or envelope.content
         self._catcher.keep(raw)
         return "250 Message accepted for delivery"
@@ -76,7 +76,7 @@ class MailCatcher:
     def keep(self, raw: bytes) -> None:
         msg = message_from_bytes(raw, policy=policy.default)
         with self.received:
-            self.messages.append(msg)  # type: ignore[arg-type]
+            self.messages.append(msg)
             if self._box is not None:
                 self._box.add(raw)
             self.received.notify_all()

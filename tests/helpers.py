@@ -44,10 +44,10 @@ async def abandon_cart(stack: Any, customer_id: str, *lines: dict[str, Any], **e
 
 
 async def wait_for_mail(
-    catcher: MailCatcher, address: str, count: int, timeout: float = 15.0
+    catcher: MailCatcher, address: str, count: int, seconds: float = 15.0
 ) -> list[EmailMessage]:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + seconds
     while True:
         got = catcher.to(address)
         if len(got) >= count or loop.time() > deadline:

@@ -55,9 +55,7 @@ async def test_a_bad_cart_line_is_refused_naming_the_line_and_field(stack):
 async def test_a_journey_naming_a_missing_template_fails_at_load_and_sends_nothing(make_stack):
     stack = await make_stack(
         cart_recovery={
-            "steps": [
-                {"name": "reminder_1", "after": "1h", "template": "no_such", "subject": "Hi"}
-            ]
+            "steps": [{"name": "reminder_1", "after": "1h", "template": "no_such", "subject": "Hi"}]
         }
     )
     cid = stack.new_customer_id()

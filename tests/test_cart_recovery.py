@@ -12,8 +12,8 @@ from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 
 from store.models import Coupon, Event, SendLog
-from workflows.cart_recovery import CartRecovery
 from tests.helpers import HAT, MUG, TEE, abandon_cart, add_customer, email_for, parts, wait_for_mail
+from workflows.cart_recovery import CartRecovery
 
 STEP_AFTER = [
     timedelta(hours=1),
@@ -176,6 +176,3 @@ async def test_the_same_cart_event_twice_starts_one_journey(stack):
     await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
     assert len(await wait_for_mail(stack.catcher, email_for(cid), 1)) == 1
     await handle.terminate("test done")
-
-
-

@@ -13,8 +13,8 @@ from temporalio.testing._timeskipping import TimeSkipper, TimeSkippingConfig
 
 from activities.send import SendActivities, in_holdout
 from store.models import SendLog, Suppression, utcnow
-from workflows.cart_recovery import CartRecovery
 from tests.helpers import TEE, abandon_cart, add_customer, email_for, wait_for_mail
+from workflows.cart_recovery import CartRecovery
 
 FAST_RETRY = {
     "initial_interval": "1s",
@@ -90,9 +90,7 @@ async def test_smtp_down_for_a_while_the_email_arrives_once_after_it_comes_back(
         await asyncio.sleep(5)  # several attempts meet a refused connection
         assert stack.catcher.to(email_for(cid)) == []
         async with stack.sessions() as s:
-            rows = await s.scalar(
-                select(func.count(SendLog.id)).where(SendLog.customer_id == cid)
-            )
+            rows = await s.scalar(select(func.count(SendLog.id)).where(SendLog.customer_id == cid))
         assert rows == 0  # nothing recorded as sent while nothing was sent
     finally:
         stack.catcher.start()

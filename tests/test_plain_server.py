@@ -57,7 +57,7 @@ async def test_speedup_runs_the_journey_in_real_time_on_a_plain_server(
     async with build_worker(plain_env.client, settings=settings, sessions=sessions, mailer=mailer):
         await add_customer(stack, cid)
         handle = await abandon_cart(stack, cid, TEE)
-        mails = await wait_for_mail(catcher, email_for(cid), 1, timeout=30)
+        mails = await wait_for_mail(catcher, email_for(cid), 1, seconds=30)
         assert [m["X-Journey"] for m in mails] == ["cart_recovery/reminder_1"]
 
         await journeys.order_placed({"customer_id": cid, "order_id": f"o-{cid}", "total": "39.80"})

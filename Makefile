@@ -1,0 +1,30 @@
+# The two commands of the README: `make run` and `make test`. Both install what they need.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+.PHONY: setup run test lint demo mail migrate worker
+
+setup:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+		|| python3 -m pip install --quiet --disable-pip-version-check uv
+	@$(UV) sync --frozen --quiet
+
+run: setup  ## Temporal dev server + SMTP catcher + worker on embedded defaults (or your settings)
+	@$(UV) run --frozen python -m devstack
+
+test: setup  ## lint, type-check, the whole test suite against real parts, compose validation
+	@scripts/ensure_postgres.sh
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy .
+	$(UV) run --frozen pytest
+	bash scripts/validate_compose.sh
+
+demo: setup  ## with `make run` up: a customer abandons a cart; the email shows up in ~2 s
+	@JOURNEY_SPEEDUP=$${JOURNEY_SPEEDUP:-3600} $(UV) run --frozen python -m starter demo
+
+mail: setup  ## list the mail the local catcher kept (SHOW=N prints message N)
+	@$(UV) run --frozen python -m starter mail $(if $(SHOW),--show $(SHOW))
+
+migrate: setup
+	@$(UV) run --frozen python -m store.migrate

