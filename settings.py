@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: str = "dev-secret-change-me"
 
+    # HTTP API (python -m starter.http; started by make run)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_write_key: str = "dev-write-key"
+    api_batch_max: int = Field(100, ge=1, le=1000)
+    soft_bounce_limit: int = Field(3, ge=1)
+
     # Journeys
     journeys_dir: Path = ROOT / "journeys"
     journey_speedup: float = Field(1.0, gt=0)
@@ -77,6 +84,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SECRET_KEY is a placeholder or shorter than 16 characters; "
                 f"set a real secret when ENVIRONMENT={self.environment}"
+            )
+        if self.environment not in ("development", "test") and (
+            self.api_write_key in PLACEHOLDER_SECRETS or len(self.api_write_key) < 16
+        ):
+            raise ValueError(
+                "API_WRITE_KEY is a placeholder or shorter than 16 characters; "
+                f"set a real key when ENVIRONMENT={self.environment}"
             )
         return self
 

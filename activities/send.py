@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import tokens
 from activities.mailer import (
     PermanentSmtpError,
     RecipientRejected,
@@ -32,12 +31,14 @@ from activities.mailer import (
     TemporarySmtpError,
 )
 from activities.render import (
+    Rendered,
     Renderer,
     TemplateBroken,
     TemplateMissing,
     build_message,
     message_id_for,
 )
+from activities.tracking import Links
 from activities.types import SendOutcome, SendStepInput
 from store import repo
 from store.db import SessionFactory
@@ -111,6 +112,7 @@ class SendActivities:
         self._mailer = mailer
         self._renderer = renderer
         self._mail = mail
+        self._links = Links(base_url=mail.public_base_url, secret=mail.secret_key)
 
     @activity.defn(name="send_step")
     async def send_step(self, req: SendStepInput) -> SendOutcome:
@@ -148,6 +150,16 @@ class SendActivities:
             )
         except (TemplateMissing, TemplateBroken) as exc:
             raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
+        rendered = Rendered(
+            subject=rendered.subject,
+            text=rendered.text,
+            html=self._links.track_html(
+                rendered.html,
+                customer_id=customer.id,
+                send_key=key,
+                keep={context["unsubscribe_url"]},
+            ),
+        )
         message_id = message_id_for(key, self._mail.mail_from)
         msg = build_message(
             rendered=rendered,
@@ -203,6 +215,8 @@ class SendActivities:
             return "skipped", f"invalid_email: {exc}"
         if not customer.subscribed:
             return "skipped", "unsubscribed"
+        if req.journey in customer.attributes.get("unsubscribed_journeys", []):
+            return "skipped", f"unsubscribed: from {req.journey}"
         suppression = await repo.get_suppression(s, email=customer.email)
         if suppression is not None:
             return "skipped", f"suppressed: {suppression.reason}"
@@ -246,11 +260,6 @@ class SendActivities:
         self, req: SendStepInput, customer: Customer, cart: Cart | None, coupon: Any
     ) -> dict[str, Any]:
         base = self._mail.public_base_url.rstrip("/")
-        unsubscribe = tokens.sign(
-            {"c": customer.id, "k": hashlib.sha256(req.idempotency_key.encode()).hexdigest()[:16]},
-            secret=self._mail.secret_key,
-            purpose="unsubscribe",
-        )
         cart_ctx = _cart_context(cart)
         if not cart_ctx["checkout_url"]:
             cart_ctx["checkout_url"] = f"{base}/cart"
@@ -274,7 +283,9 @@ class SendActivities:
             ),
             "coupon_code": coupon.code if coupon is not None else None,
             "shop_url": base,
-            "unsubscribe_url": f"{base}/u/{unsubscribe}",
+            "unsubscribe_url": self._links.unsubscribe(
+                customer_id=customer.id, journey=req.journey
+            ),
             "journey": req.journey,
             "step": req.step,
         }

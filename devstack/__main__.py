@@ -5,6 +5,7 @@ worker; prints where to look; Ctrl-C (or SIGTERM) stops everything in reverse or
   WAL, Web UI, search attributes registered); set -> that server is used as it is.
 - SMTP_HOST empty -> the local SMTP catcher on SMTP_PORT (Maildir CATCHER_MAILDIR);
   set -> that relay.
+- The HTTP API (python -m starter.http) on API_HOST:API_PORT, always.
 - DATABASE_URL -> that database (default SQLite file var/journeys.db), migrated first.
 """
 
@@ -160,6 +161,12 @@ async def run() -> int:
         worker = _spawn([PY, str(ROOT / "worker.py")], "worker.log")
         children.append(("worker", worker))
 
+        if _port_open(settings.api_host, settings.api_port):
+            raise SystemExit(f"API port {settings.api_port} is taken; set API_PORT to a free one.")
+        api = _spawn([PY, "-m", "starter.http"], "api.log")
+        children.append(("HTTP API", api))
+        await _wait_port(settings.api_host, settings.api_port, "HTTP API", api)
+
         _banner(settings)
         while not stop.is_set():
             for name, proc in children:
@@ -206,7 +213,9 @@ def _banner(settings: Settings) -> None:
         f"Temporal UI  {ui}",
         f"SMTP         {smtp}",
         f"Store        {settings.database_url.split('@')[-1]}",
-        "Logs         var/temporal.log, var/catcher.log, var/worker.log",
+        f"HTTP API     http://{settings.api_host}:{settings.api_port} "
+        f"(docs at /docs, write key from API_WRITE_KEY)",
+        "Logs         var/temporal.log, var/catcher.log, var/worker.log, var/api.log",
         "Try          make demo        (a cart-recovery email in ~2 s)",
         "             make mail        (list caught mail)",
         "Stop         Ctrl-C",

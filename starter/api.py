@@ -2,17 +2,23 @@
 
 Each call validates its input (pydantic; errors name the field), records the event in one
 transaction and talks to Temporal *before* committing, so a failure leaves nothing behind
-and the shop can simply deliver the event again.
+and the shop can simply deliver the event again. The same message id twice is recorded and
+routed once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
@@ -23,39 +29,66 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from journeys.config import JourneyConfig, load_journey
 from settings import Settings
-from starter.events import CartUpdated, CustomerProfile, OrderPlaced
+from starter.events import (
+    Bounce,
+    CartUpdated,
+    Complaint,
+    CustomerProfile,
+    EngagementEvent,
+    OrderPlaced,
+    OtherEvent,
+    ProductChanged,
+    Unsubscribe,
+)
 from store import repo
 from store.db import SessionFactory
+from store.models import Customer
 from workflows.cart_recovery import CartChange, CartRecovery, OrderNotice
-from workflows.common import CUSTOMER_ID, JOURNEY, JourneyInput
+from workflows.common import CUSTOMER_ID, JOURNEY, CustomerLeft, Engagement, JourneyInput
+
+# Journeys a customer can be in right now; each is signalled when the customer leaves.
+LIVE_JOURNEYS = ("cart_recovery",)
 
 
 class UnknownCustomer(LookupError):
     """The event names a customer that was never recorded (send the profile first)."""
 
 
+class EmailRequired(UnknownCustomer):
+    """The first identify of a customer carries no email address."""
+
+
 @dataclass(frozen=True)
 class EventResult:
     recorded: bool  # False: a duplicate of an event recorded before; nothing was done
     workflow_id: str | None = None
-    action: str = "none"  # started_or_signalled | signalled | none
+    action: str = "none"  # started_or_signalled | signalled | recorded | none
 
     @property
     def duplicate(self) -> bool:
         return not self.recorded
 
 
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(json.dumps(value, default=str)))
+
+
 def workflow_id(journey: str, customer_id: str) -> str:
     return f"{journey.replace('_', '-')}:{customer_id}"
 
 
-def _message_id(kind: str, event: Any) -> str:
-    """Without a sender's id, identical payloads count as one delivery."""
-    if event.message_id:
-        return str(event.message_id)
-    body = event.model_dump(mode="json", exclude={"message_id", "occurred_at"})
+def _signalled(sent: bool) -> str:
+    return "signalled" if sent else "recorded"
+
+
+def message_id_of(kind: str, event: BaseModel) -> str:
+    """The sender's id, or one derived from the payload: identical payloads count once."""
+    given = getattr(event, "message_id", None)
+    if given:
+        return str(given)
+    body = event.model_dump(mode="json", exclude={"message_id"})
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
-    return f"{kind}:{digest}:{event.occurred_at.isoformat()}"
+    return f"{kind}:{digest}"
 
 
 class Journeys:
@@ -64,6 +97,14 @@ class Journeys:
         self._sessions = sessions
         self._settings = settings
         self._configs: dict[str, tuple[float, JourneyConfig]] = {}
+
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    @property
+    def sessions(self) -> SessionFactory:
+        return self._sessions
 
     def config(self, name: str) -> JourneyConfig:
         """The journey's TOML, reloaded when the file changes, with JOURNEY_SPEEDUP applied."""
@@ -75,7 +116,11 @@ class Journeys:
             self._configs[name] = cached
         return cached[1].sped_up(self._settings.journey_speedup)
 
-    async def customer_upserted(self, profile: CustomerProfile | dict[str, Any]) -> None:
+    # -- profiles -------------------------------------------------------------------------
+
+    async def customer_upserted(
+        self, profile: CustomerProfile | dict[str, Any], *, attributes: dict[str, Any] | None = None
+    ) -> None:
         p = CustomerProfile.model_validate(profile)
         async with self._sessions.begin() as s:
             await repo.upsert_customer(
@@ -85,70 +130,154 @@ class Journeys:
                 first_name=p.first_name,
                 last_name=p.last_name,
                 timezone=p.timezone,
+                attributes=attributes,
             )
+
+    async def identify(
+        self,
+        *,
+        customer_id: str,
+        traits: dict[str, Any],
+        message_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> EventResult:
+        """Segment identify: create or update the profile; unknown traits become attributes.
+        A new customer needs an email address."""
+        known = {"email", "first_name", "last_name", "timezone"}
+        extra = {k: v for k, v in traits.items() if k not in known and v is not None}
+        async with self._sessions.begin() as s:
+            current = await repo.get_customer(s, customer_id=customer_id)
+            email = traits.get("email") or (current.email if current else None)
+            if email is None:
+                raise EmailRequired(
+                    f"customer {customer_id!r} is new: the first identify needs an email"
+                )
+            profile = CustomerProfile.model_validate(
+                {
+                    "customer_id": customer_id,
+                    "email": email,
+                    "first_name": traits.get("first_name"),
+                    "last_name": traits.get("last_name"),
+                    "timezone": traits.get("timezone"),
+                }
+            )
+            event = OtherEvent(
+                customer_id=customer_id,
+                message_id=message_id,
+                name="Identify",
+                properties={k: v for k, v in traits.items() if v is not None},
+                **({"occurred_at": occurred_at} if occurred_at else {}),
+            )
+            fresh = await repo.record_event(
+                s,
+                message_id=message_id_of("Identify", event),
+                customer_id=customer_id,
+                name="Identify",
+                properties=_jsonable(event.properties),
+                occurred_at=event.occurred_at,
+            )
+            if not fresh:
+                return EventResult(recorded=False)
+            await repo.upsert_customer(
+                s,
+                customer_id=customer_id,
+                email=str(profile.email),
+                first_name=profile.first_name,
+                last_name=profile.last_name,
+                timezone=profile.timezone,
+                attributes=_jsonable(extra),
+            )
+            return EventResult(recorded=True, action="recorded")
+
+    async def known_customers(self, customer_ids: set[str]) -> set[str]:
+        async with self._sessions() as s:
+            return await repo.existing_customer_ids(s, customer_ids=customer_ids)
+
+    # -- cart and orders ------------------------------------------------------------------
 
     async def cart_updated(self, event: CartUpdated | dict[str, Any]) -> EventResult:
         e = CartUpdated.model_validate(event)
-        wf_id = workflow_id("cart_recovery", e.customer_id)
-        async with self._sessions.begin() as s:
-            await self._require_customer(s, e.customer_id)
-            lines = [line.model_dump(mode="json") for line in e.lines]
-            if not await repo.record_event(
-                s,
-                message_id=_message_id("cart", e),
-                customer_id=e.customer_id,
-                name="Cart Updated",
-                properties={"lines": lines, "currency": e.currency},
-                occurred_at=e.occurred_at,
-            ):
-                return EventResult(recorded=False, workflow_id=wf_id)
-            await repo.set_cart(
-                s,
-                customer_id=e.customer_id,
-                lines=lines,
-                currency=e.currency,
-                checkout_url=str(e.checkout_url) if e.checkout_url else None,
-                at=e.occurred_at,
-            )
-            if not e.lines:
-                sent = await self._signal(wf_id, CartRecovery.cart_updated, CartChange(empty=True))
+        lines = [line.model_dump(mode="json") for line in e.lines]
+        properties = {"lines": lines, "currency": e.currency}
+        async with self._event(e, "Cart Updated", properties) as s:
+            if s is None:
                 return EventResult(
-                    recorded=True, workflow_id=wf_id, action="signalled" if sent else "none"
+                    recorded=False, workflow_id=workflow_id("cart_recovery", e.customer_id)
                 )
-            config = self.config("cart_recovery")
-            await self._client.start_workflow(
-                CartRecovery.run,
-                JourneyInput(customer_id=e.customer_id, config=config),
-                id=wf_id,
-                task_queue=self._settings.temporal_task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                start_signal="cart_updated",
-                start_signal_args=[CartChange()],
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(CUSTOMER_ID, e.customer_id),
-                        SearchAttributePair(JOURNEY, config.name),
-                    ]
-                ),
-                memo={"journey_version": config.version},
-                static_summary=f"Cart recovery for customer {e.customer_id}",
-            )
-            return EventResult(recorded=True, workflow_id=wf_id, action="started_or_signalled")
+            checkout_url = str(e.checkout_url) if e.checkout_url else None
+            return await self._cart_changed(s, e, lines, e.currency, checkout_url)
+
+    async def product_changed(
+        self, event: ProductChanged | dict[str, Any], *, added: bool
+    ) -> EventResult:
+        """Segment "Product Added" (adds the quantity) / "Product Removed" (drops the line)."""
+        e = ProductChanged.model_validate(event)
+        name = "Product Added" if added else "Product Removed"
+        line = e.line.model_dump(mode="json")
+        async with self._event(e, name, {"line": line}) as s:
+            if s is None:
+                return EventResult(
+                    recorded=False, workflow_id=workflow_id("cart_recovery", e.customer_id)
+                )
+            cart = await repo.get_cart(s, customer_id=e.customer_id)
+            current = list(cart.lines.get("items", [])) if cart and cart.status == "active" else []
+            lines = [item for item in current if item.get("sku") != line["sku"]]
+            if added:
+                before = next((i for i in current if i.get("sku") == line["sku"]), None)
+                if before is not None:
+                    line["quantity"] += int(before.get("quantity", 1))
+                lines.append(line)
+            currency = cart.currency if cart else "EUR"
+            checkout_url = cart.checkout_url if cart else None
+            return await self._cart_changed(s, e, lines, currency, checkout_url)
+
+    async def _cart_changed(
+        self,
+        s: AsyncSession,
+        e: Any,
+        lines: list[dict[str, Any]],
+        currency: str,
+        checkout_url: str | None,
+    ) -> EventResult:
+        wf_id = workflow_id("cart_recovery", e.customer_id)
+        await repo.set_cart(
+            s,
+            customer_id=e.customer_id,
+            lines=lines,
+            currency=currency,
+            checkout_url=checkout_url,
+            at=e.occurred_at,
+        )
+        if not lines:
+            sent = await self._signal(wf_id, CartRecovery.cart_updated, CartChange(empty=True))
+            return EventResult(recorded=True, workflow_id=wf_id, action=_signalled(sent))
+        config = self.config("cart_recovery")
+        await self._client.start_workflow(
+            CartRecovery.run,
+            JourneyInput(customer_id=e.customer_id, config=config),
+            id=wf_id,
+            task_queue=self._settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            start_signal="cart_updated",
+            start_signal_args=[CartChange()],
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(CUSTOMER_ID, e.customer_id),
+                    SearchAttributePair(JOURNEY, config.name),
+                ]
+            ),
+            memo={"journey_version": config.version},
+            static_summary=f"Cart recovery for customer {e.customer_id}",
+        )
+        return EventResult(recorded=True, workflow_id=wf_id, action="started_or_signalled")
 
     async def order_placed(self, event: OrderPlaced | dict[str, Any]) -> EventResult:
         e = OrderPlaced.model_validate(event)
         wf_id = workflow_id("cart_recovery", e.customer_id)
-        async with self._sessions.begin() as s:
-            await self._require_customer(s, e.customer_id)
-            lines = [line.model_dump(mode="json") for line in e.lines]
-            if not await repo.record_event(
-                s,
-                message_id=_message_id("order", e),
-                customer_id=e.customer_id,
-                name="Order Completed",
-                properties={"order_id": e.order_id, "total": str(e.total), "currency": e.currency},
-                occurred_at=e.occurred_at,
-            ):
+        lines = [line.model_dump(mode="json") for line in e.lines]
+        properties = {"order_id": e.order_id, "total": str(e.total), "currency": e.currency}
+        async with self._event(e, "Order Completed", properties) as s:
+            if s is None:
                 return EventResult(recorded=False, workflow_id=wf_id)
             await repo.record_order(
                 s,
@@ -159,19 +288,135 @@ class Journeys:
                 lines=lines,
                 placed_at=e.occurred_at,
             )
-            sent = await self._signal(
-                wf_id, CartRecovery.order_placed, OrderNotice(order_id=e.order_id)
-            )
-            return EventResult(
-                recorded=True, workflow_id=wf_id, action="signalled" if sent else "none"
-            )
+            notice = OrderNotice(order_id=e.order_id)
+            sent = await self._signal(wf_id, CartRecovery.order_placed, notice)
+            return EventResult(recorded=True, workflow_id=wf_id, action=_signalled(sent))
 
-    async def _require_customer(self, s: Any, customer_id: str) -> None:
-        if await repo.get_customer(s, customer_id=customer_id) is None:
+    # -- leaving the list -----------------------------------------------------------------
+
+    async def unsubscribe(self, event: Unsubscribe | dict[str, Any]) -> EventResult:
+        """From now on no marketing email (or none of one journey) goes to the customer."""
+        e = Unsubscribe.model_validate(event)
+        properties = {"journey": e.journey, "source": e.source}
+        async with self._event(e, "Unsubscribed", properties) as s:
+            if s is None:
+                return EventResult(recorded=False)
+            customer = await self._customer(s, e.customer_id)
+            if e.journey is None:
+                customer.subscribed = False
+                await repo.suppress(
+                    s, email=customer.email, customer_id=customer.id, reason="unsubscribed"
+                )
+                journeys: tuple[str, ...] = LIVE_JOURNEYS
+            else:
+                opted_out = set(customer.attributes.get("unsubscribed_journeys", []))
+                customer.attributes = {
+                    **customer.attributes,
+                    "unsubscribed_journeys": sorted(opted_out | {e.journey}),
+                }
+                journeys = (e.journey,) if e.journey in LIVE_JOURNEYS else ()
+            sent = await self._leave(customer.id, "unsubscribed", journeys)
+            return EventResult(recorded=True, action=_signalled(sent))
+
+    async def email_bounced(self, event: Bounce | dict[str, Any]) -> EventResult:
+        """Hard bounce: suppressed at once. Soft: suppressed after SOFT_BOUNCE_LIMIT in a row."""
+        e = Bounce.model_validate(event)
+        properties = {"type": "hard" if e.hard else "soft", "detail": e.detail}
+        async with self._event(e, "Email Bounced", properties) as s:
+            if s is None:
+                return EventResult(recorded=False)
+            customer = await self._customer(s, e.customer_id)
+            reason = "hard_bounce" if e.hard else None
+            if not e.hard:
+                soft = int(customer.attributes.get("soft_bounces", 0)) + 1
+                customer.attributes = {**customer.attributes, "soft_bounces": soft}
+                if soft >= self._settings.soft_bounce_limit:
+                    reason = "soft_bounce_limit"
+            if reason is None:
+                return EventResult(recorded=True, action="recorded")
+            await repo.suppress(
+                s, email=customer.email, customer_id=customer.id, reason=reason, detail=e.detail
+            )
+            sent = await self._leave(customer.id, reason, LIVE_JOURNEYS)
+            return EventResult(recorded=True, action=_signalled(sent))
+
+    async def complaint(self, event: Complaint | dict[str, Any]) -> EventResult:
+        e = Complaint.model_validate(event)
+        async with self._event(e, "Email Marked as Spam", {"detail": e.detail}) as s:
+            if s is None:
+                return EventResult(recorded=False)
+            customer = await self._customer(s, e.customer_id)
+            await repo.suppress(
+                s,
+                email=customer.email,
+                customer_id=customer.id,
+                reason="complaint",
+                detail=e.detail,
+            )
+            sent = await self._leave(customer.id, "complaint", LIVE_JOURNEYS)
+            return EventResult(recorded=True, action=_signalled(sent))
+
+    # -- engagement and everything else ---------------------------------------------------
+
+    async def engaged(self, event: EngagementEvent | dict[str, Any]) -> EventResult:
+        """An open or a click, recorded against its send; the send's journey is told."""
+        e = EngagementEvent.model_validate(event)
+        name = "Email Opened" if e.kind == "opened" else "Email Link Clicked"
+        step = e.send_key.rsplit(":", 1)[-1] if e.send_key else None
+        wf_id = e.send_key.rsplit(":", 2)[0] if e.send_key and e.send_key.count(":") >= 2 else None
+        properties = {"send_key": e.send_key, "step": step, "url": e.url}
+        async with self._event(e, name, properties) as s:
+            if s is None:
+                return EventResult(recorded=False, workflow_id=wf_id)
+            customer = await self._customer(s, e.customer_id)
+            if customer.attributes.get("soft_bounces"):
+                customer.attributes = {**customer.attributes, "soft_bounces": 0}
+            sent = False
+            if wf_id is not None:
+                engagement = Engagement(kind=e.kind, step=step, url=e.url)
+                sent = await self._signal(wf_id, "engaged", engagement)
+            return EventResult(recorded=True, workflow_id=wf_id, action=_signalled(sent))
+
+    async def other_event(self, event: OtherEvent | dict[str, Any]) -> EventResult:
+        e = OtherEvent.model_validate(event)
+        async with self._event(e, e.name, e.properties) as s:
+            return EventResult(recorded=s is not None, action="recorded")
+
+    # -- mechanics ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _event(
+        self, e: Any, name: str, properties: dict[str, Any]
+    ) -> AsyncIterator[AsyncSession | None]:
+        """One transaction: the customer must exist; the event is recorded once (None when
+        it was recorded before, so the caller does nothing more)."""
+        async with self._sessions.begin() as s:
+            await self._customer(s, e.customer_id)
+            fresh = await repo.record_event(
+                s,
+                message_id=message_id_of(name, e),
+                customer_id=e.customer_id,
+                name=name,
+                properties=properties,
+                occurred_at=e.occurred_at,
+            )
+            yield s if fresh else None
+
+    async def _customer(self, s: AsyncSession, customer_id: str) -> Customer:
+        customer = await repo.get_customer(s, customer_id=customer_id)
+        if customer is None:
             raise UnknownCustomer(
                 f"unknown customer {customer_id!r}: send the customer's profile "
-                "(customer_upserted / identify) before their events"
+                "(identify) before their events"
             )
+        return customer
+
+    async def _leave(self, customer_id: str, reason: str, journeys: tuple[str, ...]) -> bool:
+        sent = False
+        for journey in journeys:
+            left = CustomerLeft(reason=reason)
+            sent |= await self._signal(workflow_id(journey, customer_id), "customer_left", left)
+        return sent
 
     async def _signal(self, wf_id: str, signal: Any, arg: Any) -> bool:
         """Signal the live run, if there is one."""
@@ -182,3 +427,6 @@ class Journeys:
                 return False
             raise
         return True
+
+
+__all__ = ["EventResult", "Journeys", "UnknownCustomer", "workflow_id"]

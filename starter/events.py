@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, HttpUrl
@@ -78,3 +78,36 @@ class OrderPlaced(_Event):
     total: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
     currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
     lines: list[CartLine] = Field(default_factory=list, max_length=500)
+
+
+class ProductChanged(_Event):
+    """One product added to or removed from the cart (Segment "Product Added"/"Removed")."""
+
+    line: CartLine
+
+
+class Unsubscribe(_Event):
+    journey: str | None = Field(None, description="only this journey; None = all marketing email")
+    source: str = "api"
+
+
+class Bounce(_Event):
+    hard: bool = True
+    detail: str | None = None
+
+
+class Complaint(_Event):
+    detail: str | None = None
+
+
+class EngagementEvent(_Event):
+    kind: str = Field(pattern=r"^(opened|clicked)$")
+    send_key: str | None = None
+    url: str | None = None
+
+
+class OtherEvent(_Event):
+    """Any other event: recorded for later journeys, routed nowhere."""
+
+    name: str = Field(min_length=1, max_length=100)
+    properties: dict[str, Any] = Field(default_factory=dict)

@@ -57,6 +57,13 @@ async def get_customer(session: AsyncSession, *, customer_id: str) -> Customer |
     return await session.get(Customer, customer_id)
 
 
+async def existing_customer_ids(session: AsyncSession, *, customer_ids: set[str]) -> set[str]:
+    if not customer_ids:
+        return set()
+    rows = await session.scalars(select(Customer.id).where(Customer.id.in_(customer_ids)))
+    return set(rows)
+
+
 async def record_event(
     session: AsyncSession,
     *,

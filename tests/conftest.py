@@ -30,6 +30,7 @@ from store.migrate import upgrade
 from worker import build_worker, make_mailer
 from workflows.common import SEARCH_ATTRIBUTES
 
+WRITE_KEY = "test-write-key-0123456789"
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -160,6 +161,7 @@ async def make_stack(
             secret_key="test-secret-key-0123456789",
             journeys_dir=journeys_dir(**journey_changes),
             smtp_pool_size=2,
+            api_write_key=WRITE_KEY,
         )
         use_client = client or temporal_env.client
         mailer = make_mailer(settings)

@@ -5,8 +5,10 @@ one live run per customer). Timeline (journeys/cart_recovery.toml): first remind
 cart has been quiet for 1 h (each cart change restarts that wait), then reminders on day 2, 3
 and 5 and a discount on day 7, counted from when the cart was abandoned; every email shows
 the cart as it is at sending time.
-Signals: ``cart_updated``, ``order_placed``. Exits at once on an order or an emptied cart;
-the send gate also catches an order whose signal never came, unsubscribes and bounces.
+Signals: ``cart_updated``, ``order_placed``, ``customer_left`` (unsubscribe, complaint, hard
+bounce), ``engaged`` (open/click, kept in the state). Exits at once on an order, an emptied
+cart or ``customer_left``; the send gate also catches an order or an unsubscribe whose signal
+never came.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from datetime import datetime
 from pydantic import BaseModel
 from temporalio import workflow
 
-from workflows.common import JourneyInput, JourneyResult, JourneyRun, JourneyState, outcome_of
+from workflows.common import (
+    CustomerLeft,
+    Engagement,
+    JourneyInput,
+    JourneyResult,
+    JourneyRun,
+    JourneyState,
+    outcome_of,
+)
 
 
 class CartChange(BaseModel):
@@ -45,6 +55,14 @@ class CartRecovery:
     @workflow.signal
     def order_placed(self, order: OrderNotice) -> None:
         self._exit = "ordered"
+
+    @workflow.signal
+    def customer_left(self, left: CustomerLeft) -> None:
+        self._exit = left.reason
+
+    @workflow.signal
+    def engaged(self, engagement: Engagement) -> None:
+        self._journey.note_engagement(engagement)
 
     def _leaving(self) -> bool:
         return self._exit is not None

@@ -28,6 +28,20 @@ class JourneyInput(BaseModel):
     config: JourneyConfig
 
 
+class CustomerLeft(BaseModel):
+    """Signal ``customer_left``: unsubscribed, complained or hard-bounced; leave now."""
+
+    reason: str
+
+
+class Engagement(BaseModel):
+    """Signal ``engaged``: the customer opened or clicked one of our emails."""
+
+    kind: str  # opened | clicked
+    step: str | None = None
+    url: str | None = None
+
+
 class StepRecord(BaseModel):
     step: str
     status: str
@@ -45,6 +59,7 @@ class JourneyState(BaseModel):
     next_step: str | None = None
     next_at: datetime | None = None
     decisions: list[StepRecord] = []
+    engagements: list[Engagement] = []
     outcome: str | None = None
 
 
@@ -137,6 +152,10 @@ class JourneyRun:
         )
         self.at_step(f"{outcome.status}:{step.name}")
         return outcome
+
+    def note_engagement(self, engagement: Engagement) -> None:
+        if len(self.state.engagements) < 50:  # bounded: history and state stay small
+            self.state.engagements.append(engagement)
 
     def finish(self, outcome: str) -> JourneyResult:
         self.state.outcome = outcome
