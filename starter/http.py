@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 
 import aiosmtplib
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
@@ -216,6 +217,20 @@ def create_app(settings: Settings, journeys: Journeys | None = None) -> FastAPI:
                 "(as Segment does) or as 'Authorization: Bearer <key>'",
                 headers={"WWW-Authenticate": 'Basic realm="shop-journeys"'},
             )
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Name the field and the reason; leave the input out (it may not even be JSON:
+        # NaN, Infinity) so the answer itself can never fail.
+        errors = [
+            {
+                "loc": list(err.get("loc", ())),
+                "msg": str(err.get("msg")),
+                "type": str(err.get("type")),
+            }
+            for err in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": errors})
 
     @app.exception_handler(CallInvalid)
     async def _invalid(request: Request, exc: CallInvalid) -> JSONResponse:

@@ -101,7 +101,10 @@ async def test_the_same_message_twice_is_recorded_and_routed_once(http, stack):
     assert len(await _events(stack, cid, "Cart Updated")) == 1
     handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
     history = await handle.fetch_history()
-    assert sum(1 for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")) == 1
+    assert (
+        sum(1 for e in history.events if e.HasField("workflow_execution_signaled_event_attributes"))
+        == 1
+    )
     await handle.terminate("test done")
 
 
@@ -380,7 +383,9 @@ async def test_forged_or_altered_tokens_record_nothing_and_redirect_nowhere(http
         answer = await http.get(bad)
         assert answer.status_code == 404, bad
         assert "location" not in answer.headers
-    assert (await http.post("/u/not-a-token", content=b"List-Unsubscribe=One-Click")).status_code == 404
+    assert (
+        await http.post("/u/not-a-token", content=b"List-Unsubscribe=One-Click")
+    ).status_code == 404
     assert [e.name for e in await _events(stack, cid)] == ["Cart Updated"]
     await handle.terminate("test done")
 
