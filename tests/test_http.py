@@ -459,8 +459,7 @@ async def test_bounces_and_complaints_suppress_the_address(http, stack):
 
     async with stack.sessions() as s:
         reasons = {
-            cid: (await s.get(Suppression, email_for(cid))).reason  # type: ignore[union-attr]
-            for cid in (soft, hard, spam)
+            cid: (await s.get(Suppression, email_for(cid))).reason for cid in (soft, hard, spam)
         }
     assert reasons == {soft: "soft_bounce_limit", hard: "hard_bounce", spam: "complaint"}
     result = await asyncio.wait_for(running.result(), timeout=20)
