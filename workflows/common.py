@@ -159,8 +159,10 @@ class JourneyRun:
 
     def finish(self, outcome: str) -> JourneyResult:
         self.state.outcome = outcome
-        self.state.next_step = self.state.next_at = None
-        workflow.upsert_search_attributes([JOURNEY_OUTCOME.value_set(outcome)])
+        self.state.step, self.state.next_step, self.state.next_at = "ended", None, None
+        workflow.upsert_search_attributes(
+            [JOURNEY_STEP.value_set("ended"), JOURNEY_OUTCOME.value_set(outcome)]
+        )
         return JourneyResult(
             outcome=outcome,
             sent=[d.step for d in self.state.decisions if d.status == "sent"],
