@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.journey import ordered_since
 from activities.mailer import (
     PermanentSmtpError,
     RecipientRejected,
@@ -40,9 +42,10 @@ from activities.render import (
 )
 from activities.tracking import Links
 from activities.types import SendOutcome, SendStepInput
+from journeys.config import QuietHours
 from store import repo
 from store.db import SessionFactory
-from store.models import Cart, Customer, SendLog, utcnow
+from store.models import Cart, Customer, Product, SendLog, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +136,15 @@ class SendActivities:
                 )
             cart = await repo.get_cart(s, customer_id=customer.id)
             refusal = await self._gate(s, req, customer, cart)
+            if refusal is None and req.quiet_hours is not None:
+                until = quiet_until(req.now, customer.timezone, req.quiet_hours)
+                if until is not None:
+                    log.info("send %s deferred by quiet hours until %s", key, until)
+                    return SendOutcome(
+                        status="deferred",
+                        reason=f"quiet_hours: {customer.timezone} until {until:%Y-%m-%d %H:%M} UTC",
+                        retry_at=until,
+                    )
             if refusal is not None:
                 status, reason = refusal
                 if existing is None:
@@ -143,6 +155,7 @@ class SendActivities:
                 return SendOutcome(status=status, reason=reason)
             coupon = await self._coupon(s, req)
             context = self._context(req, customer, cart, coupon)
+            context.update(await _extra_context(s, req, customer))
 
         try:
             rendered = self._renderer.render(
@@ -227,7 +240,13 @@ class SendActivities:
                 "skipped",
                 "cart_empty" if cart is None or cart.status != "ordered" else "ordered",
             )
-        if await repo.has_ordered_since(s, customer_id=customer.id, since=req.entered_at):
+        if req.check_orders and await ordered_since(
+            s,
+            customer_id=customer.id,
+            since=req.entered_at,
+            ignore_order_id=req.ignore_order_id,
+            skus=req.order_skus,
+        ):
             return "skipped", "ordered"
         cap = req.frequency_cap
         recent = await repo.count_sent_since(
@@ -320,6 +339,76 @@ class SendActivities:
         """The SMTP server did not take the message: drop the claim so a retry can send."""
         async with self._sessions.begin() as s:
             await repo.delete_send(s, key=key)
+
+
+def quiet_until(now: datetime, zone: str, quiet: QuietHours) -> datetime | None:
+    """When the quiet hours around ``now`` end in ``zone``, or None outside them."""
+    if not quiet.enabled or quiet.start == quiet.end:
+        return None
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    local = now.astimezone(tz)
+    t = local.time().replace(tzinfo=None)
+    overnight = quiet.start > quiet.end
+    inside = (t >= quiet.start or t < quiet.end) if overnight else quiet.start <= t < quiet.end
+    if not inside:
+        return None
+    end = local.replace(hour=quiet.end.hour, minute=quiet.end.minute, second=0, microsecond=0)
+    if end <= local:
+        end = (local + timedelta(days=1)).replace(
+            hour=quiet.end.hour, minute=quiet.end.minute, second=0, microsecond=0
+        )
+    return end.astimezone(UTC)
+
+
+def _product(p: Product) -> dict[str, Any]:
+    return {
+        "sku": p.sku,
+        "name": p.name,
+        "category": p.category,
+        "price": p.price,
+        "url": p.url,
+        "image_url": p.image_url,
+    }
+
+
+async def _extra_context(s: Any, req: SendStepInput, customer: Customer) -> dict[str, Any]:
+    """Products and orders the template may show; always present so templates can test them."""
+    extra: dict[str, Any] = {
+        "product": None,
+        "accessories": [],
+        "order": None,
+        "cross_sell": [],
+        "birthday_known": bool(customer.attributes.get("birthday")),
+        **{k: v for k, v in req.context.items() if k not in ("product_sku", "order_id")},
+    }
+    sku = req.context.get("product_sku")
+    if sku:
+        product = await repo.get_product(s, sku=str(sku))
+        if product is not None:
+            extra["product"] = _product(product)
+            picks = await repo.popular_in_category(
+                s, category=product.category, exclude={product.sku}
+            )
+            extra["accessories"] = [_product(p) for p in picks]
+    order_id = req.context.get("order_id")
+    if order_id:
+        order = await repo.get_order(s, customer_id=customer.id, order_id=str(order_id))
+        if order is not None:
+            lines = order.lines.get("items", [])
+            extra["order"] = {
+                "id": order.id,
+                "total": order.total,
+                "currency": order.currency,
+                "lines": lines,
+            }
+            category = next((line["category"] for line in lines if line.get("category")), None)
+            bought = {str(line.get("sku")) for line in lines}
+            picks = await repo.popular_in_category(s, category=category, exclude=bought)
+            extra["cross_sell"] = [_product(p) for p in picks]
+    return extra
 
 
 def _claim_is_live(row: SendLog) -> bool:

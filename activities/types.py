@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from journeys.config import CouponConfig, FrequencyCap
+from journeys.config import CouponConfig, FrequencyCap, QuietHours
 
-SendStatus = Literal["sent", "skipped", "held_out", "bounced", "failed"]
+SendStatus = Literal["sent", "skipped", "held_out", "bounced", "failed", "deferred"]
 
 # Skip reasons that mean the customer has left the journey for good.
 EXIT_REASONS = frozenset({"ordered", "cart_empty", "suppressed", "unsubscribed"})
@@ -29,6 +29,15 @@ class SendStepInput(BaseModel):
     frequency_cap: FrequencyCap = FrequencyCap()
     coupon: CouponConfig | None = None
     requires_active_cart: bool = False
+    quiet_hours: QuietHours | None = None
+    # Which orders count as "ordered since entering": all but ``ignore_order_id`` (the order
+    # that started the journey), and only those with one of ``order_skus`` when given.
+    check_orders: bool = True
+    ignore_order_id: str | None = None
+    order_skus: list[str] | None = None
+    # Extra data for the template: {"product_sku": ...} adds ``product`` and ``accessories``;
+    # {"cross_sell_category": ...} adds ``cross_sell``; anything else is passed as it is.
+    context: dict[str, Any] = {}
 
     @property
     def idempotency_key(self) -> str:
@@ -40,9 +49,47 @@ class SendOutcome(BaseModel):
     reason: str | None = None
     message_id: str | None = None
     already_done: bool = False  # True when a retry found the decision recorded before
+    retry_at: datetime | None = None  # with "deferred": quiet hours end then
 
     @property
     def ends_journey(self) -> bool:
         if self.status == "bounced":
             return True
         return self.status == "skipped" and (self.reason or "").split(":")[0] in EXIT_REASONS
+
+
+class FactsInput(BaseModel):
+    customer_id: str
+    since: datetime
+    send_key_prefix: str  # "<workflow id>:<run chain id>:" — this run's emails
+    ignore_order_id: str | None = None
+    order_skus: list[str] | None = None
+    view_sku: str | None = None  # viewed_again: views of this product ...
+    views_after_send: str | None = None  # ... after the email of this send key went out
+
+
+class JourneyFacts(BaseModel):
+    """What the store says about the customer since the journey began: branches use it."""
+
+    ordered: bool
+    opened: bool
+    clicked: bool
+    orders_total: int
+    has_birthday: bool
+    viewed_again: bool = False
+
+
+class DecisionInput(BaseModel):
+    customer_id: str
+    journey: str
+    workflow_id: str
+    run_chain_id: str
+    name: str
+    value: str
+    reason: str
+    at: datetime
+
+
+class TagInput(BaseModel):
+    customer_id: str
+    tag: str

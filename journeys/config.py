@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 import tomllib
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -47,6 +47,18 @@ class StepConfig(_Strict):
     template: str
     subject: str
     coupon: CouponConfig | None = None
+    # When the customer has ordered since entering the journey: leave the journey ("exit"),
+    # skip just this email ("skip"), or send it anyway ("send").
+    on_order: Literal["exit", "skip", "send"] = "exit"
+
+
+class QuietHours(_Strict):
+    """No marketing email between ``start`` and ``end`` in the customer's time zone; a send
+    due then moves to ``end`` (the next allowed minute)."""
+
+    enabled: bool = True
+    start: time = time(21, 0)
+    end: time = time(8, 0)
 
 
 class FrequencyCap(_Strict):
@@ -71,6 +83,7 @@ class JourneyConfig(_Strict):
     description: str = ""
     holdout_share: float = Field(0.0, ge=0.0, le=1.0)
     frequency_cap: FrequencyCap = FrequencyCap()
+    quiet_hours: QuietHours = QuietHours()
     send_retry: SendRetry = SendRetry()
     steps: tuple[StepConfig, ...] = Field(min_length=1)
 
@@ -84,6 +97,10 @@ class JourneyConfig(_Strict):
             raise ValueError("steps must be listed in the order of their 'after' delay")
         return self
 
+    def extra_templates(self) -> list[tuple[str, str]]:
+        """Templates named outside ``steps`` (subclasses), as (key, template) pairs."""
+        return []
+
     def step(self, name: str) -> StepConfig:
         for s in self.steps:
             if s.name == name:
@@ -96,8 +113,14 @@ class JourneyConfig(_Strict):
             return self
         if factor <= 0:
             raise ValueError("speedup factor must be positive")
+        delays = {
+            name: value / factor
+            for name, value in self
+            if isinstance(value, timedelta)  # journey-specific waits of subclasses
+        }
         return self.model_copy(
             update={
+                **delays,
                 "steps": tuple(
                     s.model_copy(update={"after": s.after / factor}) for s in self.steps
                 ),
@@ -112,8 +135,21 @@ class JourneyConfigError(ValueError):
     """A journey TOML that cannot be used; the message names file, key and reason."""
 
 
-def load_journey(name: str, journeys_dir: Path) -> JourneyConfig:
-    """Load and validate ``<journeys_dir>/<name>.toml``; templates must exist."""
+Config = TypeVar("Config", bound=JourneyConfig)
+
+
+@overload
+def load_journey(name: str, journeys_dir: Path) -> JourneyConfig: ...
+
+
+@overload
+def load_journey(name: str, journeys_dir: Path, model: type[Config]) -> Config: ...
+
+
+def load_journey(
+    name: str, journeys_dir: Path, model: type[JourneyConfig] = JourneyConfig
+) -> JourneyConfig:
+    """Load and validate ``<journeys_dir>/<name>.toml`` into ``model``; templates must exist."""
     path = journeys_dir / f"{name}.toml"
     if not path.is_file():
         raise JourneyConfigError(f"{path}: no such journey file")
@@ -122,7 +158,7 @@ def load_journey(name: str, journeys_dir: Path) -> JourneyConfig:
     except tomllib.TOMLDecodeError as exc:
         raise JourneyConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:
-        config = JourneyConfig.model_validate(raw)
+        config = model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
@@ -131,11 +167,12 @@ def load_journey(name: str, journeys_dir: Path) -> JourneyConfig:
     if config.name != name:
         raise JourneyConfigError(f"{path}: name = {config.name!r} but the file is {name!r}")
     templates = journeys_dir / "templates"
-    for i, step in enumerate(config.steps):
+    named = [(f"steps.{i}.template", s.template) for i, s in enumerate(config.steps)]
+    named += [(key, template) for key, template in config.extra_templates()]
+    for key, template in named:
         for suffix in ("html", "txt"):
-            if not (templates / f"{step.template}.{suffix}.j2").is_file():
+            if not (templates / f"{template}.{suffix}.j2").is_file():
                 raise JourneyConfigError(
-                    f"{path}: steps.{i}.template: template "
-                    f"{step.template}.{suffix}.j2 not found in {templates}"
+                    f"{path}: {key}: template {template}.{suffix}.j2 not found in {templates}"
                 )
     return config

@@ -149,3 +149,39 @@ class Coupon(Base):
     percent_off: Mapped[int]
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Product(Base):
+    """Products seen in the shop's events (views, carts, orders): the catalogue the journeys
+    pick cross-sells and recommendations from."""
+
+    __tablename__ = "products"
+    __table_args__ = (Index("ix_products_category_popularity", "category", "times_ordered"),)
+
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str | None] = mapped_column(String(100))
+    price: Mapped[Decimal | None]
+    url: Mapped[str | None] = mapped_column(String(2000))
+    image_url: Mapped[str | None] = mapped_column(String(2000))
+    times_ordered: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class JourneyDecision(Base):
+    """A branch a run took and why, so "why did this customer go that way?" has an answer."""
+
+    __tablename__ = "journey_decisions"
+    __table_args__ = (
+        Index("uq_journey_decisions_run_name", "workflow_id", "run_chain_id", "name", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    journey: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    run_chain_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime]

@@ -14,7 +14,18 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import Cart, Coupon, Customer, Event, Order, SendLog, Suppression, utcnow
+from store.models import (
+    Cart,
+    Coupon,
+    Customer,
+    Event,
+    JourneyDecision,
+    Order,
+    Product,
+    SendLog,
+    Suppression,
+    utcnow,
+)
 
 
 async def upsert_customer(
@@ -232,3 +243,145 @@ async def get_or_create_coupon(
         session.add(coupon)
         await session.flush()
     return coupon
+
+
+async def upsert_products(
+    session: AsyncSession, *, lines: list[dict[str, Any]], ordered: bool = False
+) -> None:
+    """Keep the catalogue of products seen in events; count what is ordered."""
+    for line in lines:
+        sku = line.get("sku")
+        if not sku or not line.get("name"):
+            continue
+        product = await session.get(Product, sku)
+        if product is None:
+            product = Product(sku=sku, name=line["name"], times_ordered=0)
+            session.add(product)
+        product.name = line["name"]
+        for attr in ("category", "url", "image_url"):
+            if line.get(attr):
+                setattr(product, attr, line[attr])
+        if line.get("price") is not None:
+            product.price = Decimal(str(line["price"]))
+        if ordered:
+            product.times_ordered += int(line.get("quantity", 1))
+    await session.flush()
+
+
+async def get_product(session: AsyncSession, *, sku: str) -> Product | None:
+    return await session.get(Product, sku)
+
+
+async def popular_in_category(
+    session: AsyncSession, *, category: str | None, exclude: set[str], limit: int = 3
+) -> list[Product]:
+    """Cross-sell and accessory picks: the most ordered products of the category."""
+    if not category:
+        return []
+    query = (
+        select(Product)
+        .where(Product.category == category, Product.sku.not_in(exclude or {""}))
+        .order_by(Product.times_ordered.desc(), Product.sku)
+        .limit(limit)
+    )
+    return list(await session.scalars(query))
+
+
+async def orders_since(session: AsyncSession, *, customer_id: str, since: datetime) -> list[Order]:
+    rows = await session.scalars(
+        select(Order)
+        .where(Order.customer_id == customer_id, Order.placed_at >= since)
+        .order_by(Order.placed_at)
+    )
+    return list(rows)
+
+
+async def get_order(session: AsyncSession, *, customer_id: str, order_id: str) -> Order | None:
+    """The customer's order, or their latest with ``order_id="latest"``."""
+    query = select(Order).where(Order.customer_id == customer_id)
+    if order_id == "latest":
+        query = query.order_by(Order.placed_at.desc()).limit(1)
+    else:
+        query = query.where(Order.id == order_id)
+    return await session.scalar(query)
+
+
+async def count_orders(session: AsyncSession, *, customer_id: str) -> int:
+    return int(
+        await session.scalar(select(func.count(Order.id)).where(Order.customer_id == customer_id))
+        or 0
+    )
+
+
+async def count_views(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    sku: str | None = None,
+    category: str | None = None,
+    since: datetime | None = None,
+) -> int:
+    """How often the customer viewed this product (or any product of this category)."""
+    query = select(func.count(Event.id)).where(
+        Event.customer_id == customer_id, Event.name == "Product Viewed"
+    )
+    if since is not None:
+        query = query.where(Event.received_at >= since)
+    if sku is not None:
+        query = query.where(Event.properties["sku"].as_string() == sku)
+    if category is not None:
+        query = query.where(Event.properties["category"].as_string() == category)
+    return int(await session.scalar(query) or 0)
+
+
+async def engagement_of_run(
+    session: AsyncSession, *, customer_id: str, send_key_prefix: str
+) -> set[str]:
+    """Which of "Email Opened" / "Email Link Clicked" happened on this run's emails."""
+    rows = await session.execute(
+        select(Event.name, Event.properties).where(
+            Event.customer_id == customer_id,
+            Event.name.in_(("Email Opened", "Email Link Clicked")),
+        )
+    )
+    return {
+        name
+        for name, props in rows
+        if str((props or {}).get("send_key") or "").startswith(send_key_prefix)
+    }
+
+
+async def record_decision(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    journey: str,
+    workflow_id: str,
+    run_chain_id: str,
+    name: str,
+    value: str,
+    reason: str | None,
+    decided_at: datetime,
+) -> None:
+    """Once per run and name: a retried activity records nothing twice."""
+    found = await session.scalar(
+        select(JourneyDecision.id).where(
+            JourneyDecision.workflow_id == workflow_id,
+            JourneyDecision.run_chain_id == run_chain_id,
+            JourneyDecision.name == name,
+        )
+    )
+    if found is None:
+        session.add(
+            JourneyDecision(
+                customer_id=customer_id,
+                journey=journey,
+                workflow_id=workflow_id,
+                run_chain_id=run_chain_id,
+                name=name,
+                value=value,
+                reason=reason,
+                decided_at=decided_at,
+            )
+        )
+        await session.flush()

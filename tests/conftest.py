@@ -31,6 +31,7 @@ from worker import build_worker, make_mailer
 from workflows.common import SEARCH_ATTRIBUTES
 
 WRITE_KEY = "test-write-key-0123456789"
+SECRET = "test-secret-key-0123456789"
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -158,7 +159,7 @@ async def make_stack(
             smtp_port=catcher.port,
             mail_from="Example Shop <shop@shop.test>",
             public_base_url="https://shop.test",
-            secret_key="test-secret-key-0123456789",
+            secret_key=SECRET,
             journeys_dir=journeys_dir(**journey_changes),
             smtp_pool_size=2,
             api_write_key=WRITE_KEY,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -14,18 +15,31 @@ MUG = {"sku": "MUG-7", "name": "Coffee mug", "price": "8.50", "quantity": 1}
 HAT = {"sku": "HAT-3", "name": "Wool hat", "price": "25.00", "quantity": 1}
 
 
+def zone_at_local_hour(hour: int) -> str:
+    """A fixed-offset time zone where it is now about ``hour`` o'clock, so that tests do not
+    depend on when they run (quiet hours are 21:00-08:00 local by default)."""
+    offset = (hour - datetime.now(UTC).hour) % 24
+    if offset > 12:
+        offset -= 24
+    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")  # Etc/GMT signs are inverted
+
+
 def email_for(customer_id: str) -> str:
     return f"{customer_id}@example.com"
 
 
-async def add_customer(stack: Any, customer_id: str, *, first_name: str | None = "Ada") -> None:
+async def add_customer(
+    stack: Any, customer_id: str, *, first_name: str | None = "Ada", timezone: str | None = None
+) -> None:
+    """A customer in a time zone where it is about 11:00 now: a week of journey at the same
+    time of day never meets quiet hours."""
     await stack.journeys.customer_upserted(
         {
             "customer_id": customer_id,
             "email": email_for(customer_id),
             "first_name": first_name,
             "last_name": "Lovelace",
-            "timezone": "Europe/Berlin",
+            "timezone": timezone or zone_at_local_hour(11),
         }
     )
 

@@ -4,6 +4,7 @@ at the journey's real length in virtual time."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -11,9 +12,18 @@ from email.utils import parsedate_to_datetime
 from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 
+from activities import tokens
 from store.models import Coupon, Event, SendLog
+from tests.conftest import SECRET
 from tests.helpers import HAT, MUG, TEE, abandon_cart, add_customer, email_for, parts, wait_for_mail
 from workflows.cart_recovery import CartRecovery
+
+
+def clicked_through(html: str) -> list[str]:
+    """Where the tracked links of an HTML part lead."""
+    found = re.findall(r'href="https://shop\.test/t/c/([^"]+)"', html)
+    return [tokens.verify(t, secret=SECRET, purpose="click")["u"] for t in found]  # type: ignore[index]
+
 
 STEP_AFTER = [
     timedelta(hours=1),
@@ -46,7 +56,8 @@ async def test_five_emails_arrive_at_their_configured_times_with_the_cart(stack)
             assert "Blue T-shirt" in body and "Coffee mug" in body
             assert "39.80 EUR" in body  # 2 x 19.90
             assert "48.30 EUR" in body  # cart total
-            assert f"https://shop.test/checkout/{cid}" in body
+        assert f"https://shop.test/checkout/{cid}" in text
+        assert f"https://shop.test/checkout/{cid}" in clicked_through(html)  # via the tracker
         assert mail["List-Unsubscribe"].startswith("<https://shop.test/u/")
         assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         unsubscribe_url = mail["List-Unsubscribe"].strip("<>")

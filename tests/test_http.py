@@ -17,7 +17,15 @@ from activities import tokens
 from starter.http import create_app
 from store.models import Customer, Event, Suppression
 from tests.conftest import WRITE_KEY
-from tests.helpers import TEE, abandon_cart, add_customer, email_for, parts, wait_for_mail
+from tests.helpers import (
+    TEE,
+    abandon_cart,
+    add_customer,
+    email_for,
+    parts,
+    wait_for_mail,
+    zone_at_local_hour,
+)
 from workflows.cart_recovery import CartRecovery
 
 BEARER = {"Authorization": f"Bearer {WRITE_KEY}"}
@@ -40,7 +48,8 @@ async def _events(stack, customer_id: str, name: str | None = None) -> list[Even
 
 
 def _identify(cid: str, **traits: Any) -> dict[str, Any]:
-    return {"userId": cid, "traits": {"email": email_for(cid), "firstName": "Ada", **traits}}
+    base = {"email": email_for(cid), "firstName": "Ada", "timezone": zone_at_local_hour(11)}
+    return {"userId": cid, "traits": {**base, **traits}}
 
 
 # -- authentication ---------------------------------------------------------------------

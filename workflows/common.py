@@ -5,13 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
-    from activities.types import SendOutcome, SendStepInput
+    from activities.types import (
+        EXIT_REASONS,
+        DecisionInput,
+        FactsInput,
+        JourneyFacts,
+        SendOutcome,
+        SendStepInput,
+        TagInput,
+    )
     from journeys.config import JourneyConfig, StepConfig
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
@@ -59,6 +68,7 @@ class JourneyState(BaseModel):
     next_step: str | None = None
     next_at: datetime | None = None
     decisions: list[StepRecord] = []
+    branches: dict[str, str] = {}
     engagements: list[Engagement] = []
     outcome: str | None = None
 
@@ -96,7 +106,12 @@ class JourneyRun:
         workflow.upsert_search_attributes([JOURNEY_STEP.value_set(step)])
 
     async def wait_until(
-        self, when: datetime, *, step: StepConfig, wake: Callable[[], bool]
+        self,
+        when: datetime,
+        *,
+        step: StepConfig,
+        wake: Callable[[], bool],
+        summary: str | None = None,
     ) -> bool:
         """Sleep until ``when``; True if ``wake`` became true first."""
         self.at_step(f"waiting:{step.name}", next_step=step.name, next_at=when)
@@ -107,16 +122,69 @@ class JourneyRun:
             return False
         try:
             await workflow.wait_condition(
-                wake, timeout=delay, timeout_summary=f"wait until {step.name} ({step.after} in)"
+                wake,
+                timeout=delay,
+                timeout_summary=summary or f"wait until {step.name} ({step.after} in)",
             )
         except TimeoutError:
             return False
         return True
 
-    async def send(self, step: StepConfig, *, requires_active_cart: bool = False) -> SendOutcome:
-        """Pass ``step`` through the send gate and send it; the decision is recorded."""
+    async def send(
+        self,
+        step: StepConfig,
+        *,
+        requires_active_cart: bool = False,
+        template: str | None = None,
+        context: dict[str, Any] | None = None,
+        ignore_order_id: str | None = None,
+        order_skus: list[str] | None = None,
+        wake: Callable[[], bool] = lambda: False,
+    ) -> SendOutcome:
+        """Pass ``step`` through the send gate and send it; every decision is recorded.
+        Quiet hours move the send to their end; if ``wake`` becomes true meanwhile, the send
+        is dropped (skipped, "left during quiet hours")."""
+        while True:
+            outcome = await self._send_once(
+                step,
+                template=template or step.template,
+                requires_active_cart=requires_active_cart,
+                context=context or {},
+                ignore_order_id=ignore_order_id,
+                order_skus=order_skus,
+            )
+            self.state.decisions.append(
+                StepRecord(
+                    step=step.name, status=outcome.status, reason=outcome.reason, at=workflow.now()
+                )
+            )
+            if outcome.status != "deferred" or outcome.retry_at is None:
+                break
+            woke = await self.wait_until(
+                outcome.retry_at,
+                step=step,
+                wake=wake,
+                summary=f"quiet hours: {step.name} moves to {outcome.retry_at:%H:%M} UTC",
+            )
+            if woke:
+                outcome = SendOutcome(status="skipped", reason="left during quiet hours")
+                break
+        self.at_step(f"{outcome.status}:{step.name}")
+        return outcome
+
+    async def _send_once(
+        self,
+        step: StepConfig,
+        *,
+        template: str,
+        requires_active_cart: bool,
+        context: dict[str, Any],
+        ignore_order_id: str | None,
+        order_skus: list[str] | None,
+    ) -> SendOutcome:
         self.at_step(f"sending:{step.name}")
         retry = self.config.send_retry
+        quiet = self.config.quiet_hours
         outcome: SendOutcome = await workflow.execute_activity(
             "send_step",
             SendStepInput(
@@ -124,7 +192,7 @@ class JourneyRun:
                 workflow_id=self.workflow_id,
                 run_chain_id=self.run_chain_id,
                 step=step.name,
-                template=step.template,
+                template=template,
                 subject=step.subject,
                 customer_id=self.customer_id,
                 entered_at=self.entered_at,
@@ -133,6 +201,11 @@ class JourneyRun:
                 frequency_cap=self.config.frequency_cap,
                 coupon=step.coupon,
                 requires_active_cart=requires_active_cart,
+                quiet_hours=quiet if quiet.enabled else None,
+                check_orders=step.on_order != "send",
+                ignore_order_id=ignore_order_id,
+                order_skus=order_skus,
+                context=context,
             ),
             result_type=SendOutcome,
             start_to_close_timeout=SEND_ACTIVITY_TIMEOUT,
@@ -143,15 +216,85 @@ class JourneyRun:
                 maximum_interval=retry.maximum_interval,
                 non_retryable_error_types=["UnknownCustomer", "TemplateError"],
             ),
-            summary=f"send {step.name} ({step.template})",
+            summary=f"send {step.name} ({template})",
         )
-        self.state.decisions.append(
-            StepRecord(
-                step=step.name, status=outcome.status, reason=outcome.reason, at=workflow.now()
-            )
-        )
-        self.at_step(f"{outcome.status}:{step.name}")
         return outcome
+
+    def leaves(self, step: StepConfig, outcome: SendOutcome) -> bool:
+        """Does this send decision end the journey? (An order only where the step says so.)"""
+        if outcome.status == "bounced":
+            return True
+        if outcome.status != "skipped":
+            return False
+        reason = (outcome.reason or "").split(":")[0]
+        if reason == "ordered":
+            return step.on_order == "exit"
+        return reason in EXIT_REASONS
+
+    def sent_since(self, since: datetime) -> int:
+        return sum(1 for d in self.state.decisions if d.status == "sent" and d.at >= since)
+
+    def skip(self, step: StepConfig, reason: str) -> None:
+        """Record a step the journey itself decided not to send."""
+        self.state.decisions.append(
+            StepRecord(step=step.name, status="skipped", reason=reason, at=workflow.now())
+        )
+
+    async def facts(
+        self,
+        *,
+        ignore_order_id: str | None = None,
+        order_skus: list[str] | None = None,
+        view_sku: str | None = None,
+        views_after_step: str | None = None,
+    ) -> JourneyFacts:
+        """What the store says the customer did since entering (orders, opens, clicks)."""
+        prefix = f"{self.workflow_id}:{self.run_chain_id}:"
+        facts: JourneyFacts = await workflow.execute_activity(
+            "journey_facts",
+            FactsInput(
+                customer_id=self.customer_id,
+                since=self.entered_at,
+                send_key_prefix=prefix,
+                ignore_order_id=ignore_order_id,
+                order_skus=order_skus,
+                view_sku=view_sku,
+                views_after_send=f"{prefix}{views_after_step}" if views_after_step else None,
+            ),
+            result_type=JourneyFacts,
+            start_to_close_timeout=SEND_ACTIVITY_TIMEOUT,
+            summary="read what the customer did",
+        )
+        return facts
+
+    async def decide(self, name: str, value: str, reason: str) -> str:
+        """Record a branch taken, in the state (query) and in the store (explain)."""
+        self.state.branches[name] = f"{value}: {reason}"
+        workflow.upsert_search_attributes([JOURNEY_STEP.value_set(f"branch:{value}")])
+        await workflow.execute_activity(
+            "record_decision",
+            DecisionInput(
+                customer_id=self.customer_id,
+                journey=self.config.name,
+                workflow_id=self.workflow_id,
+                run_chain_id=self.run_chain_id,
+                name=name,
+                value=value,
+                reason=reason,
+                at=workflow.now(),
+            ),
+            start_to_close_timeout=SEND_ACTIVITY_TIMEOUT,
+            summary=f"record branch {name} = {value}",
+        )
+        return value
+
+    async def tag(self, tag: str) -> None:
+        await workflow.execute_activity(
+            "tag_customer",
+            TagInput(customer_id=self.customer_id, tag=tag),
+            start_to_close_timeout=SEND_ACTIVITY_TIMEOUT,
+            summary=f"tag customer {tag}",
+        )
 
     def note_engagement(self, engagement: Engagement) -> None:
         if len(self.state.engagements) < 50:  # bounded: history and state stay small

@@ -1,0 +1,95 @@
+"""Activities that read and write journey state in the store (not email)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+
+from activities.types import DecisionInput, FactsInput, JourneyFacts, TagInput
+from store import repo
+from store.db import SessionFactory
+from store.models import Order
+
+
+def counts_as_order(order: Order, *, ignore_order_id: str | None, skus: list[str] | None) -> bool:
+    """The one rule for "has the customer ordered (what this journey waits for)"."""
+    if ignore_order_id is not None and order.id == ignore_order_id:
+        return False
+    if skus:
+        bought = {str(line.get("sku")) for line in order.lines.get("items", [])}
+        return bool(bought & set(skus))
+    return True
+
+
+async def ordered_since(
+    s: AsyncSession,
+    *,
+    customer_id: str,
+    since: datetime,
+    ignore_order_id: str | None,
+    skus: list[str] | None,
+) -> bool:
+    orders = await repo.orders_since(s, customer_id=customer_id, since=since)
+    return any(counts_as_order(o, ignore_order_id=ignore_order_id, skus=skus) for o in orders)
+
+
+class JourneyActivities:
+    def __init__(self, *, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name="journey_facts")
+    async def journey_facts(self, req: FactsInput) -> JourneyFacts:
+        async with self._sessions() as s:
+            customer = await repo.get_customer(s, customer_id=req.customer_id)
+            seen = await repo.engagement_of_run(
+                s, customer_id=req.customer_id, send_key_prefix=req.send_key_prefix
+            )
+            viewed_again = False
+            if req.view_sku is not None and req.views_after_send is not None:
+                # Views are stamped by the wall clock, so compare with when that email
+                # really went out, not with the journey's (possibly virtual) clock.
+                sent = await repo.get_send(s, key=req.views_after_send)
+                after = sent.sent_at or sent.claimed_at if sent is not None else None
+                views = await repo.count_views(
+                    s, customer_id=req.customer_id, sku=req.view_sku, since=after
+                )
+                viewed_again = views > 0
+            return JourneyFacts(
+                ordered=await ordered_since(
+                    s,
+                    customer_id=req.customer_id,
+                    since=req.since,
+                    ignore_order_id=req.ignore_order_id,
+                    skus=req.order_skus,
+                ),
+                opened="Email Opened" in seen or "Email Link Clicked" in seen,
+                clicked="Email Link Clicked" in seen,
+                orders_total=await repo.count_orders(s, customer_id=req.customer_id),
+                has_birthday=bool(customer and customer.attributes.get("birthday")),
+                viewed_again=viewed_again,
+            )
+
+    @activity.defn(name="record_decision")
+    async def record_decision(self, req: DecisionInput) -> None:
+        async with self._sessions.begin() as s:
+            await repo.record_decision(
+                s,
+                customer_id=req.customer_id,
+                journey=req.journey,
+                workflow_id=req.workflow_id,
+                run_chain_id=req.run_chain_id,
+                name=req.name,
+                value=req.value,
+                reason=req.reason,
+                decided_at=req.at,
+            )
+
+    @activity.defn(name="tag_customer")
+    async def tag_customer(self, req: TagInput) -> None:
+        async with self._sessions.begin() as s:
+            customer = await repo.get_customer(s, customer_id=req.customer_id)
+            if customer is not None:
+                tags = set(customer.attributes.get("tags", []))
+                customer.attributes = {**customer.attributes, "tags": sorted(tags | {req.tag})}
