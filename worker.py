@@ -17,15 +17,19 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.journey import JourneyActivities
 from activities.mailer import SmtpPool
 from activities.render import Renderer
 from activities.send import MailSettings, SendActivities
 from settings import Settings, get_settings
 from starter.client import connect
 from store.db import SessionFactory, make_engine, make_session_factory
+from workflows.browse_follow_up import BrowseFollowUp
 from workflows.cart_recovery import CartRecovery
+from workflows.nurture import NewCustomerNurture
+from workflows.welcome_series import WelcomeSeries
 
-WORKFLOWS: Sequence[type] = (CartRecovery,)
+WORKFLOWS: Sequence[type] = (CartRecovery, WelcomeSeries, NewCustomerNurture, BrowseFollowUp)
 
 log = logging.getLogger("worker")
 
@@ -60,7 +64,8 @@ def build_activities(
             secret_key=settings.secret_key,
         ),
     )
-    return [send.send_step]
+    journey = JourneyActivities(sessions=sessions)
+    return [send.send_step, journey.journey_facts, journey.record_decision, journey.tag_customer]
 
 
 def build_worker(

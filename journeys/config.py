@@ -11,7 +11,7 @@ import re
 import tomllib
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, overload
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, overload
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -176,3 +176,57 @@ def load_journey(
                     f"{path}: {key}: template {template}.{suffix}.j2 not found in {templates}"
                 )
     return config
+
+
+class _NamedSteps(JourneyConfig):
+    """A journey whose workflow refers to its steps by name: they must all be there."""
+
+    REQUIRED_STEPS: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _has_required_steps(self) -> _NamedSteps:
+        missing = [n for n in self.REQUIRED_STEPS if n not in {s.name for s in self.steps}]
+        if missing:
+            raise ValueError(f"steps named {missing} are missing (the workflow uses them)")
+        return self
+
+
+class WelcomeConfig(_NamedSteps):
+    REQUIRED_STEPS = ("welcome", "need_help", "feedback", "thank_you", "gift_offer", "preferences")
+
+
+class NurtureConfig(_NamedSteps):
+    REQUIRED_STEPS = (
+        "thanks",
+        "shipping",
+        "care",
+        "review",
+        "one_month_gift",
+        "repurchase",
+        "offer",
+    )
+    # At most this many emails within `first_week` of the first order, whatever happens.
+    first_week_max: int = Field(3, ge=0)
+    first_week: Duration = timedelta(days=7)
+    # Care content by the order's product category; "default" for the rest.
+    care_templates: dict[str, str] = Field(default_factory=lambda: {"default": "care_default"})
+
+    @model_validator(mode="after")
+    def _has_default_care(self) -> NurtureConfig:
+        if "default" not in self.care_templates:
+            raise ValueError("care_templates needs a 'default' template")
+        return self
+
+    def care_template(self, category: str | None) -> str:
+        return self.care_templates.get(category or "", self.care_templates["default"])
+
+    def extra_templates(self) -> list[tuple[str, str]]:
+        return [(f"care_templates.{k}", v) for k, v in self.care_templates.items()]
+
+
+class BrowseConfig(_NamedSteps):
+    REQUIRED_STEPS = ("reviews", "recommendation", "coupon")
+    # Views of one product (or of one category) that make "interest".
+    min_views: int = Field(2, ge=1)
+    # The follow-up starts once the customer has not come back for this long.
+    away_for: Duration = timedelta(days=7)

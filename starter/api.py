@@ -13,9 +13,9 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,9 +25,18 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from journeys.config import JourneyConfig, load_journey
+from activities.journey import ordered_since
+from journeys.config import (
+    BrowseConfig,
+    Config,
+    JourneyConfig,
+    NurtureConfig,
+    WelcomeConfig,
+    load_journey,
+)
 from settings import Settings
 from starter.events import (
     Bounce,
@@ -36,18 +45,33 @@ from starter.events import (
     CustomerProfile,
     EngagementEvent,
     OrderPlaced,
+    OrderShipped,
     OtherEvent,
     ProductChanged,
+    ProductViewed,
+    SignedUp,
     Unsubscribe,
 )
 from store import repo
 from store.db import SessionFactory
 from store.models import Customer
-from workflows.cart_recovery import CartChange, CartRecovery, OrderNotice
-from workflows.common import CUSTOMER_ID, JOURNEY, CustomerLeft, Engagement, JourneyInput
+from workflows.browse_follow_up import BrowseFollowUp, BrowseInput, ProductView
+from workflows.cart_recovery import CartChange, CartRecovery
+from workflows.common import (
+    CUSTOMER_ID,
+    JOURNEY,
+    CustomerLeft,
+    Engagement,
+    JourneyInput,
+    OrderSeen,
+)
+from workflows.nurture import NewCustomerNurture, NurtureInput, Shipment
+from workflows.welcome_series import WelcomeInput, WelcomeSeries
 
-# Journeys a customer can be in right now; each is signalled when the customer leaves.
-LIVE_JOURNEYS = ("cart_recovery",)
+# Journeys a customer can be in right now; each is told when the customer orders or leaves.
+LIVE_JOURNEYS = ("cart_recovery", "welcome_series", "new_customer_nurture", "browse_follow_up")
+# Journeys that end (or branch) when the customer orders.
+ORDER_AWARE = ("cart_recovery", "welcome_series", "new_customer_nurture", "browse_follow_up")
 
 
 class UnknownCustomer(LookupError):
@@ -106,15 +130,23 @@ class Journeys:
     def sessions(self) -> SessionFactory:
         return self._sessions
 
-    def config(self, name: str) -> JourneyConfig:
+    @overload
+    def config(self, name: str) -> JourneyConfig: ...
+
+    @overload
+    def config(self, name: str, model: type[Config]) -> Config: ...
+
+    def config(self, name: str, model: type[JourneyConfig] = JourneyConfig) -> JourneyConfig:
         """The journey's TOML, reloaded when the file changes, with JOURNEY_SPEEDUP applied."""
         path: Path = self._settings.journeys_dir / f"{name}.toml"
         mtime = path.stat().st_mtime if path.exists() else -1.0
         cached = self._configs.get(name)
-        if cached is None or cached[0] != mtime:
-            cached = (mtime, load_journey(name, self._settings.journeys_dir))
+        if cached is None or cached[0] != mtime or not isinstance(cached[1], model):
+            cached = (mtime, load_journey(name, self._settings.journeys_dir, model))
             self._configs[name] = cached
-        return cached[1].sped_up(self._settings.journey_speedup)
+        config = cached[1].sped_up(self._settings.journey_speedup)
+        assert isinstance(config, model)
+        return config
 
     # -- profiles -------------------------------------------------------------------------
 
@@ -240,6 +272,7 @@ class Journeys:
         checkout_url: str | None,
     ) -> EventResult:
         wf_id = workflow_id("cart_recovery", e.customer_id)
+        await repo.upsert_products(s, lines=lines)
         await repo.set_cart(
             s,
             customer_id=e.customer_id,
@@ -252,22 +285,13 @@ class Journeys:
             sent = await self._signal(wf_id, CartRecovery.cart_updated, CartChange(empty=True))
             return EventResult(recorded=True, workflow_id=wf_id, action=_signalled(sent))
         config = self.config("cart_recovery")
-        await self._client.start_workflow(
+        await self._start(
             CartRecovery.run,
             JourneyInput(customer_id=e.customer_id, config=config),
-            id=wf_id,
-            task_queue=self._settings.temporal_task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            start_signal="cart_updated",
-            start_signal_args=[CartChange()],
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(CUSTOMER_ID, e.customer_id),
-                    SearchAttributePair(JOURNEY, config.name),
-                ]
-            ),
-            memo={"journey_version": config.version},
-            static_summary=f"Cart recovery for customer {e.customer_id}",
+            config,
+            e.customer_id,
+            reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            signal=("cart_updated", CartChange()),
         )
         return EventResult(recorded=True, workflow_id=wf_id, action="started_or_signalled")
 
@@ -288,8 +312,108 @@ class Journeys:
                 lines=lines,
                 placed_at=e.occurred_at,
             )
-            notice = OrderNotice(order_id=e.order_id)
-            sent = await self._signal(wf_id, CartRecovery.order_placed, notice)
+            await repo.upsert_products(s, lines=lines, ordered=True)
+            notice = OrderSeen(order_id=e.order_id, skus=[line["sku"] for line in lines])
+            sent = False
+            for journey in ORDER_AWARE:
+                sent |= await self._signal(
+                    workflow_id(journey, e.customer_id), "order_placed", notice
+                )
+            if await repo.count_orders(s, customer_id=e.customer_id) == 1:
+                await self._start_nurture(e, lines)
+                return EventResult(
+                    recorded=True,
+                    workflow_id=workflow_id("new_customer_nurture", e.customer_id),
+                    action="started",
+                )
+            return EventResult(recorded=True, workflow_id=wf_id, action=_signalled(sent))
+
+    async def _start_nurture(self, e: OrderPlaced, lines: list[dict[str, Any]]) -> None:
+        config = self.config("new_customer_nurture", NurtureConfig)
+        categories = [str(line["category"]) for line in lines if line.get("category")]
+        category = max(set(categories), key=categories.count) if categories else None
+        inp = NurtureInput(
+            customer_id=e.customer_id, config=config, order_id=e.order_id, category=category
+        )
+        await self._start(
+            NewCustomerNurture.run,
+            inp,
+            config,
+            e.customer_id,
+            reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+
+    async def signed_up(self, event: SignedUp | dict[str, Any]) -> EventResult:
+        """A new account: the welcome series starts, once per customer ever."""
+        e = SignedUp.model_validate(event)
+        wf_id = workflow_id("welcome_series", e.customer_id)
+        async with self._event(e, "Signed Up", {}) as s:
+            if s is None:
+                return EventResult(recorded=False, workflow_id=wf_id)
+            config = self.config("welcome_series", WelcomeConfig)
+            started = await self._start(
+                WelcomeSeries.run,
+                WelcomeInput(customer_id=e.customer_id, config=config),
+                config,
+                e.customer_id,
+                reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+            action = "started" if started else "already_welcomed"
+            return EventResult(recorded=True, workflow_id=wf_id, action=action)
+
+    async def order_shipped(self, event: OrderShipped | dict[str, Any]) -> EventResult:
+        e = OrderShipped.model_validate(event)
+        wf_id = workflow_id("new_customer_nurture", e.customer_id)
+        shipment_id = e.shipment_id or e.order_id
+        properties = {"order_id": e.order_id, "shipment_id": shipment_id}
+        async with self._event(e, "Order Shipped", properties) as s:
+            if s is None:
+                return EventResult(recorded=False, workflow_id=wf_id)
+            shipment = Shipment(
+                order_id=e.order_id,
+                shipment_id=shipment_id,
+                tracking_url=str(e.tracking_url) if e.tracking_url else None,
+            )
+            sent = await self._signal(wf_id, "order_shipped", shipment)
+            return EventResult(recorded=True, workflow_id=wf_id, action=_signalled(sent))
+
+    async def product_viewed(self, event: ProductViewed | dict[str, Any]) -> EventResult:
+        """A view: recorded; enough views of a product not bought start the browse follow-up,
+        and any view restarts its wait."""
+        e = ProductViewed.model_validate(event)
+        wf_id = workflow_id("browse_follow_up", e.customer_id)
+        line = e.product.model_dump(mode="json")
+        properties = {"sku": line["sku"], "category": line.get("category"), "name": line["name"]}
+        async with self._event(e, "Product Viewed", properties) as s:
+            if s is None:
+                return EventResult(recorded=False, workflow_id=wf_id)
+            await repo.upsert_products(s, lines=[line])
+            config = self.config("browse_follow_up", BrowseConfig)
+            views = await repo.count_views(s, customer_id=e.customer_id, sku=line["sku"])
+            if line.get("category"):
+                in_category = await repo.count_views(
+                    s, customer_id=e.customer_id, category=line["category"]
+                )
+                views = max(views, in_category)
+            bought = await ordered_since(
+                s,
+                customer_id=e.customer_id,
+                since=datetime.min.replace(tzinfo=UTC),
+                ignore_order_id=None,
+                skus=[line["sku"]],
+            )
+            view = ProductView(sku=line["sku"])
+            if views >= config.min_views and not bought:
+                await self._start(
+                    BrowseFollowUp.run,
+                    BrowseInput(customer_id=e.customer_id, config=config, sku=line["sku"]),
+                    config,
+                    e.customer_id,
+                    reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    signal=("product_viewed", view),
+                )
+                return EventResult(recorded=True, workflow_id=wf_id, action="started_or_signalled")
+            sent = await self._signal(wf_id, "product_viewed", view)
             return EventResult(recorded=True, workflow_id=wf_id, action=_signalled(sent))
 
     # -- leaving the list -----------------------------------------------------------------
@@ -417,6 +541,42 @@ class Journeys:
             left = CustomerLeft(reason=reason)
             sent |= await self._signal(workflow_id(journey, customer_id), "customer_left", left)
         return sent
+
+    async def _start(
+        self,
+        run: Any,
+        inp: JourneyInput,
+        config: JourneyConfig,
+        customer_id: str,
+        *,
+        reuse: WorkflowIDReusePolicy,
+        signal: tuple[str, BaseModel] | None = None,
+    ) -> bool:
+        """Start the customer's run of the journey (or signal the live one); False when a
+        run that may exist only once already did."""
+        extra: dict[str, Any] = {}
+        if signal is not None:
+            extra = {"start_signal": signal[0], "start_signal_args": [signal[1]]}
+        try:
+            await self._client.start_workflow(
+                run,
+                inp,
+                id=workflow_id(config.name, customer_id),
+                task_queue=self._settings.temporal_task_queue,
+                id_reuse_policy=reuse,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(CUSTOMER_ID, customer_id),
+                        SearchAttributePair(JOURNEY, config.name),
+                    ]
+                ),
+                memo={"journey_version": config.version},
+                static_summary=f"{config.name.replace('_', ' ').capitalize()} for {customer_id}",
+                **extra,
+            )
+        except WorkflowAlreadyStartedError:
+            return False
+        return True
 
     async def _signal(self, wf_id: str, signal: Any, arg: Any) -> bool:
         """Signal the live run, if there is one."""

@@ -61,6 +61,7 @@ class CartLine(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
     quantity: int = Field(1, ge=1, le=10_000)
+    category: str | None = Field(None, max_length=100)
     url: HttpUrl | None = None
     image_url: HttpUrl | None = None
 
@@ -111,3 +112,17 @@ class OtherEvent(_Event):
 
     name: str = Field(min_length=1, max_length=100)
     properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class SignedUp(_Event):
+    """A new account: starts the welcome series (once per customer ever)."""
+
+
+class OrderShipped(_Event):
+    order_id: Id
+    shipment_id: str | None = Field(None, min_length=1, max_length=64)
+    tracking_url: HttpUrl | None = None
+
+
+class ProductViewed(_Event):
+    product: CartLine

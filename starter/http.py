@@ -147,6 +147,16 @@ def prepare(
         bounce = _props(segment.EmailBounced, call, loc)
         event = {**env, "hard": bounce.bounce_type == "hard", "detail": bounce.reason}
         return Prepared(cid, lambda j: j.email_bounced(event))
+    if name == "Signed Up":
+        return Prepared(cid, lambda j: j.signed_up(env))
+    if name == "Order Shipped":
+        shipped = _props(segment.OrderShipped, call, loc)
+        event = {**env, **shipped.model_dump(exclude_none=True)}
+        return Prepared(cid, lambda j: j.order_shipped(event))
+    if name == "Product Viewed":
+        viewed = _props(segment.Product, call, loc)
+        event = {**env, "product": viewed.line()}
+        return Prepared(cid, lambda j: j.product_viewed(event))
     if name == "Email Marked as Spam":
         return Prepared(cid, lambda j: j.complaint(env))
     if name in ("Email Opened", "Email Link Clicked"):

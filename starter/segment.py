@@ -78,6 +78,7 @@ class Product(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
     quantity: int = Field(1, ge=1, le=10_000)
+    category: str | None = Field(None, max_length=100)
     url: HttpUrl | None = None
     image_url: HttpUrl | None = None
 
@@ -127,3 +128,11 @@ class EmailEngagement(BaseModel):
 
 
 __all__ = ["BatchCall", "Call", "IdentifyCall", "TrackCall"]
+
+
+class OrderShipped(BaseModel):
+    model_config = _LOOSE
+
+    order_id: Id
+    shipment_id: str | None = Field(None, min_length=1, max_length=64)
+    tracking_url: HttpUrl | None = None

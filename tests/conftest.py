@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -25,6 +26,7 @@ from activities.send import SendActivities
 from devstack.catcher import MailCatcher
 from settings import ROOT, Settings, temporal_cli
 from starter.api import Journeys
+from starter.http import create_app
 from store.db import SessionFactory, make_engine, make_session_factory
 from store.migrate import upgrade
 from worker import build_worker, make_mailer
@@ -191,6 +193,15 @@ async def make_stack(
 async def stack(make_stack: Callable[..., Any]) -> Stack:
     s: Stack = await make_stack()
     return s
+
+
+@pytest.fixture
+async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP API of this stack, in process (httpx + ASGI)."""
+    app = create_app(stack.settings, journeys=stack.journeys)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://shop.test") as client:
+        yield client
 
 
 def _to_toml(data: dict[str, Any], prefix: str = "") -> str:

@@ -75,3 +75,28 @@ def parts(msg: EmailMessage) -> tuple[str, str]:
     html = msg.get_body(preferencelist=("html",))
     assert text is not None and html is not None, "message lacks a text or an HTML part"
     return text.get_content(), html.get_content()
+
+
+def journey_mails(catcher: MailCatcher, customer_id: str, journey: str) -> list[EmailMessage]:
+    """The mails of one journey to the customer, in the order they arrived."""
+    return [
+        m
+        for m in catcher.to(email_for(customer_id))
+        if str(m["X-Journey"] or "").startswith(f"{journey}/")
+    ]
+
+
+def steps_of(mails: list[EmailMessage]) -> list[str]:
+    return [str(m["X-Journey"]).split("/", 1)[1] for m in mails]
+
+
+def tracked_links(html: str, kind: str = "c") -> list[str]:
+    """Paths of the tracking links (kind "c": clicks, "o": the open pixel) in an HTML part."""
+    import re
+
+    return re.findall(rf'(/t/{kind}/[^"]+)"', html)
+
+
+async def settle(seconds: float = 0.3) -> None:
+    """Let activities that were just scheduled finish (the clock does not move meanwhile)."""
+    await asyncio.sleep(seconds)

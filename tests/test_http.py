@@ -5,16 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import httpx
-import pytest
 from sqlalchemy import func, select
 
 from activities import tokens
-from starter.http import create_app
 from store.models import Customer, Event, Suppression
 from tests.conftest import WRITE_KEY
 from tests.helpers import (
@@ -29,14 +25,6 @@ from tests.helpers import (
 from workflows.cart_recovery import CartRecovery
 
 BEARER = {"Authorization": f"Bearer {WRITE_KEY}"}
-
-
-@pytest.fixture
-async def http(stack) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(stack.settings, journeys=stack.journeys)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="https://shop.test") as client:
-        yield client
 
 
 async def _events(stack, customer_id: str, name: str | None = None) -> list[Event]:

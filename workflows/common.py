@@ -43,6 +43,13 @@ class CustomerLeft(BaseModel):
     reason: str
 
 
+class OrderSeen(BaseModel):
+    """Signal ``order_placed``: the customer ordered (the store has the order)."""
+
+    order_id: str
+    skus: list[str] = []
+
+
 class Engagement(BaseModel):
     """Signal ``engaged``: the customer opened or clicked one of our emails."""
 

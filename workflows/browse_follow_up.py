@@ -1,0 +1,141 @@
+"""Browse follow-up: a product looked at again and again, but not bought.
+
+Trigger: the customer viewed the same product (or products of one category) ``min_views``
+times without buying it (signal-with-start of ``product_viewed``; id
+``browse-follow-up:<customer>``, one live run per customer). Timeline
+(journeys/browse_follow_up.toml): once they have stayed away for ``away_for`` (each new view
+restarts that wait): the product's reviews. If they click through or view it again before
+``coupon.after`` has passed -> at once a recommendation of it with accessories from its
+category. If they neither open, click nor come back by then -> a coupon for it.
+Leaves at once when they buy the product (signal ``order_placed``; the gate checks the store).
+Signals: ``product_viewed``, ``order_placed``, ``customer_left``, ``engaged``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+from temporalio import workflow
+
+from workflows.common import (
+    CustomerLeft,
+    Engagement,
+    JourneyInput,
+    JourneyResult,
+    JourneyRun,
+    JourneyState,
+    OrderSeen,
+    outcome_of,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from journeys.config import BrowseConfig, StepConfig
+
+
+class BrowseInput(JourneyInput):
+    config: BrowseConfig
+    sku: str  # the product of interest
+
+
+class ProductView(BaseModel):
+    sku: str
+
+
+@workflow.defn(name="BrowseFollowUp")
+class BrowseFollowUp:
+    @workflow.init
+    def __init__(self, inp: BrowseInput) -> None:
+        self._journey = JourneyRun(inp)
+        self._sku = inp.sku
+        self._last_view: datetime = workflow.now()
+        self._watching = False  # after the reviews email: a view or click is "interest"
+        self._interest = False
+        self._exit: str | None = None
+
+    @workflow.signal
+    def product_viewed(self, view: ProductView) -> None:
+        if self._watching:
+            self._interest = self._interest or view.sku == self._sku
+        else:
+            self._sku, self._last_view = view.sku, workflow.now()
+
+    @workflow.signal
+    def order_placed(self, order: OrderSeen) -> None:
+        if self._sku in order.skus:
+            self._exit = "bought"
+
+    @workflow.signal
+    def customer_left(self, left: CustomerLeft) -> None:
+        self._exit = left.reason
+
+    @workflow.signal
+    def engaged(self, engagement: Engagement) -> None:
+        self._journey.note_engagement(engagement)
+        if self._watching and engagement.kind == "clicked":
+            self._interest = True
+
+    @workflow.query
+    def state(self) -> JourneyState:
+        return self._journey.state
+
+    @workflow.run
+    async def run(self, inp: BrowseInput) -> JourneyResult:
+        j, config = self._journey, inp.config
+        reviews = config.step("reviews")
+
+        # Wait until they have stayed away for `away_for`; every view restarts the wait.
+        while True:
+            seen = self._last_view
+            woke = await j.wait_until(
+                seen + config.away_for,
+                step=reviews,
+                wake=lambda at=seen: self._exit is not None or self._last_view != at,  # type: ignore[misc]
+            )
+            if self._exit:
+                return j.finish(self._exit)
+            if not woke:
+                break
+
+        if ended := await self._send(reviews):
+            return ended
+        self._watching = True
+        reviewed_at = workflow.now()
+
+        # Interest shown before the coupon is due -> recommendation at once; else the coupon.
+        coupon = config.step("coupon")
+        await j.wait_until(
+            reviewed_at + coupon.after,
+            step=coupon,
+            wake=lambda: self._exit is not None or self._interest,
+        )
+        if self._exit:
+            return j.finish(self._exit)
+        facts = await j.facts(
+            order_skus=[self._sku], view_sku=self._sku, views_after_step="reviews"
+        )
+        if facts.ordered:
+            return j.finish("bought")
+        if self._interest or facts.clicked or facts.viewed_again:
+            await j.decide("interest", "recommendation", "clicked through or viewed it again")
+            return await self._send(config.step("recommendation")) or j.finish("recommended")
+        if facts.opened:
+            await j.decide("interest", "none", "opened the reviews, nothing more")
+            return j.finish("completed")
+        await j.decide("interest", "coupon", f"no open, click or visit within {coupon.after}")
+        return await self._send(coupon) or j.finish("completed")
+
+    async def _send(self, step: StepConfig) -> JourneyResult | None:
+        j = self._journey
+        result = await j.send(
+            step,
+            context={"product_sku": self._sku},
+            order_skus=[self._sku],
+            wake=lambda: self._exit is not None,
+        )
+        if self._exit:
+            return j.finish(self._exit)
+        if j.leaves(step, result):
+            reason = outcome_of(result)
+            return j.finish("bought" if reason == "ordered" else reason)
+        return None
