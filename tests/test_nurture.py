@@ -58,7 +58,7 @@ async def test_the_full_timeline_with_care_for_the_ordered_category(stack):
     mails = journey_mails(stack.catcher, cid, "new_customer_nurture")
     thanks_text, _ = parts(mails[0])
     assert "NEXT-" in thanks_text and "Blue T-shirt x 1" in thanks_text
-    shipping_text, shipping_html = parts(mails[1])
+    shipping_text, _ = parts(mails[1])
     assert "https://track.example.com/1" in shipping_text
     care_text, _ = parts(mails[2])
     assert "Wash at 30 degrees" in care_text  # the apparel care template
