@@ -15,7 +15,19 @@ from temporalio.api.enums.v1 import EventType
 from activities import tokens
 from store.models import Coupon, Event, SendLog
 from tests.conftest import SECRET
-from tests.helpers import HAT, MUG, TEE, abandon_cart, add_customer, email_for, parts, wait_for_mail
+from tests.helpers import (
+    HAT,
+    MUG,
+    TEE,
+    abandon_cart,
+    add_customer,
+    email_for,
+    journey_mails,
+    parts,
+    steps_of,
+    tracked_links,
+    wait_for_mail,
+)
 from workflows.cart_recovery import CartRecovery
 
 
@@ -104,7 +116,7 @@ async def test_order_after_first_reminder_ends_the_journey_at_once(stack):
     assert closed.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
     assert closed.event_time.ToDatetime() - signalled[0] < timedelta(seconds=1)
     await asyncio.sleep(0.5)
-    assert len(stack.catcher.to(email_for(cid))) == 1
+    assert steps_of(journey_mails(stack.catcher, cid, "cart_recovery")) == ["reminder_1"]
 
 
 async def test_order_whose_signal_never_came_is_caught_before_the_next_send(stack):
@@ -187,3 +199,24 @@ async def test_the_same_cart_event_twice_starts_one_journey(stack):
     await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
     assert len(await wait_for_mail(stack.catcher, email_for(cid), 1)) == 1
     await handle.terminate("test done")
+
+
+async def test_after_a_click_only_the_discount_is_still_sent(stack, http):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    handle = await abandon_cart(stack, cid, TEE)
+    await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
+    (mail,) = await wait_for_mail(stack.catcher, email_for(cid), 1)
+    _, html = parts(mail)
+    assert (await http.get(tracked_links(html)[0])).status_code == 302  # back to the cart
+
+    await stack.fast_forward(handle, timedelta(days=7))
+    result = await asyncio.wait_for(handle.result(), timeout=20)
+    assert result.sent == ["reminder_1", "discount"]
+    assert steps_of(journey_mails(stack.catcher, cid, "cart_recovery")) == result.sent
+    skipped = [d for d in result.decisions if d.status == "skipped"]
+    assert [(d.step, d.reason) for d in skipped] == [
+        ("reminder_2", "clicked"),
+        ("reminder_3", "clicked"),
+        ("reminder_4", "clicked"),
+    ]

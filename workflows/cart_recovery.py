@@ -4,7 +4,8 @@ Trigger: a cart change (signal-with-start of ``cart_updated``; id ``cart-recover
 one live run per customer). Timeline (journeys/cart_recovery.toml): first reminder once the
 cart has been quiet for 1 h (each cart change restarts that wait), then reminders on day 2, 3
 and 5 and a discount on day 7, counted from when the cart was abandoned; every email shows
-the cart as it is at sending time.
+the cart as it is at sending time. Once the customer has clicked a link in one of them, the
+plain reminders still due are skipped; the discount still comes on its day.
 Signals: ``cart_updated``, ``order_placed``, ``customer_left`` (unsubscribe, complaint, hard
 bounce), ``engaged`` (open/click, kept in the state). Exits at once on an order, an emptied
 cart or ``customer_left``; the send gate also catches an order or an unsubscribe whose signal
@@ -98,6 +99,12 @@ class CartRecovery:
             await j.wait_until(abandoned_at + step.after, step=step, wake=self._leaving)
             if self._exit:
                 return j.finish(self._exit)
+            clicked = any(e.kind == "clicked" for e in j.state.engagements)
+            if clicked and step.coupon is None and workflow.patched("skip-reminders-after-click"):
+                # They went back to the cart: more plain reminders would only nag; the
+                # discount (the step with a coupon) is what may still change their mind.
+                j.skip(step, "clicked")
+                continue
             result = await j.send(step, requires_active_cart=True)
             if result.ends_journey:
                 return j.finish(outcome_of(result))
