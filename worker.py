@@ -21,15 +21,29 @@ from activities.journey import JourneyActivities
 from activities.mailer import SmtpPool
 from activities.render import Renderer
 from activities.send import MailSettings, SendActivities
+from activities.sweep import SweepActivities
 from settings import Settings, get_settings
+from starter.api import Journeys
 from starter.client import connect
+from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
 from store.db import SessionFactory, make_engine, make_session_factory
+from workflows.birthday import BirthdayGreeting
 from workflows.browse_follow_up import BrowseFollowUp
 from workflows.cart_recovery import CartRecovery
 from workflows.nurture import NewCustomerNurture
+from workflows.sweep import DailySweep
 from workflows.welcome_series import WelcomeSeries
+from workflows.win_back import WinBack
 
-WORKFLOWS: Sequence[type] = (CartRecovery, WelcomeSeries, NewCustomerNurture, BrowseFollowUp)
+WORKFLOWS: Sequence[type] = (
+    CartRecovery,
+    WelcomeSeries,
+    NewCustomerNurture,
+    BrowseFollowUp,
+    WinBack,
+    BirthdayGreeting,
+    DailySweep,
+)
 
 log = logging.getLogger("worker")
 
@@ -53,7 +67,9 @@ def build_activities(
     sessions: SessionFactory,
     mailer: SmtpPool,
     send_class: type[SendActivities] = SendActivities,
+    client: Client | None = None,
 ) -> list[Any]:
+    """Every activity; the daily sweep's needs a client (it starts journeys)."""
     send = send_class(
         sessions=sessions,
         mailer=mailer,
@@ -65,7 +81,16 @@ def build_activities(
         ),
     )
     journey = JourneyActivities(sessions=sessions)
-    return [send.send_step, journey.journey_facts, journey.record_decision, journey.tag_customer]
+    activities = [
+        send.send_step,
+        journey.journey_facts,
+        journey.record_decision,
+        journey.tag_customer,
+        journey.sunset_customer,
+    ]
+    if client is not None:
+        activities.append(SweepActivities(sessions=sessions, client=client).sweep_page)
+    return activities
 
 
 def build_worker(
@@ -82,7 +107,11 @@ def build_worker(
         task_queue=task_queue or settings.temporal_task_queue,
         workflows=list(WORKFLOWS),
         activities=build_activities(
-            settings=settings, sessions=sessions, mailer=mailer, send_class=send_class
+            client=client,
+            settings=settings,
+            sessions=sessions,
+            mailer=mailer,
+            send_class=send_class,
         ),
         activity_executor=ThreadPoolExecutor(4),
         graceful_shutdown_timeout=timedelta(seconds=10),
@@ -95,9 +124,11 @@ async def main() -> None:
     client = await connect(settings)
     engine = make_engine(settings.database_url)
     mailer = make_mailer(settings)
-    worker = build_worker(
-        client, settings=settings, sessions=make_session_factory(engine), mailer=mailer
-    )
+    sessions = make_session_factory(engine)
+    worker = build_worker(client, settings=settings, sessions=sessions, mailer=mailer)
+    journeys = Journeys(client=client, sessions=sessions, settings=settings)
+    done = await ensure_daily_sweep(client, journeys, settings.temporal_task_queue)
+    log.info("schedule %r %s (journeys/win_back.toml [sweep])", SCHEDULE_ID, done)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.types import DecisionInput, FactsInput, JourneyFacts, TagInput
+from activities.types import DecisionInput, FactsInput, JourneyFacts, SunsetInput, TagInput
 from store import repo
 from store.db import SessionFactory
-from store.models import Order
+from store.models import Order, utcnow
 
 
 def counts_as_order(order: Order, *, ignore_order_id: str | None, skus: list[str] | None) -> bool:
@@ -85,6 +85,21 @@ class JourneyActivities:
                 reason=req.reason,
                 decided_at=req.at,
             )
+
+    @activity.defn(name="sunset_customer")
+    async def sunset_customer(self, req: SunsetInput) -> None:
+        """No more marketing email to this address (list cleanup); recorded with the reason
+        and the date. A later order or a re-subscribe lifts it."""
+        async with self._sessions.begin() as s:
+            customer = await repo.get_customer(s, customer_id=req.customer_id)
+            if customer is not None:
+                await repo.suppress(
+                    s,
+                    email=customer.email,
+                    customer_id=customer.id,
+                    reason="sunset",
+                    detail=f"{req.reason} (on {utcnow():%Y-%m-%d})",
+                )
 
     @activity.defn(name="tag_customer")
     async def tag_customer(self, req: TagInput) -> None:

@@ -170,7 +170,7 @@ class SendActivities:
                 rendered.html,
                 customer_id=customer.id,
                 send_key=key,
-                keep={context["unsubscribe_url"]},
+                keep={context["unsubscribe_url"], context["stay_url"]},
             ),
         )
         message_id = message_id_for(key, self._mail.mail_from)
@@ -305,6 +305,7 @@ class SendActivities:
             "unsubscribe_url": self._links.unsubscribe(
                 customer_id=customer.id, journey=req.journey
             ),
+            "stay_url": self._links.stay(customer_id=customer.id, send_key=req.idempotency_key),
             "journey": req.journey,
             "step": req.step,
         }
@@ -334,6 +335,11 @@ class SendActivities:
             row.status, row.reason = status, reason
             if status == "sent":
                 row.sent_at = utcnow()
+                customer = await s.get(Customer, row.customer_id)
+                if customer is not None and (
+                    customer.last_emailed_at is None or row.decided_at > customer.last_emailed_at
+                ):
+                    customer.last_emailed_at = row.decided_at  # the win-back sweep reads it
 
     async def _release(self, key: str) -> None:
         """The SMTP server did not take the message: drop the claim so a retry can send."""
@@ -384,6 +390,10 @@ async def _extra_context(s: Any, req: SendStepInput, customer: Customer) -> dict
         "birthday_known": bool(customer.attributes.get("birthday")),
         **{k: v for k, v in req.context.items() if k not in ("product_sku", "order_id")},
     }
+    picks = req.context.get("picks")
+    if picks in ("new_arrivals", "best_sellers"):
+        found = await repo.picks(s, kind=str(picks))
+        extra["picks"] = [_product(p) for p in found]
     sku = req.context.get("product_sku")
     if sku:
         product = await repo.get_product(s, sku=str(sku))

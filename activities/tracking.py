@@ -26,6 +26,10 @@ class Links:
     def unsubscribe(self, *, customer_id: str, journey: str) -> str:
         return self._url("u", {"c": customer_id, "j": journey}, "unsubscribe")
 
+    def stay(self, *, customer_id: str, send_key: str) -> str:
+        """The "keep writing to me" link of a last call: one click, no login."""
+        return self._url("s", {"c": customer_id, "k": send_key}, "stay")
+
     def open_pixel(self, *, customer_id: str, send_key: str) -> str:
         return self._url("t/o", {"c": customer_id, "k": send_key}, "open")
 

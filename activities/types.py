@@ -93,3 +93,23 @@ class DecisionInput(BaseModel):
 class TagInput(BaseModel):
     customer_id: str
     tag: str
+
+
+class SweepPageInput(BaseModel):
+    phase: str  # win_back | repeat_purchase | birthday
+    as_of: datetime
+    after_id: str
+    page_size: int
+    win_back: Any  # WinBackConfig (typed in workflows/sweep.py; kept loose here)
+    birthday: Any  # BirthdayConfig
+
+
+class SweepPageResult(BaseModel):
+    selected: int
+    started: int
+    next_after: str | None  # None: this phase is done
+
+
+class SunsetInput(BaseModel):
+    customer_id: str
+    reason: str

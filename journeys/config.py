@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import tomllib
 from datetime import time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, overload
 
@@ -62,10 +63,11 @@ class QuietHours(_Strict):
 
 
 class FrequencyCap(_Strict):
-    """At most ``max_emails`` from *other* journeys' runs within ``window`` before a send."""
+    """A send goes out only while fewer than ``max_emails`` emails from *other* journeys'
+    runs went out within ``window`` (1 = "nothing else in the window")."""
 
     window: Duration = timedelta(days=1)
-    max_emails: int = Field(2, ge=0)
+    max_emails: int = Field(2, ge=1)
 
 
 class SendRetry(_Strict):
@@ -230,3 +232,39 @@ class BrowseConfig(_NamedSteps):
     min_views: int = Field(2, ge=1)
     # The follow-up starts once the customer has not come back for this long.
     away_for: Duration = timedelta(days=7)
+
+
+class SweepSelection(_Strict):
+    """Who the daily sweep picks (never shortened by JOURNEY_SPEEDUP: it is about real
+    customers' histories, not the journey's own waits)."""
+
+    # repeat customers (orders > 1) with no order for this long: the win-back group
+    repeat_lapsed_after: Duration = timedelta(days=90)
+    # one-time buyers (orders = 1) with no order for this long: the repeat-purchase group
+    single_lapsed_after: Duration = timedelta(days=180)
+    # and only if no automation email reached them within this
+    no_email_within: Duration = timedelta(days=7)
+    # optional extra filters, no code needed
+    min_average_order_value: Decimal | None = None
+    never_bought_skus: tuple[str, ...] = ()
+
+
+class SweepSchedule(_Strict):
+    """When the daily sweep runs (a Temporal Schedule; local time of ``time_zone``)."""
+
+    run_at: time = time(10, 0)
+    time_zone: str = "UTC"
+    page_size: int = Field(500, ge=1, le=10_000)
+    pages_per_run: int = Field(20, ge=1)  # then continue-as-new: the history stays small
+
+
+class WinBackConfig(_NamedSteps):
+    REQUIRED_STEPS = ("win_back_offer", "repurchase_offer", "last_call")
+    selection: SweepSelection = SweepSelection()
+    sweep: SweepSchedule = SweepSchedule()
+    # After the last call: no open, click or order within this -> the address is sunset.
+    sunset_after: Duration = timedelta(days=15)
+
+
+class BirthdayConfig(_NamedSteps):
+    REQUIRED_STEPS = ("greeting",)

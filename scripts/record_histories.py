@@ -2,15 +2,22 @@
 
     uv run python scripts/record_histories.py          # every history still missing
     uv run python scripts/record_histories.py --only clicked_after_first_reminder
+    uv run python scripts/record_histories.py --only welcome_series   # a journey's branches
+    uv run python scripts/record_histories.py --dry-run  # drive and check, write nothing
     uv run python scripts/record_histories.py --force  # re-record the current versions
 
-Each branch drives the real journey the way a shop does (starter API, worker from worker.py,
-SMTP catcher, migrated SQLite store) on a dev server with per-workflow time skipping, and
-writes the finished run's history to ``tests/histories/<journey>__<branch>__v<N>.json``,
-N being the journey's workflow *code* version in ``CODE_VERSIONS`` below. Bump N when you put
-a change behind ``workflow.patched``. Existing files are kept (``--force`` re-records those of
-the current versions; never do that once a version is deployed), so the runs of older code
-keep replaying in the tests. See docs/changing-a-journey.md.
+Each branch drives the real journey the way a shop does (starter API, the HTTP app for opens
+and clicks, worker from worker.py, SMTP catcher, migrated SQLite store) on a dev server with
+per-workflow time skipping, checks how the run ended, and writes its history to
+``tests/histories/<journey>__<branch>__v<N>.json``, N being the journey's workflow *code*
+version in ``CODE_VERSIONS`` below. Bump N when you put a change behind ``workflow.patched``.
+Existing files are kept (``--force`` re-records those of the current versions; never do that
+once a version is deployed), so the runs of older code keep replaying in the tests.
+See docs/changing-a-journey.md.
+
+The branches are in ``scripts/histories/<journey>.py``: one function per branch and a line in
+that module's ``BRANCHES`` (the outcome the run must end with, and the steps it must have
+sent). A new journey: a module like those, listed in ``JOURNEYS`` and ``CODE_VERSIONS`` here.
 """
 
 # ruff: noqa: E402  (the repo root goes on sys.path before the project's imports)
@@ -19,20 +26,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the project, and the histories package
 
-import httpx
-from temporalio.client import WorkflowHandle
+from histories import browse_follow_up, cart_recovery, new_customer_nurture, welcome_series
+from histories.common import Branch, Handle, check, finished
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.testing._timeskipping import TimeSkippingConfig
@@ -40,123 +44,30 @@ from temporalio.testing._timeskipping import TimeSkippingConfig
 from devstack.catcher import MailCatcher
 from settings import Settings, temporal_cli
 from starter.api import Journeys
-from starter.http import create_app
 from store.db import make_engine, make_session_factory
 from store.migrate import upgrade
 from tests.conftest import Stack
-from tests.helpers import HAT, MUG, TEE, abandon_cart, add_customer, email_for, wait_for_mail
 from worker import build_worker, make_mailer
 from workflows.common import SEARCH_ATTRIBUTES
 
 HISTORIES = ROOT / "tests" / "histories"
 
 # The workflow code version of each journey: bump it with every `workflow.patched` change.
-CODE_VERSIONS = {"cart_recovery": 2}
+CODE_VERSIONS = {
+    "cart_recovery": 2,
+    "welcome_series": 1,
+    "new_customer_nurture": 1,
+    "browse_follow_up": 1,
+}
 
-Branch = Callable[[Stack, str], Awaitable[WorkflowHandle[Any, Any]]]
+JOURNEYS = (cart_recovery, welcome_series, new_customer_nurture, browse_follow_up)
+
+# journey -> branch name -> (how to drive it, the outcome it must end with, the steps sent)
+BRANCHES: dict[str, dict[str, Branch]] = {module.JOURNEY: module.BRANCHES for module in JOURNEYS}
 
 
 def history_path(journey: str, branch: str, version: int) -> Path:
     return HISTORIES / f"{journey}__{branch}__v{version}.json"
-
-
-# -- cart recovery ----------------------------------------------------------------------------
-
-
-async def _first_reminder_sent(stack: Stack, cid: str) -> WorkflowHandle[Any, Any]:
-    await add_customer(stack, cid)
-    handle: WorkflowHandle[Any, Any] = await abandon_cart(stack, cid, TEE, MUG)
-    await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
-    await _expect_mail(stack, cid, 1)
-    return handle
-
-
-async def _expect_mail(stack: Stack, cid: str, count: int) -> None:
-    got = await wait_for_mail(stack.catcher, email_for(cid), count)
-    if len(got) != count:
-        raise RuntimeError(f"{cid}: expected {count} emails, the catcher has {len(got)}")
-
-
-async def full_path(stack: Stack, cid: str) -> WorkflowHandle[Any, Any]:
-    await add_customer(stack, cid)
-    handle: WorkflowHandle[Any, Any] = await abandon_cart(stack, cid, TEE, MUG)
-    await stack.fast_forward(handle, timedelta(days=7, hours=1))
-    return handle
-
-
-async def ordered_after_first_reminder(stack: Stack, cid: str) -> WorkflowHandle[Any, Any]:
-    handle = await _first_reminder_sent(stack, cid)
-    await stack.journeys.order_placed(
-        {"customer_id": cid, "order_id": f"o-{cid}", "total": "48.30", "lines": [TEE, MUG]}
-    )
-    return handle
-
-
-async def cart_changed_before_first_reminder(stack: Stack, cid: str) -> WorkflowHandle[Any, Any]:
-    await add_customer(stack, cid)
-    handle: WorkflowHandle[Any, Any] = await abandon_cart(stack, cid, TEE)
-    await stack.fast_forward(handle, timedelta(minutes=40))
-    await abandon_cart(stack, cid, HAT, MUG)  # restarts the one-hour wait
-    await stack.fast_forward(handle, timedelta(minutes=65))
-    await _expect_mail(stack, cid, 1)
-    await stack.fast_forward(handle, timedelta(days=7))
-    return handle
-
-
-async def cart_emptied(stack: Stack, cid: str) -> WorkflowHandle[Any, Any]:
-    await add_customer(stack, cid)
-    handle: WorkflowHandle[Any, Any] = await abandon_cart(stack, cid, TEE)
-    await stack.fast_forward(handle, timedelta(minutes=10))
-    await abandon_cart(stack, cid)  # no lines: the cart was emptied
-    return handle
-
-
-async def unsubscribed(stack: Stack, cid: str) -> WorkflowHandle[Any, Any]:
-    handle = await _first_reminder_sent(stack, cid)
-    await stack.journeys.unsubscribe({"customer_id": cid})  # signals customer_left
-    return handle
-
-
-async def hard_bounce(stack: Stack, cid: str) -> WorkflowHandle[Any, Any]:
-    await add_customer(stack, cid)
-    stack.catcher.rcpt_answers[email_for(cid)] = "550 5.1.1 No such user here"
-    handle: WorkflowHandle[Any, Any] = await abandon_cart(stack, cid, TEE)
-    await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
-    return handle
-
-
-async def clicked_after_first_reminder(stack: Stack, cid: str) -> WorkflowHandle[Any, Any]:
-    """The customer follows the checkout link of the first reminder, then does not order."""
-    handle = await _first_reminder_sent(stack, cid)
-    (mail,) = stack.catcher.to(email_for(cid))
-    html = mail.get_body(preferencelist=("html",))
-    assert html is not None
-    link = re.search(r'href="https://shop\.test(/t/c/[^"]+)"', html.get_content())
-    assert link is not None, "the first reminder has no tracked link"
-    app = create_app(stack.settings, journeys=stack.journeys)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="https://shop.test"
-    ) as http:
-        assert (await http.get(link.group(1))).status_code == 302
-    await stack.fast_forward(handle, timedelta(days=7))
-    return handle
-
-
-# journey -> branch name -> (how to drive it, the outcome it must end with)
-BRANCHES: dict[str, dict[str, tuple[Branch, str]]] = {
-    "cart_recovery": {
-        "full_path": (full_path, "completed"),
-        "ordered_after_first_reminder": (ordered_after_first_reminder, "ordered"),
-        "cart_changed_before_first_reminder": (cart_changed_before_first_reminder, "completed"),
-        "cart_emptied": (cart_emptied, "cart_emptied"),
-        "unsubscribed": (unsubscribed, "unsubscribed"),
-        "hard_bounce": (hard_bounce, "bounced"),
-        "clicked_after_first_reminder": (clicked_after_first_reminder, "completed"),
-    },
-}
-
-
-# -- the stack --------------------------------------------------------------------------------
 
 
 @asynccontextmanager
@@ -213,15 +124,41 @@ async def recording_stack() -> AsyncIterator[Stack]:
             catcher.stop()
 
 
-async def record(*, only: set[str], force: bool) -> list[Path]:
-    """Record the branches whose history for the current code version is missing (all of
-    them with ``force``); files of other versions are left alone."""
-    plan = [
-        (journey, branch, drive, outcome, history_path(journey, branch, CODE_VERSIONS[journey]))
+def selected(only: set[str]) -> list[tuple[str, str, Branch]]:
+    """(journey, branch name, branch) of every branch ``only`` names by its name, its
+    journey's name or ``journey/branch``; all of them when ``only`` is empty."""
+    return [
+        (journey, name, branch)
         for journey, branches in BRANCHES.items()
-        for branch, (drive, outcome) in branches.items()
-        if (not only or branch in only)
-        and (force or not history_path(journey, branch, CODE_VERSIONS[journey]).exists())
+        for name, branch in branches.items()
+        if not only or {name, journey, f"{journey}/{name}"} & only
+    ]
+
+
+async def run_branch(stack: Stack, journey: str, name: str, branch: Branch) -> Handle:
+    """Drive one branch, on a customer of its own, and check how the run ended."""
+    # A fresh store and server: ids are free. (Kept short: a long X-Journey header is folded,
+    # and tests.helpers.journey_mails then misses the mail; branch names are unique.)
+    cid = f"c-{name}".replace("_", "-")
+    handle = await branch.drive(stack, cid)
+    result = await finished(handle)
+    check(result.outcome == branch.outcome, f"ended {result.outcome!r}, not {branch.outcome!r}")
+    if branch.sent is not None:
+        want = [step.format(cid=cid) for step in branch.sent]
+        check(list(result.sent) == want, f"sent {result.sent}, not {want}")
+    print(f"{journey}/{name}: {result.outcome}, sent {result.sent}")
+    return handle
+
+
+async def record(*, only: set[str], force: bool, dry_run: bool = False) -> list[Path]:
+    """Record the branches whose history for the current code version is missing (all of
+    them with ``force``); files of other versions are left alone. ``dry_run``: drive and
+    check the selected branches, write nothing. A branch that fails is reported, not
+    written; the others go on."""
+    plan = [
+        (journey, name, branch, history_path(journey, name, CODE_VERSIONS[journey]))
+        for journey, name, branch in selected(only)
+        if dry_run or force or not history_path(journey, name, CODE_VERSIONS[journey]).exists()
     ]
     if not plan:
         print(
@@ -230,31 +167,59 @@ async def record(*, only: set[str], force: bool) -> list[Path]:
         )
         return []
     HISTORIES.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[Path] = []
+    failed: list[str] = []
     async with recording_stack() as stack:
-        for journey, branch, drive, outcome, path in plan:
-            cid = f"c-{branch.replace('_', '-')}"  # a fresh store and server: ids are free
-            handle = await drive(stack, cid)
-            result = await asyncio.wait_for(handle.result(), timeout=30)
-            if result.outcome != outcome:
-                raise RuntimeError(f"{journey}/{branch}: ended {result.outcome!r}, not {outcome!r}")
-            path.write_text((await handle.fetch_history()).to_json() + "\n")
-            written.append(path)
-            print(f"{path.relative_to(ROOT)}: {result.outcome}, sent {result.sent}")
+        for journey, name, branch, path in plan:
+            try:
+                handle = await run_branch(stack, journey, name, branch)
+            except Exception as exc:
+                failed.append(f"{journey}/{name}: {type(exc).__name__}: {exc}")
+                print(f"FAILED {failed[-1]}", file=sys.stderr)
+                continue
+            if not dry_run:
+                path.write_text((await handle.fetch_history()).to_json() + "\n")
+                written.append(path)
+                print(f"  wrote {path.relative_to(ROOT)}")
+    if failed:
+        raise SystemExit(
+            f"{len(failed)} branch(es) failed, nothing written for them:\n" + "\n".join(failed)
+        )
     return written
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--only", action="append", default=[], help="record only this branch")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="only this branch, journey or journey/branch (repeatable)",
+    )
     parser.add_argument(
         "--force", action="store_true", help="re-record the current versions' histories too"
     )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="drive and check the branches, write nothing"
+    )
     args = parser.parse_args()
-    unknown = set(args.only) - {b for branches in BRANCHES.values() for b in branches}
+    names = {
+        n
+        for journey, branches in BRANCHES.items()
+        for b in branches
+        for n in (journey, b, f"{journey}/{b}")
+    }
+    named = [b for branches in BRANCHES.values() for b in branches]
+    twice = {b for b in named if named.count(b) > 1}
+    if twice:  # they name the customers and --only
+        parser.error(f"branch names used by two journeys: {', '.join(sorted(twice))}")
+    unknown = set(args.only) - names
     if unknown:
-        parser.error(f"unknown branch(es): {', '.join(sorted(unknown))}")
-    asyncio.run(record(only=set(args.only), force=args.force))
+        parser.error(f"unknown branch(es) or journey(s): {', '.join(sorted(unknown))}")
+    unversioned = set(BRANCHES) - set(CODE_VERSIONS)
+    if unversioned:
+        parser.error(f"no CODE_VERSIONS entry for {', '.join(sorted(unversioned))}")
+    asyncio.run(record(only=set(args.only), force=args.force, dry_run=args.dry_run))
 
 
 if __name__ == "__main__":

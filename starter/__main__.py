@@ -3,6 +3,7 @@
 python -m starter customer ID EMAIL [--first-name N] [--last-name N] [--timezone TZ]
 python -m starter cart ID --item SKU:NAME:PRICE[:QTY] ... [--checkout-url URL]
 python -m starter order ID ORDER_ID --total 12.50
+python -m starter schedule [--trigger]
 python -m starter mail [--show N]
 python -m starter demo [--email E]
 """
@@ -27,6 +28,7 @@ from journeys.config import JourneyConfigError
 from settings import Settings, get_settings
 from starter.api import EventResult, Journeys, UnknownCustomer
 from starter.client import connect
+from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
 from store.db import make_engine, make_session_factory
 
 
@@ -62,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("order_id")
     o.add_argument("--total", required=True)
     o.add_argument("--currency", default="EUR")
+    sc = sub.add_parser("schedule", help="create or update the daily sweep's schedule")
+    sc.add_argument("--trigger", action="store_true", help="and run the sweep now")
     m = sub.add_parser("mail", help="list mail caught by the local SMTP catcher")
     m.add_argument("--show", type=int, metavar="N", help="print message N in full (text part)")
     d = sub.add_parser("demo", help="a customer abandons a cart; wait for the email in the catcher")
@@ -151,6 +155,12 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 }
             )
             print(_said(result))
+        elif args.command == "schedule":
+            done = await ensure_daily_sweep(journeys.client, journeys, settings.temporal_task_queue)
+            print(f"schedule {SCHEDULE_ID!r} {done}")
+            if args.trigger:
+                await journeys.client.get_schedule_handle(SCHEDULE_ID).trigger()
+                print("triggered: the sweep runs now (see Schedules in the Temporal UI)")
         elif args.command == "demo":
             return await _demo(journeys, settings, args)
         return 0

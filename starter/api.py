@@ -49,6 +49,7 @@ from starter.events import (
     OtherEvent,
     ProductChanged,
     ProductViewed,
+    Resubscribe,
     SignedUp,
     Unsubscribe,
 )
@@ -67,9 +68,13 @@ from workflows.common import (
 )
 from workflows.nurture import NewCustomerNurture, NurtureInput, Shipment
 from workflows.welcome_series import WelcomeInput, WelcomeSeries
+from workflows.win_back import win_back_id
 
 # Journeys a customer can be in right now; each is told when the customer orders or leaves.
 LIVE_JOURNEYS = ("cart_recovery", "welcome_series", "new_customer_nurture", "browse_follow_up")
+# (Win-back and birthday runs have ids per lapse / per year; the send gate stops them.)
+# Suppressions an explicit re-subscribe lifts (not hard bounces or complaints).
+LIFTED_BY_CONSENT = ("unsubscribed", "sunset")
 # Journeys that end (or branch) when the customer orders.
 ORDER_AWARE = ("cart_recovery", "welcome_series", "new_customer_nurture", "browse_follow_up")
 
@@ -99,6 +104,11 @@ def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
 
 def workflow_id(journey: str, customer_id: str) -> str:
     return f"{journey.replace('_', '-')}:{customer_id}"
+
+
+def win_back_ids(customer: Customer) -> list[str]:
+    """The customer's current win-back run, if the sweep started one."""
+    return [win_back_id(customer.id, customer.winback_for)] if customer.winback_for else []
 
 
 def _signalled(sent: bool) -> str:
@@ -315,10 +325,9 @@ class Journeys:
             await repo.upsert_products(s, lines=lines, ordered=True)
             notice = OrderSeen(order_id=e.order_id, skus=[line["sku"] for line in lines])
             sent = False
-            for journey in ORDER_AWARE:
-                sent |= await self._signal(
-                    workflow_id(journey, e.customer_id), "order_placed", notice
-                )
+            customer = await self._customer(s, e.customer_id)
+            for wf in [workflow_id(j, e.customer_id) for j in ORDER_AWARE] + win_back_ids(customer):
+                sent |= await self._signal(wf, "order_placed", notice)
             if await repo.count_orders(s, customer_id=e.customer_id) == 1:
                 await self._start_nurture(e, lines)
                 return EventResult(
@@ -439,8 +448,38 @@ class Journeys:
                     "unsubscribed_journeys": sorted(opted_out | {e.journey}),
                 }
                 journeys = (e.journey,) if e.journey in LIVE_JOURNEYS else ()
-            sent = await self._leave(customer.id, "unsubscribed", journeys)
+            sent = await self._leave(customer, "unsubscribed", journeys)
             return EventResult(recorded=True, action=_signalled(sent))
+
+    async def resubscribe(self, event: Resubscribe | dict[str, Any]) -> EventResult:
+        e = Resubscribe.model_validate(event)
+        async with self._event(e, "Subscribed", {}) as s:
+            if s is None:
+                return EventResult(recorded=False)
+            customer = await self._customer(s, e.customer_id)
+            customer.subscribed = True
+            customer.attributes = {
+                k: v for k, v in customer.attributes.items() if k != "unsubscribed_journeys"
+            }
+            await repo.lift_suppression(s, email=customer.email, reasons=LIFTED_BY_CONSENT)
+            return EventResult(recorded=True, action="recorded")
+
+    async def stay(self, *, customer_id: str, send_key: str) -> EventResult:
+        """ "Keep writing to me" from a last call: a click for the journey, and a sunset
+        address comes back."""
+        result = await self.engaged(
+            {
+                "customer_id": customer_id,
+                "kind": "clicked",
+                "send_key": send_key,
+                "url": "stay",
+                "message_id": f"stay:{send_key}",
+            }
+        )
+        async with self._sessions.begin() as s:
+            customer = await self._customer(s, customer_id)
+            await repo.lift_suppression(s, email=customer.email, reasons=("sunset",))
+        return result
 
     async def email_bounced(self, event: Bounce | dict[str, Any]) -> EventResult:
         """Hard bounce: suppressed at once. Soft: suppressed after SOFT_BOUNCE_LIMIT in a row."""
@@ -461,7 +500,7 @@ class Journeys:
             await repo.suppress(
                 s, email=customer.email, customer_id=customer.id, reason=reason, detail=e.detail
             )
-            sent = await self._leave(customer.id, reason, LIVE_JOURNEYS)
+            sent = await self._leave(customer, reason, LIVE_JOURNEYS)
             return EventResult(recorded=True, action=_signalled(sent))
 
     async def complaint(self, event: Complaint | dict[str, Any]) -> EventResult:
@@ -477,7 +516,7 @@ class Journeys:
                 reason="complaint",
                 detail=e.detail,
             )
-            sent = await self._leave(customer.id, "complaint", LIVE_JOURNEYS)
+            sent = await self._leave(customer, "complaint", LIVE_JOURNEYS)
             return EventResult(recorded=True, action=_signalled(sent))
 
     # -- engagement and everything else ---------------------------------------------------
@@ -535,11 +574,14 @@ class Journeys:
             )
         return customer
 
-    async def _leave(self, customer_id: str, reason: str, journeys: tuple[str, ...]) -> bool:
+    async def _leave(self, customer: Customer, reason: str, journeys: tuple[str, ...]) -> bool:
         sent = False
-        for journey in journeys:
-            left = CustomerLeft(reason=reason)
-            sent |= await self._signal(workflow_id(journey, customer_id), "customer_left", left)
+        left = CustomerLeft(reason=reason)
+        ids = [workflow_id(j, customer.id) for j in journeys]
+        if journeys == LIVE_JOURNEYS:
+            ids += win_back_ids(customer)
+        for wf in ids:
+            sent |= await self._signal(wf, "customer_left", left)
         return sent
 
     async def _start(

@@ -126,3 +126,8 @@ class OrderShipped(_Event):
 
 class ProductViewed(_Event):
     product: CartLine
+
+
+class Resubscribe(_Event):
+    """The customer explicitly asks for marketing email again (lifts unsubscribe and sunset;
+    not hard bounces or complaints)."""

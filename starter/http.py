@@ -147,6 +147,8 @@ def prepare(
         bounce = _props(segment.EmailBounced, call, loc)
         event = {**env, "hard": bounce.bounce_type == "hard", "detail": bounce.reason}
         return Prepared(cid, lambda j: j.email_bounced(event))
+    if name == "Subscribed":
+        return Prepared(cid, lambda j: j.resubscribe(env))
     if name == "Signed Up":
         return Prepared(cid, lambda j: j.signed_up(env))
     if name == "Order Shipped":
@@ -361,6 +363,21 @@ def create_app(settings: Settings, journeys: Journeys | None = None) -> FastAPI:
             },
         )
         return RedirectResponse(payload["u"], status_code=302, headers=NO_CACHE)
+
+    @app.get("/s/{token}", tags=["unsubscribe"], response_class=HTMLResponse)
+    async def stay(token: str, j: JourneysDep) -> HTMLResponse:
+        """ "Keep writing to me" from a win-back last call: one click, no login."""
+        payload = links.read(token, "stay")
+        if payload is None:
+            raise HTTPException(status_code=404, detail="unknown link")
+        try:
+            await j.stay(customer_id=payload["c"], send_key=payload["k"])
+        except UnknownCustomer as exc:
+            raise HTTPException(status_code=404, detail="unknown link") from exc
+        return HTMLResponse(
+            _page("Thank you", "<p>Glad to hear it: you will keep getting our emails.</p>"),
+            headers=NO_CACHE,
+        )
 
     def _unsubscribe_payload(token: str) -> dict[str, Any]:
         payload = links.read(token, "unsubscribe")

@@ -50,6 +50,11 @@ class Base(DeclarativeBase):
 
 class Customer(Base):
     __tablename__ = "customers"
+    __table_args__ = (
+        # The daily sweep's selections: lapsed buyers and birthdays.
+        Index("ix_customers_last_order", "last_order_at"),
+        Index("ix_customers_birthday", "birthday_md"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     email: Mapped[str] = mapped_column(String(320), index=True)
@@ -59,6 +64,12 @@ class Customer(Base):
     # Marketing subscription: False after an unsubscribe; consent withdrawn.
     subscribed: Mapped[bool] = mapped_column(default=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Kept up to date by the writes, so the sweep selects with plain indexed columns.
+    order_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_order_at: Mapped[datetime | None]
+    last_emailed_at: Mapped[datetime | None]  # last automation email sent (journey clock)
+    birthday_md: Mapped[str | None] = mapped_column(String(5))  # "MM-DD"
+    winback_for: Mapped[datetime | None]  # last_order_at of the lapse a win-back began for
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -165,6 +176,7 @@ class Product(Base):
     url: Mapped[str | None] = mapped_column(String(2000))
     image_url: Mapped[str | None] = mapped_column(String(2000))
     times_ordered: Mapped[int] = mapped_column(default=0)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)  # "new arrivals"
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

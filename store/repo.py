@@ -6,7 +6,7 @@ records an event, a cart and an order commits all of it or nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -60,8 +60,21 @@ async def upsert_customer(
             customer.timezone = timezone
         if attributes:
             customer.attributes = {**customer.attributes, **attributes}
+    if attributes and attributes.get("birthday"):
+        customer.birthday_md = birthday_md(str(attributes["birthday"]))
     await session.flush()
     return customer
+
+
+def birthday_md(text: str) -> str | None:
+    """ "1990-05-17", "05-17" or "--05-17" -> "05-17"; None when it is no date."""
+    parts = text.strip().lstrip("-").split("-")
+    try:
+        month, day = int(parts[-2]), int(parts[-1])
+        date(2000, month, day)  # a leap year: 02-29 is a birthday too
+    except (ValueError, IndexError):
+        return None
+    return f"{month:02d}-{day:02d}"
 
 
 async def get_customer(session: AsyncSession, *, customer_id: str) -> Customer | None:
@@ -156,6 +169,15 @@ async def record_order(
     cart = await session.get(Cart, customer_id)
     if cart is not None and cart.updated_at <= placed_at:
         cart.status = "ordered"
+    customer = await session.get(Customer, customer_id)
+    if customer is not None:
+        customer.order_count += 1
+        if customer.last_order_at is None or placed_at > customer.last_order_at:
+            customer.last_order_at = placed_at
+        # An order brings a sunset address back: the customer is clearly engaged again.
+        sunset = await session.get(Suppression, customer.email.lower())
+        if sunset is not None and sunset.reason == "sunset":
+            await session.delete(sunset)
     await session.flush()
     return True
 
@@ -202,6 +224,16 @@ async def suppress(
             Suppression(email=email.lower(), customer_id=customer_id, reason=reason, detail=detail)
         )
         await session.flush()
+
+
+async def lift_suppression(session: AsyncSession, *, email: str, reasons: tuple[str, ...]) -> bool:
+    """Remove the address's suppression if it is for one of ``reasons``."""
+    found = await session.get(Suppression, email.lower())
+    if found is None or found.reason not in reasons:
+        return False
+    await session.delete(found)
+    await session.flush()
+    return True
 
 
 async def get_send(session: AsyncSession, *, key: str) -> SendLog | None:
@@ -285,6 +317,16 @@ async def popular_in_category(
         .limit(limit)
     )
     return list(await session.scalars(query))
+
+
+async def picks(session: AsyncSession, *, kind: str, limit: int = 4) -> list[Product]:
+    """Shop-wide picks: "new_arrivals" (first seen last) or "best_sellers" (most ordered)."""
+    order = (
+        (Product.first_seen_at.desc(),)
+        if kind == "new_arrivals"
+        else (Product.times_ordered.desc(), Product.sku)
+    )
+    return list(await session.scalars(select(Product).order_by(*order).limit(limit)))
 
 
 async def orders_since(session: AsyncSession, *, customer_id: str, since: datetime) -> list[Order]:

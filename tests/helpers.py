@@ -82,12 +82,17 @@ def journey_mails(catcher: MailCatcher, customer_id: str, journey: str) -> list[
     return [
         m
         for m in catcher.to(email_for(customer_id))
-        if str(m["X-Journey"] or "").startswith(f"{journey}/")
+        if _journey_header(m).startswith(f"{journey}/")
     ]
 
 
+def _journey_header(mail: EmailMessage) -> str:
+    """X-Journey, unfolded (a long header is folded onto two lines)."""
+    return "".join(str(mail["X-Journey"] or "").split())
+
+
 def steps_of(mails: list[EmailMessage]) -> list[str]:
-    return [str(m["X-Journey"]).split("/", 1)[1] for m in mails]
+    return [_journey_header(m).split("/", 1)[1] for m in mails]
 
 
 def tracked_links(html: str, kind: str = "c") -> list[str]:

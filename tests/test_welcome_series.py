@@ -80,9 +80,7 @@ async def test_a_customer_who_ordered_gets_thanks_with_cross_sell_and_leaves(sta
     skipped = [d for d in result.decisions if d.step == "feedback"]
     assert skipped[0].status == "skipped" and skipped[0].reason == "ordered"
     async with stack.sessions() as s:
-        decision = await s.scalar(
-            select(JourneyDecision).where(JourneyDecision.customer_id == cid)
-        )
+        decision = await s.scalar(select(JourneyDecision).where(JourneyDecision.customer_id == cid))
     assert decision is not None and (decision.name, decision.value) == ("day_7", "ordered")
 
 
@@ -165,7 +163,9 @@ async def test_quiet_hours_move_a_send_to_8_in_the_customers_own_time_zone(stack
 
 
 async def test_welcome_and_nurture_together_stay_within_the_frequency_cap(make_stack):
-    stack = await make_stack(new_customer_nurture={"frequency_cap": {"window": "1d", "max_emails": 1}})
+    stack = await make_stack(
+        new_customer_nurture={"frequency_cap": {"window": "1d", "max_emails": 1}}
+    )
     cid = stack.new_customer_id()
     handle = await sign_up(stack, cid)
     await welcome_mails(stack, cid, 1)

@@ -1,0 +1,7 @@
+"""The branches scripts/record_histories.py records, one module per journey.
+
+Each module names its ``JOURNEY`` and maps branch names to ``Branch``es in ``BRANCHES``: an
+``async def <branch>(stack, cid) -> handle`` that drives one customer's run the way a shop does
+(and checks what it can on the way), the outcome the run must end with and, where it is fixed,
+the steps it must have sent. Shared checks are in ``histories.common``.
+"""

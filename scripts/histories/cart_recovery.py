@@ -1,0 +1,97 @@
+"""Cart recovery: the full path and each way out."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from histories.common import Branch, Handle, check, expect_mail, follow
+from tests.conftest import Stack
+from tests.helpers import HAT, MUG, TEE, abandon_cart, add_customer, email_for
+
+JOURNEY = "cart_recovery"
+
+
+async def _first_reminder_sent(stack: Stack, cid: str) -> Handle:
+    await add_customer(stack, cid)
+    handle: Handle = await abandon_cart(stack, cid, TEE, MUG)
+    await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
+    await expect_mail(stack, cid, 1)
+    return handle
+
+
+async def full_path(stack: Stack, cid: str) -> Handle:
+    await add_customer(stack, cid)
+    handle: Handle = await abandon_cart(stack, cid, TEE, MUG)
+    await stack.fast_forward(handle, timedelta(days=7, hours=1))
+    return handle
+
+
+async def ordered_after_first_reminder(stack: Stack, cid: str) -> Handle:
+    handle = await _first_reminder_sent(stack, cid)
+    await stack.journeys.order_placed(
+        {"customer_id": cid, "order_id": f"o-{cid}", "total": "48.30", "lines": [TEE, MUG]}
+    )
+    return handle
+
+
+async def cart_changed_before_first_reminder(stack: Stack, cid: str) -> Handle:
+    await add_customer(stack, cid)
+    handle: Handle = await abandon_cart(stack, cid, TEE)
+    await stack.fast_forward(handle, timedelta(minutes=40))
+    await abandon_cart(stack, cid, HAT, MUG)  # restarts the one-hour wait
+    await stack.fast_forward(handle, timedelta(minutes=65))
+    await expect_mail(stack, cid, 1)
+    await stack.fast_forward(handle, timedelta(days=7))
+    return handle
+
+
+async def cart_emptied(stack: Stack, cid: str) -> Handle:
+    await add_customer(stack, cid)
+    handle: Handle = await abandon_cart(stack, cid, TEE)
+    await stack.fast_forward(handle, timedelta(minutes=10))
+    await abandon_cart(stack, cid)  # no lines: the cart was emptied
+    return handle
+
+
+async def unsubscribed(stack: Stack, cid: str) -> Handle:
+    handle = await _first_reminder_sent(stack, cid)
+    await stack.journeys.unsubscribe({"customer_id": cid})  # signals customer_left
+    return handle
+
+
+async def hard_bounce(stack: Stack, cid: str) -> Handle:
+    await add_customer(stack, cid)
+    stack.catcher.rcpt_answers[email_for(cid)] = "550 5.1.1 No such user here"
+    handle: Handle = await abandon_cart(stack, cid, TEE)
+    await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
+    return handle
+
+
+async def clicked_after_first_reminder(stack: Stack, cid: str) -> Handle:
+    """The customer follows the checkout link of the first reminder, then does not order."""
+    handle = await _first_reminder_sent(stack, cid)
+    (mail,) = stack.catcher.to(email_for(cid))
+    html = mail.get_body(preferencelist=("html",))
+    link = re.search(r'href="https://shop\.test(/t/c/[^"]+)"', html.get_content() if html else "")
+    check(link is not None, "the first reminder has no tracked link")
+    await follow(stack, link.group(1) if link else "", 302)
+    await stack.fast_forward(handle, timedelta(days=7))
+    return handle
+
+
+ALL = ["reminder_1", "reminder_2", "reminder_3", "reminder_4", "discount"]
+BRANCHES = {
+    "full_path": Branch(full_path, "completed", ALL),
+    "ordered_after_first_reminder": Branch(ordered_after_first_reminder, "ordered", ALL[:1]),
+    "cart_changed_before_first_reminder": Branch(
+        cart_changed_before_first_reminder, "completed", ALL
+    ),
+    "cart_emptied": Branch(cart_emptied, "cart_emptied", []),
+    "unsubscribed": Branch(unsubscribed, "unsubscribed", ALL[:1]),
+    "hard_bounce": Branch(hard_bounce, "bounced", []),
+    # code version 2: after a click only the discount (workflow.patched)
+    "clicked_after_first_reminder": Branch(
+        clicked_after_first_reminder, "completed", ["reminder_1", "discount"]
+    ),
+}

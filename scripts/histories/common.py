@@ -1,0 +1,82 @@
+"""What every journey's branches share: the branch record and checks on runs and mail."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple
+
+import httpx
+from temporalio.client import WorkflowHandle
+
+from starter.api import EventResult
+from starter.http import create_app
+from tests.conftest import Stack
+from tests.helpers import email_for, journey_mails, parts, steps_of, wait_for_mail
+
+Handle = WorkflowHandle[Any, Any]
+Drive = Callable[[Stack, str], Awaitable[Handle]]
+
+
+class Branch(NamedTuple):
+    drive: Drive  # drives one customer's run (customer id given); returns its handle
+    outcome: str  # the outcome the run must end with
+    sent: Sequence[str] | None = None  # the steps it must have sent, in order ("{cid}": its id)
+
+
+def check(ok: bool, what: str) -> None:
+    """A branch that does not go where it should must not be recorded (asserts may be off)."""
+    if not ok:
+        raise RuntimeError(what)
+
+
+def handle_of(
+    stack: Stack, run: Callable[..., Awaitable[Any]], result: EventResult, *, action: str
+) -> Handle:
+    """The run (of the workflow whose ``run`` method is given) that an event started or
+    signalled; the event's ``action`` must be ``action``."""
+    check(result.action == action, f"{result.workflow_id}: {result.action!r}, not {action!r}")
+    check(result.workflow_id is not None, "the event names no workflow")
+    handle: Handle = stack.client.get_workflow_handle_for(run, str(result.workflow_id))
+    return handle
+
+
+async def expect_mail(stack: Stack, cid: str, count: int) -> None:
+    got = await wait_for_mail(stack.catcher, email_for(cid), count)
+    check(len(got) == count, f"{cid}: expected {count} emails, the catcher has {len(got)}")
+
+
+async def expect_steps(
+    stack: Stack, cid: str, journey: str, *steps: str, seconds: float = 15.0
+) -> None:
+    """Wait until the customer has as many of the journey's mails as ``steps``; they must be
+    exactly those steps, in that order."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        got = steps_of(journey_mails(stack.catcher, cid, journey))
+        if len(got) >= len(steps) or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    check(got == list(steps), f"{cid}: {journey} mails {got}, expected {list(steps)}")
+
+
+def html_of(stack: Stack, cid: str, journey: str, index: int) -> str:
+    """The HTML part of the customer's ``index``-th mail of the journey."""
+    return parts(journey_mails(stack.catcher, cid, journey)[index])[1]
+
+
+async def follow(stack: Stack, link: str, status: int) -> None:
+    """Open or click a tracked link from a mail through the HTTP app (httpx + ASGI, as the
+    tests' ``http`` fixture), as the customer's mail client does."""
+    app = create_app(stack.settings, journeys=stack.journeys)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://shop.test"
+    ) as http:
+        answer = await http.get(link)
+    check(answer.status_code == status, f"GET {link}: {answer.status_code}, not {status}")
+
+
+async def finished(handle: Handle, seconds: float = 30) -> Any:
+    """The run's result (a ``JourneyResult``); fetching it again later is fine."""
+    return await asyncio.wait_for(handle.result(), timeout=seconds)

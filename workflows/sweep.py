@@ -1,0 +1,98 @@
+"""The daily sweep: finds customers for win-back and birthday greetings, and starts them.
+
+Trigger: the Temporal Schedule ``daily-sweep`` (starter/schedule.py), once a day at
+``[sweep] run_at`` in ``time_zone`` (journeys/win_back.toml). Three phases: the win-back group,
+the repeat-purchase group, birthdays. Each page is one activity: a keyset-paged, set-based
+query, then one journey per customer with a deterministic id (a rerun of the same day starts
+nobody twice). After ``pages_per_run`` pages it continues as new, so its history stays small
+for a million customers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.types import SweepPageInput, SweepPageResult
+    from journeys.config import BirthdayConfig, WinBackConfig
+
+PHASES = ("win_back", "repeat_purchase", "birthday")
+
+
+class PhaseCount(BaseModel):
+    selected: int = 0
+    started: int = 0
+    pages: int = 0
+
+
+class SweepInput(BaseModel):
+    win_back: WinBackConfig
+    birthday: BirthdayConfig
+    as_of: datetime | None = None  # the sweep's "today"; default: when it starts
+    phase: str = PHASES[0]
+    after_id: str = ""
+    counts: dict[str, PhaseCount] = {}
+
+
+class SweepResult(BaseModel):
+    as_of: datetime
+    counts: dict[str, PhaseCount]
+
+
+@workflow.defn(name="DailySweep")
+class DailySweep:
+    def __init__(self) -> None:
+        self._phase = ""
+        self._counts: dict[str, PhaseCount] = {}
+
+    @workflow.query
+    def progress(self) -> dict[str, PhaseCount]:
+        return self._counts
+
+    @workflow.run
+    async def run(self, inp: SweepInput) -> SweepResult:
+        as_of = inp.as_of or workflow.now()
+        self._counts = {p: inp.counts.get(p, PhaseCount()) for p in PHASES}
+        pages_left = inp.win_back.sweep.pages_per_run
+        for phase in PHASES[PHASES.index(inp.phase) :]:
+            self._phase = phase
+            after: str | None = inp.after_id if phase == inp.phase else ""
+            while after is not None:
+                if pages_left == 0:
+                    workflow.continue_as_new(
+                        inp.model_copy(
+                            update={
+                                "as_of": as_of,
+                                "phase": phase,
+                                "after_id": after,
+                                "counts": self._counts,
+                            }
+                        )
+                    )
+                page: SweepPageResult = await workflow.execute_activity(
+                    "sweep_page",
+                    SweepPageInput(
+                        phase=phase,
+                        as_of=as_of,
+                        after_id=after,
+                        page_size=inp.win_back.sweep.page_size,
+                        win_back=inp.win_back,
+                        birthday=inp.birthday,
+                    ),
+                    result_type=SweepPageResult,
+                    start_to_close_timeout=timedelta(minutes=5),
+                    heartbeat_timeout=timedelta(seconds=60),
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+                    summary=f"{phase}: page after {after or 'the start'}",
+                )
+                pages_left -= 1
+                count = self._counts[phase]
+                count.selected += page.selected
+                count.started += page.started
+                count.pages += 1
+                after = page.next_after
+        return SweepResult(as_of=as_of, counts=self._counts)

@@ -1,0 +1,135 @@
+"""Win-back: a customer gone quiet gets an offer, then a last call, then list cleanup.
+
+Trigger: the daily sweep (workflows/sweep.py; id ``win-back:<customer>:<last order date>``,
+so once per lapse). Timeline (journeys/win_back.toml): the offer at once (win-back group:
+new arrivals + coupon; repeat-purchase group: best sellers). Any open, click or order before
+the last call is due ends the journey (an order: "won_back"). No reaction: the last call,
+"should we stop writing?", with a one-click way to stay. No open, click or order within
+``sunset_after`` of it: the address is sunset (suppressed for marketing email, the reason and
+date recorded); a later order or a re-subscribe brings it back.
+Signals: ``order_placed``, ``engaged``, ``customer_left``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from temporalio import workflow
+
+from workflows.common import (
+    SEND_ACTIVITY_TIMEOUT,
+    CustomerLeft,
+    Engagement,
+    JourneyInput,
+    JourneyResult,
+    JourneyRun,
+    JourneyState,
+    OrderSeen,
+    outcome_of,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from activities.types import SunsetInput
+    from journeys.config import StepConfig, WinBackConfig
+
+
+def win_back_id(customer_id: str, last_order_at: datetime) -> str:
+    """One win-back per lapse: the id names the last order before it."""
+    return f"win-back:{customer_id}:{last_order_at:%Y%m%d}"
+
+
+class WinBackInput(JourneyInput):
+    config: WinBackConfig
+    group: Literal["win_back", "repeat_purchase"]
+
+
+@workflow.defn(name="WinBack")
+class WinBack:
+    @workflow.init
+    def __init__(self, inp: WinBackInput) -> None:
+        self._journey = JourneyRun(inp)
+        self._ordered = self._engaged = False
+        self._exit: str | None = None
+
+    @workflow.signal
+    def order_placed(self, order: OrderSeen) -> None:
+        self._ordered = True
+
+    @workflow.signal
+    def engaged(self, engagement: Engagement) -> None:
+        self._journey.note_engagement(engagement)
+        self._engaged = True
+
+    @workflow.signal
+    def customer_left(self, left: CustomerLeft) -> None:
+        self._exit = left.reason
+
+    @workflow.query
+    def state(self) -> JourneyState:
+        return self._journey.state
+
+    def _reacted(self) -> bool:
+        return self._exit is not None or self._ordered or self._engaged
+
+    @workflow.run
+    async def run(self, inp: WinBackInput) -> JourneyResult:
+        j, config = self._journey, inp.config
+        if inp.group == "win_back":
+            offer, picks = config.step("win_back_offer"), "new_arrivals"
+        else:
+            offer, picks = config.step("repurchase_offer"), "best_sellers"
+        if ended := await self._send(offer, picks):
+            return ended
+
+        # Wait for an open, a click or an order until the last call is due.
+        last_call = config.step("last_call")
+        await j.wait_until(j.entered_at + last_call.after, step=last_call, wake=self._reacted)
+        if ended := await self._reaction("offer"):
+            return ended
+        if ended := await self._send(last_call, None):
+            return ended
+
+        # The last call: nothing within sunset_after -> sunset the address.
+        called_at = workflow.now()
+        await j.wait_until(
+            called_at + config.sunset_after,
+            step=last_call,
+            wake=self._reacted,
+            summary=f"wait {config.sunset_after} for a sign of life before sunset",
+        )
+        if ended := await self._reaction("last_call"):
+            return ended
+        reason = f"no open, click or order within {config.sunset_after} of the last call"
+        await j.decide("after_last_call", "sunset", reason)
+        await workflow.execute_activity(
+            "sunset_customer",
+            SunsetInput(customer_id=j.customer_id, reason=reason),
+            start_to_close_timeout=SEND_ACTIVITY_TIMEOUT,
+            summary="sunset the address",
+        )
+        return j.finish("sunset")
+
+    async def _reaction(self, after: str) -> JourneyResult | None:
+        """End the journey if the customer reacted (signals, confirmed by the store)."""
+        j = self._journey
+        if self._exit:
+            return j.finish(self._exit)
+        facts = await j.facts()
+        if self._ordered or facts.ordered:
+            await j.decide(f"after_{after}", "ordered", "ordered")
+            return j.finish("won_back")
+        if self._engaged or facts.opened:
+            await j.decide(f"after_{after}", "engaged", "opened or clicked")
+            return j.finish("stayed" if after == "last_call" else "engaged")
+        return None
+
+    async def _send(self, step: StepConfig, picks: str | None) -> JourneyResult | None:
+        j = self._journey
+        result = await j.send(step, context={"picks": picks} if picks else {}, wake=self._reacted)
+        if self._exit:
+            return j.finish(self._exit)
+        if j.leaves(step, result):
+            reason = outcome_of(result)
+            return j.finish("won_back" if reason == "ordered" else reason)
+        return None
