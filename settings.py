@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     api_batch_max: int = Field(100, ge=1, le=1000)
     soft_bounce_limit: int = Field(3, ge=1)
 
+    # Observability (worker and API)
+    log_format: str = Field("json", pattern="^(json|text)$")
+    log_level: str = "INFO"
+    metrics_bind: str = "127.0.0.1:9464"  # Prometheus /metrics of the worker; empty: off
+
     # Journeys
     journeys_dir: Path = ROOT / "journeys"
     journey_speedup: float = Field(1.0, gt=0)

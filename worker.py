@@ -22,6 +22,7 @@ from activities.mailer import SmtpPool
 from activities.render import Renderer
 from activities.send import MailSettings, SendActivities
 from activities.sweep import SweepActivities
+from observability import configure_logging, runtime_with_metrics
 from settings import Settings, get_settings
 from starter.api import Journeys
 from starter.client import connect
@@ -119,9 +120,9 @@ def build_worker(
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
-    client = await connect(settings)
+    configure_logging(settings)
+    client = await connect(settings, runtime_with_metrics(settings))
     engine = make_engine(settings.database_url)
     mailer = make_mailer(settings)
     sessions = make_session_factory(engine)
@@ -134,10 +135,11 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "worker polling task queue %r on %s (namespace %s)",
+        "worker polling task queue %r on %s (namespace %s); metrics at %s",
         settings.temporal_task_queue,
         settings.temporal_target,
         settings.temporal_namespace,
+        f"http://{settings.metrics_bind}/metrics" if settings.metrics_bind else "off",
     )
     async with worker:
         await stop.wait()

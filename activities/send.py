@@ -12,7 +12,6 @@ final commit (docs/decisions/0002-send-idempotency.md).
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,8 +46,8 @@ from store import repo
 from store.db import SessionFactory
 from store.models import Cart, Customer, Product, SendLog, utcnow
 
-log = logging.getLogger(__name__)
-
+# A send held by a paused journey is looked at again after this (or at once on resume).
+PAUSE_RECHECK = timedelta(days=1)
 # A claim younger than this belongs to an attempt that may still be running.
 CLAIM_LEASE = timedelta(seconds=60)
 
@@ -136,10 +135,19 @@ class SendActivities:
                 )
             cart = await repo.get_cart(s, customer_id=customer.id)
             refusal = await self._gate(s, req, customer, cart)
+            paused = await repo.journey_pause(s, journey=req.journey)
+            if refusal is None and paused is not None:
+                # Held until an operator resumes the journey (the resume signal wakes the
+                # run; the daily re-check is a safety net).
+                return SendOutcome(
+                    status="deferred",
+                    reason=f"paused: journey {req.journey} ({paused.reason or 'operator'})",
+                    retry_at=req.now + PAUSE_RECHECK,
+                )
             if refusal is None and req.quiet_hours is not None:
                 until = quiet_until(req.now, customer.timezone, req.quiet_hours)
                 if until is not None:
-                    log.info("send %s deferred by quiet hours until %s", key, until)
+                    _log(customer.id, "send %s deferred by quiet hours until %s", key, until)
                     return SendOutcome(
                         status="deferred",
                         reason=f"quiet_hours: {customer.timezone} until {until:%Y-%m-%d %H:%M} UTC",
@@ -151,7 +159,7 @@ class SendActivities:
                     s.add(_row(req, customer, status=status, reason=reason))
                 else:
                     existing.status, existing.reason = status, reason
-                log.info("send %s %s: %s", key, status, reason)
+                _log(customer.id, "send %s %s: %s", key, status, reason)
                 return SendOutcome(status=status, reason=reason)
             coupon = await self._coupon(s, req)
             context = self._context(req, customer, cart, coupon)
@@ -210,7 +218,8 @@ class SendActivities:
             raise
         accepted = time.perf_counter()
         await self._finish(key, status="sent", reason=None)
-        log.info(
+        _log(
+            customer.id,
             "sent %s to customer %s (accept-to-commit window %.1f ms)",
             key,
             customer.id,
@@ -345,6 +354,11 @@ class SendActivities:
         """The SMTP server did not take the message: drop the claim so a retry can send."""
         async with self._sessions.begin() as s:
             await repo.delete_send(s, key=key)
+
+
+def _log(customer_id: str, message: str, *args: Any) -> None:
+    """Through the activity logger: every line carries the workflow and the customer."""
+    activity.logger.info(message, *args, extra={"customer_id": customer_id})
 
 
 def quiet_until(now: datetime, zone: str, quiet: QuietHours) -> datetime | None:

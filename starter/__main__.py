@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from journeys.config import JourneyConfigError
 from settings import Settings, get_settings
+from starter import ops
 from starter.api import EventResult, Journeys, UnknownCustomer
 from starter.client import connect
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
@@ -64,6 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("order_id")
     o.add_argument("--total", required=True)
     o.add_argument("--currency", default="EUR")
+    j = sub.add_parser("journeys", help="a customer's journey runs and where they stand")
+    j.add_argument("customer_id")
+    e = sub.add_parser("explain", help="why a customer got (or did not get) each email")
+    e.add_argument("customer_id")
+    c2 = sub.add_parser("cancel", help="cancel a customer's running journeys")
+    c2.add_argument("customer_id")
+    c2.add_argument("--journey", help="only this journey (e.g. cart_recovery)")
+    for verb in ("pause", "resume"):
+        p2 = sub.add_parser(verb, help=f"{verb} a customer's journeys, or a whole journey")
+        target = p2.add_mutually_exclusive_group(required=True)
+        target.add_argument("--customer", help="this customer's running journeys")
+        target.add_argument("--journey", help="every run of this journey, and new ones")
+        p2.add_argument("--reason", default="operator")
     sc = sub.add_parser("schedule", help="create or update the daily sweep's schedule")
     sc.add_argument("--trigger", action="store_true", help="and run the sweep now")
     m = sub.add_parser("mail", help="list mail caught by the local SMTP catcher")
@@ -155,6 +169,34 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 }
             )
             print(_said(result))
+        elif args.command == "journeys":
+            print_runs(await ops.customer_runs(journeys.client, args.customer_id))
+        elif args.command == "explain":
+            print_explanation(
+                await ops.explain(journeys.sessions, journeys.client, args.customer_id)
+            )
+        elif args.command == "cancel":
+            ids = await ops.cancel(journeys.client, args.customer_id, args.journey)
+            print(f"cancelled {len(ids)} run(s): {', '.join(ids) or '-'}")
+        elif args.command in ("pause", "resume"):
+            paused = args.command == "pause"
+            if args.customer:
+                ids = await ops.pause_customer(
+                    journeys.client, args.customer, paused=paused, reason=args.reason
+                )
+                print(f"{args.command}d {len(ids)} run(s): {', '.join(ids) or '-'}")
+            else:
+                woken = await ops.pause_journey(
+                    journeys.sessions,
+                    journeys.client,
+                    args.journey,
+                    paused=paused,
+                    reason=args.reason,
+                )
+                print(
+                    f"journey {args.journey} {args.command}d"
+                    + ("" if paused else f"; {woken} running run(s) woken")
+                )
         elif args.command == "schedule":
             done = await ensure_daily_sweep(journeys.client, journeys, settings.temporal_task_queue)
             print(f"schedule {SCHEDULE_ID!r} {done}")
@@ -199,6 +241,45 @@ async def _demo(journeys: Journeys, settings: Settings, args: argparse.Namespace
         await asyncio.sleep(0.5)
     print("no email yet: is `make run` up? (worker log: var/worker.log)", file=sys.stderr)
     return 1
+
+
+def print_runs(runs: list[ops.Run]) -> None:
+    if not runs:
+        print("no journey runs for this customer")
+    for run in runs:
+        line = f"{run.started:%Y-%m-%d %H:%M}  {run.status:10} {run.workflow_id:45} {run.step}"
+        if run.outcome:
+            line += f"  -> {run.outcome}"
+        if run.state is not None and run.state.next_at is not None:
+            line += f"  (next: {run.state.next_step} at {run.state.next_at:%Y-%m-%d %H:%M} UTC)"
+        if run.state is not None and run.state.paused:
+            line += f"  [paused: {run.state.paused}]"
+        print(line)
+
+
+def print_explanation(x: ops.Explanation) -> None:
+    if x.customer is None:
+        print("unknown customer")
+        return
+    c = x.customer
+    print(f"customer {c.id} <{c.email}>  time zone {c.timezone}  orders {c.order_count}")
+    print(f"marketing email: {'subscribed' if c.subscribed else 'UNSUBSCRIBED'}", end="")
+    print(f"; suppressed: {x.suppression}" if x.suppression else "")
+    print("\nsend decisions (journey clock):")
+    for row in x.sends:
+        why = f"  {row.reason}" if row.reason else ""
+        print(
+            f"  {row.decided_at:%Y-%m-%d %H:%M}  {row.journey:22} {row.step:22} {row.status:9}{why}"
+        )
+    for held in x.held:
+        when = f"{held['at']:%Y-%m-%d %H:%M}"
+        print(f"  {when}  {held['journey']:22} {held['step']:22} deferred  {held['reason']}")
+    if x.branches:
+        print("\nbranches taken:")
+    for b in x.branches:
+        print(
+            f"  {b.decided_at:%Y-%m-%d %H:%M}  {b.journey:22} {b.name:22} {b.value:12}  {b.reason}"
+        )
 
 
 def _said(result: EventResult) -> str:

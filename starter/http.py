@@ -35,6 +35,7 @@ from temporalio.service import RPCError
 
 from activities.tracking import Links
 from journeys.config import JourneyConfigError
+from observability import configure_logging
 from settings import Settings, get_settings
 from starter import segment
 from starter.api import EmailRequired, EventResult, Journeys, UnknownCustomer
@@ -493,12 +494,13 @@ def main() -> None:
     import uvicorn
 
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
         log_level="info",
+        log_config=None,  # our handlers (LOG_FORMAT), not uvicorn's own
         proxy_headers=True,
     )
 

@@ -197,3 +197,13 @@ class JourneyDecision(Base):
     value: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
     decided_at: Mapped[datetime]
+
+
+class JourneyPause(Base):
+    """A whole journey paused by an operator: its sends are held (not lost) until resumed."""
+
+    __tablename__ = "journey_pauses"
+
+    journey: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -20,6 +20,7 @@ from store.models import (
     Customer,
     Event,
     JourneyDecision,
+    JourneyPause,
     Order,
     Product,
     SendLog,
@@ -427,3 +428,22 @@ async def record_decision(
             )
         )
         await session.flush()
+
+
+async def journey_pause(session: AsyncSession, *, journey: str) -> JourneyPause | None:
+    return await session.get(JourneyPause, journey)
+
+
+async def set_journey_pause(
+    session: AsyncSession, *, journey: str, paused: bool, reason: str | None = None
+) -> bool:
+    """Pause or resume a whole journey; False when it already was so."""
+    found = await session.get(JourneyPause, journey)
+    if paused and found is None:
+        session.add(JourneyPause(journey=journey, reason=reason))
+    elif not paused and found is not None:
+        await session.delete(found)
+    else:
+        return False
+    await session.flush()
+    return True

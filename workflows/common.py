@@ -77,6 +77,7 @@ class JourneyState(BaseModel):
     decisions: list[StepRecord] = []
     branches: dict[str, str] = {}
     engagements: list[Engagement] = []
+    paused: str | None = None
     outcome: str | None = None
 
 
@@ -101,6 +102,25 @@ class JourneyRun:
             entered_at=workflow.now(),
             step="entered",
         )
+        # Operators pause and resume runs (python -m starter pause ...): sends are held, not
+        # lost. Registered here so that every journey has them without repeating them.
+        self.paused_by: str | None = None
+        self.resumes = 0
+        workflow.set_signal_handler("pause", self._pause)
+        workflow.set_signal_handler("resume", self._resume)
+        workflow.set_signal_handler("wake", self._wake)  # a paused journey was resumed
+
+    def _pause(self, why: Any = None) -> None:
+        reason = why.get("reason") if isinstance(why, dict) else None
+        self.paused_by = str(reason or "operator")
+        self.state.paused = self.paused_by
+
+    def _resume(self, _: Any = None) -> None:
+        self.paused_by, self.state.paused = None, None
+        self.resumes += 1
+
+    def _wake(self, _: Any = None) -> None:
+        self.resumes += 1
 
     @property
     def entered_at(self) -> datetime:
@@ -152,6 +172,13 @@ class JourneyRun:
         Quiet hours move the send to their end; if ``wake`` becomes true meanwhile, the send
         is dropped (skipped, "left during quiet hours")."""
         while True:
+            if self.paused_by is not None:
+                self.at_step(f"paused:{step.name}", next_step=step.name)
+                await workflow.wait_condition(lambda: self.paused_by is None or wake())
+                if wake():
+                    outcome = SendOutcome(status="skipped", reason="left while paused")
+                    break
+            resumes = self.resumes
             outcome = await self._send_once(
                 step,
                 template=template or step.template,
@@ -170,13 +197,22 @@ class JourneyRun:
             woke = await self.wait_until(
                 outcome.retry_at,
                 step=step,
-                wake=wake,
-                summary=f"quiet hours: {step.name} moves to {outcome.retry_at:%H:%M} UTC",
+                wake=lambda r=resumes: wake() or self.resumes != r,  # type: ignore[misc]
+                summary=f"{(outcome.reason or 'deferred').split(':')[0]}: "
+                f"{step.name} moves to {outcome.retry_at:%Y-%m-%d %H:%M} UTC",
             )
-            if woke:
-                outcome = SendOutcome(status="skipped", reason="left during quiet hours")
+            if woke and wake():
+                outcome = SendOutcome(status="skipped", reason="left while deferred")
                 break
         self.at_step(f"{outcome.status}:{step.name}")
+        workflow.logger.info(
+            "%s %s: %s%s",
+            self.config.name,
+            step.name,
+            outcome.status,
+            f" ({outcome.reason})" if outcome.reason else "",
+            extra={"customer_id": self.customer_id},
+        )
         return outcome
 
     async def _send_once(
@@ -277,6 +313,14 @@ class JourneyRun:
     async def decide(self, name: str, value: str, reason: str) -> str:
         """Record a branch taken, in the state (query) and in the store (explain)."""
         self.state.branches[name] = f"{value}: {reason}"
+        workflow.logger.info(
+            "%s branch %s = %s (%s)",
+            self.config.name,
+            name,
+            value,
+            reason,
+            extra={"customer_id": self.customer_id},
+        )
         workflow.upsert_search_attributes([JOURNEY_STEP.value_set(f"branch:{value}")])
         await workflow.execute_activity(
             "record_decision",

@@ -1,0 +1,163 @@
+"""What operators do: find a customer's runs, explain every send decision, cancel, pause.
+
+Used by the CLI (``python -m starter journeys|explain|cancel|pause|resume ...``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from store import repo
+from store.db import SessionFactory
+from store.models import Customer, JourneyDecision, SendLog
+from workflows.common import CUSTOMER_ID, JOURNEY, JOURNEY_OUTCOME, JOURNEY_STEP, JourneyState
+
+
+@dataclass(frozen=True)
+class Run:
+    workflow_id: str
+    run_id: str
+    journey: str
+    status: str
+    started: datetime
+    step: str
+    outcome: str
+    state: JourneyState | None  # from the run's `state` query (None if it did not answer)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+async def customer_runs(
+    client: Client, customer_id: str, *, running_only: bool = False, with_state: bool = True
+) -> list[Run]:
+    """The customer's journey runs, newest first (search attribute CustomerId)."""
+    query = f"{CUSTOMER_ID.name} = {_quote(customer_id)}"
+    if running_only:
+        query += " AND ExecutionStatus = 'Running'"
+    return await _runs(client, query, with_state=with_state)
+
+
+async def journey_runs(client: Client, journey: str, *, running_only: bool = True) -> list[Run]:
+    query = f"{JOURNEY.name} = {_quote(journey)}"
+    if running_only:
+        query += " AND ExecutionStatus = 'Running'"
+    return await _runs(client, query, with_state=False)
+
+
+async def _runs(client: Client, query: str, *, with_state: bool) -> list[Run]:
+    runs = []
+    async for wf in client.list_workflows(query):
+        attrs = wf.typed_search_attributes
+        state = None
+        if with_state and wf.status == WorkflowExecutionStatus.RUNNING:
+            try:
+                handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
+                state = await handle.query("state", result_type=JourneyState)
+            except RPCError:
+                state = None
+        runs.append(
+            Run(
+                workflow_id=wf.id,
+                run_id=wf.run_id,
+                journey=attrs.get(JOURNEY) or wf.workflow_type,
+                status=wf.status.name if wf.status else "UNKNOWN",
+                started=wf.start_time,
+                step=attrs.get(JOURNEY_STEP) or "",
+                outcome=attrs.get(JOURNEY_OUTCOME) or "",
+                state=state,
+            )
+        )
+    return sorted(runs, key=lambda r: r.started, reverse=True)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    customer: Customer | None
+    suppression: str | None
+    sends: list[SendLog]
+    branches: list[JourneyDecision]
+    held: list[dict[str, Any]]  # deferred / paused decisions of running runs, from their state
+
+
+async def explain(sessions: SessionFactory, client: Client, customer_id: str) -> Explanation:
+    """Every send decision for the customer with its reason, and the branches taken."""
+    async with sessions() as s:
+        customer = await repo.get_customer(s, customer_id=customer_id)
+        suppression = (
+            await repo.get_suppression(s, email=customer.email) if customer is not None else None
+        )
+        sends = await repo.sends_for_customer(s, customer_id=customer_id)
+        branches = list(
+            await s.scalars(
+                select(JourneyDecision)
+                .where(JourneyDecision.customer_id == customer_id)
+                .order_by(JourneyDecision.decided_at)
+            )
+        )
+    held = []
+    for run in await customer_runs(client, customer_id, running_only=True):
+        for d in run.state.decisions if run.state else []:
+            if d.status == "deferred":
+                held.append(
+                    {"journey": run.journey, "step": d.step, "at": d.at, "reason": d.reason}
+                )
+    return Explanation(
+        customer=customer,
+        suppression=(
+            f"{suppression.reason} since {suppression.created_at:%Y-%m-%d}"
+            + (f" ({suppression.detail})" if suppression.detail else "")
+            if suppression is not None
+            else None
+        ),
+        sends=sends,
+        branches=branches,
+        held=held,
+    )
+
+
+async def cancel(client: Client, customer_id: str, journey: str | None = None) -> list[str]:
+    """Cancel the customer's running journeys (or one of them); returns the workflow ids."""
+    done = []
+    for run in await customer_runs(client, customer_id, running_only=True, with_state=False):
+        if journey is None or run.journey == journey:
+            await client.get_workflow_handle(run.workflow_id, run_id=run.run_id).cancel()
+            done.append(run.workflow_id)
+    return done
+
+
+async def pause_customer(
+    client: Client, customer_id: str, *, paused: bool, reason: str = "operator"
+) -> list[str]:
+    """Hold (or release) the sends of the customer's running journeys."""
+    done = []
+    for run in await customer_runs(client, customer_id, running_only=True, with_state=False):
+        handle = client.get_workflow_handle(run.workflow_id, run_id=run.run_id)
+        await handle.signal("pause" if paused else "resume", {"reason": reason})
+        done.append(run.workflow_id)
+    return done
+
+
+async def pause_journey(
+    sessions: SessionFactory, client: Client, journey: str, *, paused: bool, reason: str = ""
+) -> int:
+    """Pause a whole journey: every send of it, in running and new runs, is held until
+    resumed (then the running ones are woken at once). Returns the runs woken."""
+    async with sessions.begin() as s:
+        await repo.set_journey_pause(s, journey=journey, paused=paused, reason=reason or None)
+    if paused:
+        return 0
+    woken = 0
+    for run in await journey_runs(client, journey):
+        await client.get_workflow_handle(run.workflow_id, run_id=run.run_id).signal(
+            "wake", {"reason": "journey resumed"}
+        )
+        woken += 1
+    return woken

@@ -1,0 +1,184 @@
+"""What operators rely on: finding runs, explaining decisions, cancel, pause, logs, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.request
+from datetime import timedelta
+
+import pytest
+from temporalio import workflow
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from devstack.catcher import free_port
+from observability import JsonFormatter, runtime_with_metrics
+from settings import Settings
+from starter import ops
+from store.models import SendLog, utcnow
+from tests.helpers import (
+    TEE,
+    abandon_cart,
+    add_customer,
+    email_for,
+    journey_mails,
+    steps_of,
+    wait_for_mail,
+    zone_at_local_hour,
+)
+from workflows.cart_recovery import CartRecovery
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+async def runs_of(stack, cid: str, **kw):
+    """Visibility is eventually consistent: wait until the runs show up."""
+    for _ in range(50):
+        runs = await ops.customer_runs(stack.client, cid, **kw)
+        if runs:
+            return runs
+        await asyncio.sleep(0.1)
+    return []
+
+
+async def test_an_operator_finds_a_customers_runs_with_step_and_next_action(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    await stack.journeys.signed_up({"customer_id": cid})
+    handle = await abandon_cart(stack, cid, TEE)
+    await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
+
+    runs = await runs_of(stack, cid)
+    assert {r.workflow_id for r in runs} == {f"cart-recovery:{cid}", f"welcome-series:{cid}"}
+    cart = next(r for r in runs if r.journey == "cart_recovery")
+    assert cart.status == "RUNNING" and cart.step == "waiting:reminder_2"
+    assert cart.state is not None and cart.state.next_step == "reminder_2"
+    for run in runs:
+        await stack.client.get_workflow_handle(run.workflow_id).terminate("test done")
+
+
+async def test_explain_lists_every_send_decision_with_its_reason(stack):
+    cid = stack.new_customer_id()
+    late = zone_at_local_hour(23)
+    await add_customer(stack, cid, timezone=late)
+    await stack.journeys.signed_up({"customer_id": cid})  # 23:00 there: deferred
+    await asyncio.sleep(0.5)
+    async with stack.sessions.begin() as s:
+        for n in range(2):
+            s.add(
+                SendLog(
+                    idempotency_key=f"other:{cid}:{n}",
+                    customer_id=cid,
+                    journey="browse_follow_up",
+                    workflow_id=f"browse-follow-up:{cid}",
+                    run_chain_id="r",
+                    step=f"s{n}",
+                    template="t",
+                    status="sent",
+                    decided_at=utcnow(),
+                )
+            )
+    await abandon_cart(stack, cid, TEE)
+    cart = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
+    await stack.fast_forward(cart, timedelta(hours=1, minutes=5))  # capped by the 2 above
+    await asyncio.sleep(0.5)
+
+    x = await ops.explain(stack.sessions, stack.client, cid)
+    decisions = {(r.journey, r.step): (r.status, r.reason) for r in x.sends}
+    assert decisions[("cart_recovery", "reminder_1")][0] == "skipped"
+    assert decisions[("cart_recovery", "reminder_1")][1].startswith("capped")
+    (held,) = x.held
+    assert held["journey"] == "welcome_series" and held["reason"].startswith("quiet_hours")
+    assert x.customer is not None and x.suppression is None
+    await ops.cancel(stack.client, cid)
+
+
+async def test_cancel_ends_a_customers_running_journeys(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    handle = await abandon_cart(stack, cid, TEE)
+    await runs_of(stack, cid)
+    assert await ops.cancel(stack.client, cid) == [f"cart-recovery:{cid}"]
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), timeout=20)
+    assert (await handle.describe()).status.name == "CANCELED"
+
+
+async def test_a_paused_customer_gets_nothing_until_resumed_and_nothing_is_lost(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    handle = await abandon_cart(stack, cid, TEE)
+    await runs_of(stack, cid)
+    assert await ops.pause_customer(stack.client, cid, paused=True) == [f"cart-recovery:{cid}"]
+    await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
+    await asyncio.sleep(0.5)
+    assert stack.catcher.to(email_for(cid)) == []
+    assert (await handle.query(CartRecovery.state)).paused == "operator"
+
+    await ops.pause_customer(stack.client, cid, paused=False)
+    mails = await wait_for_mail(stack.catcher, email_for(cid), 1)
+    assert steps_of(mails) == ["reminder_1"]
+    await handle.terminate("test done")
+
+
+async def test_a_paused_journey_holds_its_sends_until_resumed(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    await ops.pause_journey(stack.sessions, stack.client, "cart_recovery", paused=True)
+    try:
+        handle = await abandon_cart(stack, cid, TEE)
+        await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
+        state = await handle.query(CartRecovery.state)
+        assert state.decisions[-1].status == "deferred"
+        assert state.decisions[-1].reason.startswith("paused: journey cart_recovery")
+        assert stack.catcher.to(email_for(cid)) == []
+    finally:
+        woken = await ops.pause_journey(stack.sessions, stack.client, "cart_recovery", paused=False)
+    assert woken >= 1
+    mails = await wait_for_mail(stack.catcher, email_for(cid), 1)
+    assert (
+        steps_of(journey_mails(stack.catcher, cid, "cart_recovery"))
+        == ["reminder_1"]
+        == steps_of(mails)
+    )
+    await handle.terminate("test done")
+
+
+async def test_worker_log_lines_carry_workflow_and_customer(stack, caplog):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    with caplog.at_level(logging.INFO):
+        handle = await abandon_cart(stack, cid, TEE)
+        await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
+        await wait_for_mail(stack.catcher, email_for(cid), 1)
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records]
+    sent = [line for line in lines if line["message"].startswith(f"sent cart-recovery:{cid}")]
+    assert sent and sent[0]["workflow_id"] == f"cart-recovery:{cid}"
+    assert sent[0]["customer_id"] == cid and sent[0]["activity_type"] == "send_step"
+    await handle.terminate("test done")
+
+
+@workflow.defn(name="MetricsProbe", sandboxed=False)
+class MetricsProbe:
+    @workflow.run
+    async def run(self) -> str:
+        return "ok"
+
+
+async def test_sdk_metrics_are_exposed_for_prometheus(temporal_env, db_url):
+    bind = f"127.0.0.1:{free_port()}"
+    runtime = runtime_with_metrics(Settings(environment="test", metrics_bind=bind))
+    assert runtime is not None
+    target = temporal_env.client.service_client.config.target_host
+    client = await Client.connect(target, runtime=runtime, data_converter=pydantic_data_converter)
+    async with Worker(client, task_queue="metrics-probe", workflows=[MetricsProbe]):
+        await client.execute_workflow(
+            MetricsProbe.run, id="metrics-probe", task_queue="metrics-probe"
+        )
+    body = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"http://{bind}/metrics", timeout=5).read().decode()
+    )
+    assert "temporal_workflow_completed" in body
