@@ -11,6 +11,8 @@ and clicks, worker from worker.py, SMTP catcher, migrated SQLite store) on a dev
 per-workflow time skipping, checks how the run ended, and writes its history to
 ``tests/histories/<journey>__<branch>__v<N>.json``, N being the journey's workflow *code*
 version in ``CODE_VERSIONS`` below. Bump N when you put a change behind ``workflow.patched``.
+A workflow that continues as new has one history per run: the first run's goes to that file,
+run K's (K >= 2) to ``<journey>__<branch>__run<K>__v<N>.json``.
 Existing files are kept (``--force`` re-records those of the current versions; never do that
 once a version is deployed), so the runs of older code keep replaying in the tests.
 See docs/changing-a-journey.md.
@@ -18,6 +20,8 @@ See docs/changing-a-journey.md.
 The branches are in ``scripts/histories/<journey>.py``: one function per branch and a line in
 that module's ``BRANCHES`` (the outcome the run must end with, and the steps it must have
 sent). A new journey: a module like those, listed in ``JOURNEYS`` and ``CODE_VERSIONS`` here.
+A branch driven by the daily sweep (which looks at every customer in its store) runs on a
+store of its own (``Branch(..., own_store=True)``).
 """
 
 # ruff: noqa: E402  (the repo root goes on sys.path before the project's imports)
@@ -29,14 +33,24 @@ import asyncio
 import sys
 import tempfile
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # the project, and the histories package
 
-from histories import browse_follow_up, cart_recovery, new_customer_nurture, welcome_series
+from histories import (
+    birthday,
+    browse_follow_up,
+    cart_recovery,
+    daily_sweep,
+    new_customer_nurture,
+    welcome_series,
+    win_back,
+)
 from histories.common import Branch, Handle, check, finished
+from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.testing._timeskipping import TimeSkippingConfig
@@ -58,22 +72,36 @@ CODE_VERSIONS = {
     "welcome_series": 1,
     "new_customer_nurture": 1,
     "browse_follow_up": 1,
+    "win_back": 1,
+    "birthday": 1,
+    "daily_sweep": 1,
 }
 
-JOURNEYS = (cart_recovery, welcome_series, new_customer_nurture, browse_follow_up)
+JOURNEYS = (
+    cart_recovery,
+    welcome_series,
+    new_customer_nurture,
+    browse_follow_up,
+    win_back,
+    birthday,
+    daily_sweep,
+)
 
 # journey -> branch name -> (how to drive it, the outcome it must end with, the steps sent)
 BRANCHES: dict[str, dict[str, Branch]] = {module.JOURNEY: module.BRANCHES for module in JOURNEYS}
 
 
-def history_path(journey: str, branch: str, version: int) -> Path:
-    return HISTORIES / f"{journey}__{branch}__v{version}.json"
+def history_path(journey: str, branch: str, version: int, run: int = 1) -> Path:
+    """Where a branch's history goes; ``run``: which run of a chain continued as new."""
+    kind = branch if run == 1 else f"{branch}__run{run}"
+    return HISTORIES / f"{journey}__{kind}__v{version}.json"
 
 
 @asynccontextmanager
 async def recording_stack() -> AsyncIterator[Stack]:
     """The parts tests/conftest.py builds, once, for a script: dev server with time skipping
-    (off until a branch fast-forwards its run), SMTP catcher, a fresh migrated SQLite store."""
+    (off until a branch fast-forwards its run), SMTP catcher, a fresh migrated SQLite store
+    with a worker on it."""
     env = await WorkflowEnvironment.start_time_skipping_v2(
         ts_config=TimeSkippingConfig(enabled=False),
         data_converter=pydantic_data_converter,
@@ -85,6 +113,19 @@ async def recording_stack() -> AsyncIterator[Stack]:
         ],
     )
     catcher = MailCatcher().start()
+    try:
+        async with env, store_stack(env, catcher, "record-histories") as stack:
+            yield stack
+    finally:
+        catcher.stop()
+
+
+@asynccontextmanager
+async def store_stack(
+    env: WorkflowEnvironment, catcher: MailCatcher, task_queue: str
+) -> AsyncIterator[Stack]:
+    """A fresh migrated SQLite store and a worker on ``task_queue`` that uses it, on the
+    given server and catcher."""
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'journeys.db'}"
         await upgrade(url)
@@ -92,7 +133,7 @@ async def recording_stack() -> AsyncIterator[Stack]:
         sessions = make_session_factory(engine)
         settings = Settings(
             environment="test",
-            temporal_task_queue="record-histories",
+            temporal_task_queue=task_queue,
             database_url=url,
             smtp_host=catcher.host,
             smtp_port=catcher.port,
@@ -103,12 +144,9 @@ async def recording_stack() -> AsyncIterator[Stack]:
         )
         mailer = make_mailer(settings)
         try:
-            async with (
-                env,
-                build_worker(
-                    env.client, settings=settings, sessions=sessions, mailer=mailer
-                ) as worker,
-            ):
+            async with build_worker(
+                env.client, settings=settings, sessions=sessions, mailer=mailer
+            ) as worker:
                 yield Stack(
                     env=env,
                     client=env.client,
@@ -121,7 +159,6 @@ async def recording_stack() -> AsyncIterator[Stack]:
         finally:
             await mailer.close()
             await engine.dispose()
-            catcher.stop()
 
 
 def selected(only: set[str]) -> list[tuple[str, str, Branch]]:
@@ -136,18 +173,62 @@ def selected(only: set[str]) -> list[tuple[str, str, Branch]]:
 
 
 async def run_branch(stack: Stack, journey: str, name: str, branch: Branch) -> Handle:
-    """Drive one branch, on a customer of its own, and check how the run ended."""
+    """Drive one branch, on a customer of its own (and a store of its own if the branch says
+    so), and check how the run ended."""
     # A fresh store and server: ids are free. (Kept short: a long X-Journey header is folded,
     # and tests.helpers.journey_mails then misses the mail; branch names are unique.)
     cid = f"c-{name}".replace("_", "-")
-    handle = await branch.drive(stack, cid)
-    result = await finished(handle)
-    check(result.outcome == branch.outcome, f"ended {result.outcome!r}, not {branch.outcome!r}")
+    on: AbstractAsyncContextManager[Stack] = (
+        store_stack(stack.env, stack.catcher, f"record-histories-{cid}")
+        if branch.own_store
+        else nullcontext(stack)
+    )
+    async with on as branch_stack:
+        handle = await branch.drive(branch_stack, cid)
+        result = await finished(handle)  # while its worker still runs
+    outcome = getattr(result, "outcome", None)
+    if branch.outcome is not None:
+        check(outcome == branch.outcome, f"ended {outcome!r}, not {branch.outcome!r}")
     if branch.sent is not None:
         want = [step.format(cid=cid) for step in branch.sent]
         check(list(result.sent) == want, f"sent {result.sent}, not {want}")
-    print(f"{journey}/{name}: {result.outcome}, sent {result.sent}")
+    print(f"{journey}/{name}: {_summary(result)}")
     return handle
+
+
+def _summary(result: Any) -> str:
+    if hasattr(result, "outcome"):
+        return f"{result.outcome}, sent {result.sent}"
+    return repr(result)  # not a journey (the daily sweep): what it returned
+
+
+async def run_histories(stack: Stack, handle: Handle) -> list[WorkflowHistory]:
+    """The histories of every run of the handle's workflow, first to last: one for a journey,
+    one per run for a workflow that continued as new (the Replayer takes one run at a time)."""
+    runs = [await handle.fetch_history()]  # the handle's run, or the latest if it names none
+
+    async def fetch(run_id: str) -> WorkflowHistory:
+        return await stack.client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+
+    while before := _previous_run(runs[0]):
+        runs.insert(0, await fetch(before))
+    while after := _next_run(runs[-1]):
+        runs.append(await fetch(after))
+    return runs
+
+
+def _previous_run(history: WorkflowHistory) -> str:
+    """The run this one continues ("" for the first run)."""
+    started = history.events[0].workflow_execution_started_event_attributes
+    return str(started.continued_execution_run_id)
+
+
+def _next_run(history: WorkflowHistory) -> str:
+    """The run this one continued as ("" if it ended otherwise)."""
+    last = history.events[-1]
+    if not last.HasField("workflow_execution_continued_as_new_event_attributes"):
+        return ""
+    return str(last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id)
 
 
 async def record(*, only: set[str], force: bool, dry_run: bool = False) -> list[Path]:
@@ -156,7 +237,7 @@ async def record(*, only: set[str], force: bool, dry_run: bool = False) -> list[
     check the selected branches, write nothing. A branch that fails is reported, not
     written; the others go on."""
     plan = [
-        (journey, name, branch, history_path(journey, name, CODE_VERSIONS[journey]))
+        (journey, name, branch)
         for journey, name, branch in selected(only)
         if dry_run or force or not history_path(journey, name, CODE_VERSIONS[journey]).exists()
     ]
@@ -170,17 +251,23 @@ async def record(*, only: set[str], force: bool, dry_run: bool = False) -> list[
     written: list[Path] = []
     failed: list[str] = []
     async with recording_stack() as stack:
-        for journey, name, branch, path in plan:
+        for journey, name, branch in plan:
             try:
                 handle = await run_branch(stack, journey, name, branch)
             except Exception as exc:
                 failed.append(f"{journey}/{name}: {type(exc).__name__}: {exc}")
                 print(f"FAILED {failed[-1]}", file=sys.stderr)
                 continue
-            if not dry_run:
-                path.write_text((await handle.fetch_history()).to_json() + "\n")
-                written.append(path)
-                print(f"  wrote {path.relative_to(ROOT)}")
+            if dry_run:
+                continue
+            version = CODE_VERSIONS[journey]
+            for stale in HISTORIES.glob(f"{journey}__{name}__run*__v{version}.json"):
+                stale.unlink()  # of an earlier recording (--force): the chain may be shorter now
+            for run, history in enumerate(await run_histories(stack, handle), start=1):
+                target = history_path(journey, name, version, run)
+                target.write_text(history.to_json() + "\n")
+                written.append(target)
+                print(f"  wrote {target.relative_to(ROOT)}")
     if failed:
         raise SystemExit(
             f"{len(failed)} branch(es) failed, nothing written for them:\n" + "\n".join(failed)

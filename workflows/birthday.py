@@ -6,14 +6,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.common import (
-    CustomerLeft,
-    JourneyInput,
-    JourneyResult,
-    JourneyRun,
-    JourneyState,
-    outcome_of,
-)
+from workflows.common import JourneyInput, JourneyResult, JourneyWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from journeys.config import BirthdayConfig
@@ -25,27 +18,14 @@ class BirthdayInput(JourneyInput):
 
 
 @workflow.defn(name="BirthdayGreeting")
-class BirthdayGreeting:
+class BirthdayGreeting(JourneyWorkflow):
     @workflow.init
     def __init__(self, inp: BirthdayInput) -> None:
-        self._journey = JourneyRun(inp)
-        self._exit: str | None = None
-
-    @workflow.signal
-    def customer_left(self, left: CustomerLeft) -> None:
-        self._exit = left.reason
-
-    @workflow.query
-    def state(self) -> JourneyState:
-        return self._journey.state
+        self._begin(inp)
 
     @workflow.run
     async def run(self, inp: BirthdayInput) -> JourneyResult:
-        j = self._journey
-        step = inp.config.step("greeting")
-        result = await j.send(step, wake=lambda: self._exit is not None)
-        if self._exit:
-            return j.finish(self._exit)
-        if j.leaves(step, result):
-            return j.finish(outcome_of(result))
-        return j.finish("greeted" if result.status == "sent" else result.status)
+        if ended := await self._send(inp.config.step("greeting")):
+            return ended
+        sent = self._journey.state.decisions[-1].status == "sent"
+        return self._journey.finish("greeted" if sent else self._journey.state.decisions[-1].status)

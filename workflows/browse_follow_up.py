@@ -19,14 +19,11 @@ from pydantic import BaseModel
 from temporalio import workflow
 
 from workflows.common import (
-    CustomerLeft,
     Engagement,
     JourneyInput,
     JourneyResult,
-    JourneyRun,
-    JourneyState,
+    JourneyWorkflow,
     OrderSeen,
-    outcome_of,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -43,15 +40,14 @@ class ProductView(BaseModel):
 
 
 @workflow.defn(name="BrowseFollowUp")
-class BrowseFollowUp:
+class BrowseFollowUp(JourneyWorkflow):
     @workflow.init
     def __init__(self, inp: BrowseInput) -> None:
-        self._journey = JourneyRun(inp)
+        self._begin(inp)
         self._sku = inp.sku
         self._last_view: datetime = workflow.now()
         self._watching = False  # after the reviews email: a view or click is "interest"
         self._interest = False
-        self._exit: str | None = None
 
     @workflow.signal
     def product_viewed(self, view: ProductView) -> None:
@@ -66,18 +62,10 @@ class BrowseFollowUp:
             self._exit = "bought"
 
     @workflow.signal
-    def customer_left(self, left: CustomerLeft) -> None:
-        self._exit = left.reason
-
-    @workflow.signal
     def engaged(self, engagement: Engagement) -> None:
-        self._journey.note_engagement(engagement)
+        super().engaged(engagement)
         if self._watching and engagement.kind == "clicked":
             self._interest = True
-
-    @workflow.query
-    def state(self) -> JourneyState:
-        return self._journey.state
 
     @workflow.run
     async def run(self, inp: BrowseInput) -> JourneyResult:
@@ -97,7 +85,7 @@ class BrowseFollowUp:
             if not woke:
                 break
 
-        if ended := await self._send(reviews):
+        if ended := await self._offer(reviews):
             return ended
         self._watching = True
         reviewed_at = workflow.now()
@@ -118,24 +106,17 @@ class BrowseFollowUp:
             return j.finish("bought")
         if self._interest or facts.clicked or facts.viewed_again:
             await j.decide("interest", "recommendation", "clicked through or viewed it again")
-            return await self._send(config.step("recommendation")) or j.finish("recommended")
+            return await self._offer(config.step("recommendation")) or j.finish("recommended")
         if facts.opened:
             await j.decide("interest", "none", "opened the reviews, nothing more")
             return j.finish("completed")
         await j.decide("interest", "coupon", f"no open, click or visit within {coupon.after}")
-        return await self._send(coupon) or j.finish("completed")
+        return await self._offer(coupon) or j.finish("completed")
 
-    async def _send(self, step: StepConfig) -> JourneyResult | None:
-        j = self._journey
-        result = await j.send(
+    async def _offer(self, step: StepConfig) -> JourneyResult | None:
+        return await self._send(
             step,
+            ordered_outcome="bought",
             context={"product_sku": self._sku},
             order_skus=[self._sku],
-            wake=lambda: self._exit is not None,
         )
-        if self._exit:
-            return j.finish(self._exit)
-        if j.leaves(step, result):
-            reason = outcome_of(result)
-            return j.finish("bought" if reason == "ordered" else reason)
-        return None

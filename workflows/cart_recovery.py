@@ -19,15 +19,7 @@ from datetime import datetime
 from pydantic import BaseModel
 from temporalio import workflow
 
-from workflows.common import (
-    CustomerLeft,
-    Engagement,
-    JourneyInput,
-    JourneyResult,
-    JourneyRun,
-    JourneyState,
-    outcome_of,
-)
+from workflows.common import JourneyInput, JourneyResult, JourneyWorkflow, outcome_of
 
 
 class CartChange(BaseModel):
@@ -39,12 +31,11 @@ class OrderNotice(BaseModel):
 
 
 @workflow.defn(name="CartRecovery")
-class CartRecovery:
+class CartRecovery(JourneyWorkflow):
     @workflow.init
     def __init__(self, inp: JourneyInput) -> None:
-        self._journey = JourneyRun(inp)
+        self._begin(inp)
         self._cart_changed_at: datetime = workflow.now()
-        self._exit: str | None = None
 
     @workflow.signal
     def cart_updated(self, change: CartChange) -> None:
@@ -56,21 +47,6 @@ class CartRecovery:
     @workflow.signal
     def order_placed(self, order: OrderNotice) -> None:
         self._exit = "ordered"
-
-    @workflow.signal
-    def customer_left(self, left: CustomerLeft) -> None:
-        self._exit = left.reason
-
-    @workflow.signal
-    def engaged(self, engagement: Engagement) -> None:
-        self._journey.note_engagement(engagement)
-
-    def _leaving(self) -> bool:
-        return self._exit is not None
-
-    @workflow.query
-    def state(self) -> JourneyState:
-        return self._journey.state
 
     @workflow.run
     async def run(self, inp: JourneyInput) -> JourneyResult:

@@ -364,6 +364,53 @@ class JourneyRun:
         )
 
 
+class JourneyWorkflow:
+    """What every journey workflow has: the ``customer_left`` and ``engaged`` signals, the
+    ``state`` query, and "send this step, and end the journey if the decision says so".
+    A journey class derives from it and calls ``self._begin(inp)`` in its ``__init__``."""
+
+    _journey: JourneyRun
+    _exit: str | None
+
+    def _begin(self, inp: JourneyInput) -> None:
+        self._journey = JourneyRun(inp)
+        self._exit = None
+
+    @workflow.signal
+    def customer_left(self, left: CustomerLeft) -> None:
+        self._exit = left.reason
+
+    @workflow.signal
+    def engaged(self, engagement: Engagement) -> None:
+        self._journey.note_engagement(engagement)
+
+    @workflow.query
+    def state(self) -> JourneyState:
+        return self._journey.state
+
+    def _leaving(self) -> bool:
+        return self._exit is not None
+
+    async def _send(
+        self,
+        step: StepConfig,
+        *,
+        ordered_outcome: str = "ordered",
+        wake: Callable[[], bool] | None = None,
+        **send: Any,
+    ) -> JourneyResult | None:
+        """Send ``step``; a result when the journey ends here (left meanwhile, or the
+        decision ends it: an order where the step says so, suppression, bounce...)."""
+        j = self._journey
+        result = await j.send(step, wake=wake or self._leaving, **send)
+        if self._exit:
+            return j.finish(self._exit)
+        if j.leaves(step, result):
+            reason = outcome_of(result)
+            return j.finish(ordered_outcome if reason == "ordered" else reason)
+        return None
+
+
 def outcome_of(result: SendOutcome) -> str:
     """The journey outcome when a send decision ends the journey."""
     if result.status == "bounced":

@@ -18,16 +18,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel
 from temporalio import workflow
 
-from workflows.common import (
-    CustomerLeft,
-    Engagement,
-    JourneyInput,
-    JourneyResult,
-    JourneyRun,
-    JourneyState,
-    OrderSeen,
-    outcome_of,
-)
+from workflows.common import JourneyInput, JourneyResult, JourneyWorkflow, OrderSeen
 
 with workflow.unsafe.imports_passed_through():
     from journeys.config import NurtureConfig, StepConfig
@@ -46,14 +37,13 @@ class Shipment(BaseModel):
 
 
 @workflow.defn(name="NewCustomerNurture")
-class NewCustomerNurture:
+class NewCustomerNurture(JourneyWorkflow):
     @workflow.init
     def __init__(self, inp: NurtureInput) -> None:
-        self._journey = JourneyRun(inp)
+        self._begin(inp)
         self._first_order = inp.order_id
         self._shipments: list[Shipment] = []
         self._shipments_seen: set[str] = set()
-        self._exit: str | None = None
 
     @workflow.signal
     def order_placed(self, order: OrderSeen) -> None:
@@ -66,24 +56,12 @@ class NewCustomerNurture:
             self._shipments_seen.add(shipment.shipment_id)
             self._shipments.append(shipment)
 
-    @workflow.signal
-    def customer_left(self, left: CustomerLeft) -> None:
-        self._exit = left.reason
-
-    @workflow.signal
-    def engaged(self, engagement: Engagement) -> None:
-        self._journey.note_engagement(engagement)
-
-    @workflow.query
-    def state(self) -> JourneyState:
-        return self._journey.state
-
     @workflow.run
     async def run(self, inp: NurtureInput) -> JourneyResult:
         j, config = self._journey, inp.config
         order = {"order_id": self._first_order}
 
-        if ended := await self._send(config.step("thanks"), order):
+        if ended := await self._touch(config.step("thanks"), order):
             return ended
         care = config.step("care")
         timeline = [
@@ -107,7 +85,7 @@ class NewCustomerNurture:
                     break
                 if ended := await self._shipping_notice(self._shipments.pop(0)):
                     return ended
-            if ended := await self._send(step, context, template=template):
+            if ended := await self._touch(step, context, template=template):
                 return ended
         return j.finish("completed")
 
@@ -115,27 +93,22 @@ class NewCustomerNurture:
         base = self._journey.config.step("shipping")
         step = base.model_copy(update={"name": f"shipping_{shipment.shipment_id}"[:64]})
         context = {"order_id": shipment.order_id, "tracking_url": shipment.tracking_url}
-        return await self._send(step, context)
+        return await self._touch(step, context)
 
-    async def _send(
+    async def _touch(
         self, step: StepConfig, context: Mapping[str, str | None], template: str | None = None
     ) -> JourneyResult | None:
+        """Send, unless the first week already had its emails (skipped and recorded)."""
         j = self._journey
         config: NurtureConfig = j.config  # type: ignore[assignment]
         first_week_ends = j.entered_at + config.first_week
         if workflow.now() < first_week_ends and j.sent_since(j.entered_at) >= config.first_week_max:
             j.skip(step, f"first_week_limit: {config.first_week_max} emails in {config.first_week}")
             return None
-        result = await j.send(
+        return await self._send(
             step,
+            ordered_outcome="repeat_customer",
             template=template,
             context={"tracking_url": None, **context},
             ignore_order_id=self._first_order,
-            wake=lambda: self._exit is not None,
         )
-        if self._exit:
-            return j.finish(self._exit)
-        if j.leaves(step, result):
-            reason = outcome_of(result)
-            return j.finish("repeat_customer" if reason == "ordered" else reason)
-        return None

@@ -17,16 +17,7 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.common import (
-    CustomerLeft,
-    Engagement,
-    JourneyInput,
-    JourneyResult,
-    JourneyRun,
-    JourneyState,
-    OrderSeen,
-    outcome_of,
-)
+from workflows.common import JourneyInput, JourneyResult, JourneyWorkflow, OrderSeen
 
 with workflow.unsafe.imports_passed_through():
     from journeys.config import WelcomeConfig
@@ -37,28 +28,15 @@ class WelcomeInput(JourneyInput):
 
 
 @workflow.defn(name="WelcomeSeries")
-class WelcomeSeries:
+class WelcomeSeries(JourneyWorkflow):
     @workflow.init
     def __init__(self, inp: WelcomeInput) -> None:
-        self._journey = JourneyRun(inp)
+        self._begin(inp)
         self._ordered = False
-        self._exit: str | None = None
 
     @workflow.signal
     def order_placed(self, order: OrderSeen) -> None:
         self._ordered = True
-
-    @workflow.signal
-    def customer_left(self, left: CustomerLeft) -> None:
-        self._exit = left.reason
-
-    @workflow.signal
-    def engaged(self, engagement: Engagement) -> None:
-        self._journey.note_engagement(engagement)
-
-    @workflow.query
-    def state(self) -> JourneyState:
-        return self._journey.state
 
     @workflow.run
     async def run(self, inp: WelcomeInput) -> JourneyResult:
@@ -97,9 +75,6 @@ class WelcomeSeries:
             return ended
         return j.finish("completed")
 
-    def _leaving(self) -> bool:
-        return self._exit is not None
-
     def _leaving_or_ordered(self) -> bool:
         return self._exit is not None or self._ordered
 
@@ -118,9 +93,4 @@ class WelcomeSeries:
         if self._ordered and step.on_order == "exit":
             return j.finish("ordered")
         wake = self._leaving_or_ordered if step.on_order == "exit" else self._leaving
-        result = await j.send(step, wake=wake, **send)
-        if self._exit:
-            return j.finish(self._exit)
-        if j.leaves(step, result):
-            return j.finish(outcome_of(result))
-        return None
+        return await self._send(step, wake=wake, **send)

@@ -19,14 +19,11 @@ from temporalio import workflow
 
 from workflows.common import (
     SEND_ACTIVITY_TIMEOUT,
-    CustomerLeft,
     Engagement,
     JourneyInput,
     JourneyResult,
-    JourneyRun,
-    JourneyState,
+    JourneyWorkflow,
     OrderSeen,
-    outcome_of,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -45,12 +42,11 @@ class WinBackInput(JourneyInput):
 
 
 @workflow.defn(name="WinBack")
-class WinBack:
+class WinBack(JourneyWorkflow):
     @workflow.init
     def __init__(self, inp: WinBackInput) -> None:
-        self._journey = JourneyRun(inp)
+        self._begin(inp)
         self._ordered = self._engaged = False
-        self._exit: str | None = None
 
     @workflow.signal
     def order_placed(self, order: OrderSeen) -> None:
@@ -58,16 +54,8 @@ class WinBack:
 
     @workflow.signal
     def engaged(self, engagement: Engagement) -> None:
-        self._journey.note_engagement(engagement)
+        super().engaged(engagement)
         self._engaged = True
-
-    @workflow.signal
-    def customer_left(self, left: CustomerLeft) -> None:
-        self._exit = left.reason
-
-    @workflow.query
-    def state(self) -> JourneyState:
-        return self._journey.state
 
     def _reacted(self) -> bool:
         return self._exit is not None or self._ordered or self._engaged
@@ -79,7 +67,7 @@ class WinBack:
             offer, picks = config.step("win_back_offer"), "new_arrivals"
         else:
             offer, picks = config.step("repurchase_offer"), "best_sellers"
-        if ended := await self._send(offer, picks):
+        if ended := await self._email(offer, picks):
             return ended
 
         # Wait for an open, a click or an order until the last call is due.
@@ -87,7 +75,7 @@ class WinBack:
         await j.wait_until(j.entered_at + last_call.after, step=last_call, wake=self._reacted)
         if ended := await self._reaction("offer"):
             return ended
-        if ended := await self._send(last_call, None):
+        if ended := await self._email(last_call, None):
             return ended
 
         # The last call: nothing within sunset_after -> sunset the address.
@@ -124,12 +112,10 @@ class WinBack:
             return j.finish("stayed" if after == "last_call" else "engaged")
         return None
 
-    async def _send(self, step: StepConfig, picks: str | None) -> JourneyResult | None:
-        j = self._journey
-        result = await j.send(step, context={"picks": picks} if picks else {}, wake=self._reacted)
-        if self._exit:
-            return j.finish(self._exit)
-        if j.leaves(step, result):
-            reason = outcome_of(result)
-            return j.finish("won_back" if reason == "ordered" else reason)
-        return None
+    async def _email(self, step: StepConfig, picks: str | None) -> JourneyResult | None:
+        return await self._send(
+            step,
+            ordered_outcome="won_back",
+            context={"picks": picks} if picks else {},
+            wake=self._reacted,
+        )

@@ -19,9 +19,16 @@ Drive = Callable[[Stack, str], Awaitable[Handle]]
 
 
 class Branch(NamedTuple):
-    drive: Drive  # drives one customer's run (customer id given); returns its handle
-    outcome: str  # the outcome the run must end with
-    sent: Sequence[str] | None = None  # the steps it must have sent, in order ("{cid}": its id)
+    # drives one customer's run (customer id given); returns its handle
+    drive: Drive
+    # the outcome the run must end with; None: not a journey (the daily sweep), or checked in
+    # the function
+    outcome: str | None
+    # the steps it must have sent, in order ("{cid}": the customer's id); None: not fixed
+    sent: Sequence[str] | None = None
+    # on a fresh store (and a worker on it) of its own: for runs of the daily sweep, which
+    # looks at every customer in its store
+    own_store: bool = False
 
 
 def check(ok: bool, what: str) -> None:
