@@ -16,6 +16,7 @@ import mailbox
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
@@ -214,7 +215,14 @@ async def _demo(journeys: Journeys, settings: Settings, args: argparse.Namespace
     cid = f"demo-{uuid.uuid4().hex[:6]}"
     email = args.email or f"{cid}@example.com"
     first_delay = journeys.config("cart_recovery").steps[0].after
-    await journeys.customer_upserted({"customer_id": cid, "email": email, "first_name": "Ada"})
+    # A customer for whom it is midday now, so quiet hours (21:00-08:00 local) never hold
+    # the demo's email, whenever it runs.
+    offset = (12 - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 12 else offset
+    zone = "Etc/GMT" + (f"{-offset:+d}" if offset else "")
+    await journeys.customer_upserted(
+        {"customer_id": cid, "email": email, "first_name": "Ada", "timezone": zone}
+    )
     result = await journeys.cart_updated(
         {
             "customer_id": cid,
