@@ -16,7 +16,6 @@ import mailbox
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
@@ -31,6 +30,7 @@ from starter import ops
 from starter.api import EventResult, Journeys, UnknownCustomer
 from starter.client import connect
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
+from starter.zones import zone_at_local_hour
 from store.db import make_engine, make_session_factory
 
 
@@ -217,11 +217,13 @@ async def _demo(journeys: Journeys, settings: Settings, args: argparse.Namespace
     first_delay = journeys.config("cart_recovery").steps[0].after
     # A customer for whom it is midday now, so quiet hours (21:00-08:00 local) never hold
     # the demo's email, whenever it runs.
-    offset = (12 - datetime.now(UTC).hour) % 24
-    offset = offset - 24 if offset > 12 else offset
-    zone = "Etc/GMT" + (f"{-offset:+d}" if offset else "")
     await journeys.customer_upserted(
-        {"customer_id": cid, "email": email, "first_name": "Ada", "timezone": zone}
+        {
+            "customer_id": cid,
+            "email": email,
+            "first_name": "Ada",
+            "timezone": zone_at_local_hour(12),
+        }
     )
     result = await journeys.cart_updated(
         {

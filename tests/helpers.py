@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 from devstack.catcher import MailCatcher
+from starter.zones import zone_at_local_hour
 from workflows.cart_recovery import CartRecovery
 
 TEE = {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "quantity": 2}
 MUG = {"sku": "MUG-7", "name": "Coffee mug", "price": "8.50", "quantity": 1}
 HAT = {"sku": "HAT-3", "name": "Wool hat", "price": "25.00", "quantity": 1}
-
-
-def zone_at_local_hour(hour: int) -> str:
-    """A fixed-offset time zone where it is now about ``hour`` o'clock, so that tests do not
-    depend on when they run (quiet hours are 21:00-08:00 local by default)."""
-    offset = (hour - datetime.now(UTC).hour) % 24
-    if offset > 12:
-        offset -= 24
-    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")  # Etc/GMT signs are inverted
 
 
 def email_for(customer_id: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from activities import tokens
+from starter.zones import zone_at_local_hour
 from store.models import Customer, Event, Suppression
 from tests.conftest import WRITE_KEY
 from tests.helpers import (
@@ -20,7 +21,6 @@ from tests.helpers import (
     email_for,
     parts,
     wait_for_mail,
-    zone_at_local_hour,
 )
 from workflows.cart_recovery import CartRecovery
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from starter.zones import zone_at_local_hour
 from store.models import Coupon, Customer, JourneyDecision, SendLog
 from tests.helpers import (
     add_customer,
@@ -19,7 +20,6 @@ from tests.helpers import (
     steps_of,
     tracked_links,
     wait_for_mail,
-    zone_at_local_hour,
 )
 from workflows.welcome_series import WelcomeSeries
 

@@ -20,6 +20,7 @@ from temporalio.service import RPCError
 from journeys.config import BirthdayConfig, WinBackConfig, load_journey
 from settings import ROOT
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
+from starter.zones import zone_at_local_hour
 from store import repo
 from store.db import make_engine, make_session_factory
 from store.migrate import upgrade
@@ -36,7 +37,6 @@ from tests.helpers import (
     steps_of,
     tracked_links,
     wait_for_mail,
-    zone_at_local_hour,
 )
 from workflows.sweep import DailySweep, SweepInput, SweepResult
 from workflows.win_back import WinBack

@@ -18,7 +18,8 @@ from histories.common import Branch, Handle, check, finished
 from journeys.config import BirthdayConfig, WinBackConfig
 from store import repo
 from tests.conftest import Stack
-from tests.helpers import TEE, add_customer, zone_at_local_hour
+from starter.zones import zone_at_local_hour
+from tests.helpers import TEE, add_customer
 from workflows.sweep import PHASES, DailySweep, SweepInput, SweepResult
 
 JOURNEY = "daily_sweep"

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 from histories.common import Branch, Handle, check, expect_steps, follow, handle_of, html_of
 from tests.conftest import Stack
-from tests.helpers import add_customer, journey_mails, settle, tracked_links, zone_at_local_hour
+from starter.zones import zone_at_local_hour
+from tests.helpers import add_customer, journey_mails, settle, tracked_links
 from workflows.welcome_series import WelcomeSeries
 
 JOURNEY = "welcome_series"
