@@ -16,9 +16,9 @@ from temporalio.client import WorkflowHandle
 
 from histories.common import Branch, Handle, check, finished
 from journeys.config import BirthdayConfig, WinBackConfig
+from starter.zones import zone_at_local_hour
 from store import repo
 from tests.conftest import Stack
-from starter.zones import zone_at_local_hour
 from tests.helpers import TEE, add_customer
 from workflows.sweep import PHASES, DailySweep, SweepInput, SweepResult
 

@@ -9,8 +9,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from histories.common import Branch, Handle, check, expect_steps, follow, handle_of, html_of
-from tests.conftest import Stack
 from starter.zones import zone_at_local_hour
+from tests.conftest import Stack
 from tests.helpers import add_customer, journey_mails, settle, tracked_links
 from workflows.welcome_series import WelcomeSeries
 
