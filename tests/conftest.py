@@ -8,6 +8,7 @@ import shutil
 import tomllib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -69,20 +70,29 @@ async def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-async def postgres_url() -> AsyncIterator[str]:
-    name = f"journeys_test_{uuid.uuid4().hex[:10]}"
+@asynccontextmanager
+async def throwaway_postgres(prefix: str) -> AsyncIterator[str]:
+    """A new, migrated PostgreSQL database on the machine's server, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         admin = await asyncpg.connect(PG_ADMIN_URL)
     except OSError as exc:  # pragma: no cover - the machine's PostgreSQL must run
         pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
     await admin.execute(f'CREATE DATABASE "{name}"')
-    host = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
-    url = f"postgresql+asyncpg://{host}/{name}"
-    await upgrade(url)
-    yield url
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    try:
+        host = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
+        url = f"postgresql+asyncpg://{host}/{name}"
+        await upgrade(url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    async with throwaway_postgres("journeys_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

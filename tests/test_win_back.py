@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import pytest
 from sqlalchemy import text
 from temporalio.client import ScheduleCalendarSpec
@@ -26,7 +25,7 @@ from store.db import make_engine, make_session_factory
 from store.migrate import upgrade
 from store.models import Customer, Suppression
 from store.sweep import birthday_dates, lapsed_page
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import throwaway_postgres
 from tests.helpers import (
     TEE,
     abandon_cart,
@@ -289,15 +288,8 @@ async def test_the_schedule_is_created_once_updated_after_and_runs_the_sweep(sta
 
 @pytest.fixture
 async def big_postgres() -> AsyncIterator[str]:
-    name = f"journeys_sweep_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    host = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
-    url = f"postgresql+asyncpg://{host}/{name}"
-    await upgrade(url)
-    yield url
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    async with throwaway_postgres("journeys_sweep") as url:
+        yield url
 
 
 async def test_a_sweep_over_100k_customers_on_postgresql_pages_through_them(big_postgres):
