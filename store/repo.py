@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -281,24 +283,36 @@ async def get_or_create_coupon(
 async def upsert_products(
     session: AsyncSession, *, lines: list[dict[str, Any]], ordered: bool = False
 ) -> None:
-    """Keep the catalogue of products seen in events; count what is ordered."""
+    """Keep the catalogue of products seen in events; count what is ordered.
+
+    One INSERT ... ON CONFLICT DO UPDATE per product, so two events about a new product at
+    the same moment cannot collide, and concurrent orders never lose a count."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     for line in lines:
         sku = line.get("sku")
         if not sku or not line.get("name"):
             continue
-        product = await session.get(Product, sku)
-        if product is None:
-            product = Product(sku=sku, name=line["name"], times_ordered=0)
-            session.add(product)
-        product.name = line["name"]
+        values: dict[str, Any] = {"sku": sku, "name": line["name"]}
         for attr in ("category", "url", "image_url"):
             if line.get(attr):
-                setattr(product, attr, line[attr])
+                values[attr] = line[attr]
         if line.get("price") is not None:
-            product.price = Decimal(str(line["price"]))
-        if ordered:
-            product.times_ordered += int(line.get("quantity", 1))
-    await session.flush()
+            values["price"] = Decimal(str(line["price"]))
+        count = int(line.get("quantity", 1)) if ordered else 0
+        stmt = insert(Product).values(
+            **values, times_ordered=count, first_seen_at=utcnow(), updated_at=utcnow()
+        )
+        changed = {k: stmt.excluded[k] for k in values if k != "sku"}
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Product.sku],
+                set_={
+                    **changed,
+                    "times_ordered": Product.times_ordered + count,
+                    "updated_at": utcnow(),
+                },
+            )
+        )
 
 
 async def get_product(session: AsyncSession, *, sku: str) -> Product | None:
