@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: setup run test lint demo mail migrate worker
+.PHONY: setup run test lint demo mail migrate worker bench
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -18,7 +18,7 @@ test: setup  ## lint, type-check, the whole test suite against real parts, compo
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy .
 	$(UV) run --frozen pytest
-	bash scripts/validate_compose.sh
+	STRICT=1 bash scripts/validate_compose.sh
 
 demo: setup  ## with `make run` up: a customer abandons a cart; the email shows up in ~2 s
 	@JOURNEY_SPEEDUP=$${JOURNEY_SPEEDUP:-3600} $(UV) run --frozen python -m starter demo
@@ -28,3 +28,6 @@ mail: setup  ## list the mail the local catcher kept (SHOW=N prints message N)
 
 migrate: setup
 	@$(UV) run --frozen python -m store.migrate
+
+bench: setup  ## benchmarks (BENCHMARKS.md): own dev server, catcher, DB, worker, API; SIZE=smoke for a quick run
+	@$(UV) run --frozen python -m bench --size $(or $(SIZE),full)

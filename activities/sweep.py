@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from temporalio import activity
 from temporalio.client import Client
@@ -49,7 +50,7 @@ class SweepActivities:
                 skus=set(win_back.selection.never_bought_skus),
             )
         chosen = [(cid, last) for cid, last in rows if cid not in excluded]
-        started = await self._start_all(
+        started = await self.start_all(
             [
                 (
                     win_back_id(cid, last),
@@ -59,6 +60,7 @@ class SweepActivities:
             ],
             "WinBack",
             win_back,
+            task_queue=activity.info().task_queue,
         )
         async with self._sessions.begin() as s:
             await sweep.mark_win_back(s, customer_ids=[cid for cid, _ in chosen])
@@ -73,22 +75,27 @@ class SweepActivities:
             found, last_seen = await sweep.birthday_page(
                 s, as_of=req.as_of, after_id=req.after_id, limit=req.page_size
             )
-        started = await self._start_all(
+        started = await self.start_all(
             [
                 (f"birthday:{cid}:{year}", BirthdayInput(customer_id=cid, config=config, year=year))
                 for cid, year in found
             ],
             "BirthdayGreeting",
             config,
+            task_queue=activity.info().task_queue,
         )
         return SweepPageResult(selected=len(found), started=started, next_after=last_seen)
 
-    async def _start_all(
-        self, runs: list[tuple[str, JourneyInput]], workflow: str, config: JourneyConfig
+    async def start_all(
+        self,
+        runs: Sequence[tuple[str, JourneyInput]],
+        workflow: str,
+        config: JourneyConfig,
+        *,
+        task_queue: str,
     ) -> int:
         """Start each run once ever (the id decides); returns how many were new."""
         limit = asyncio.Semaphore(STARTS_AT_ONCE)
-        task_queue = activity.info().task_queue
 
         async def start(wf_id: str, inp: JourneyInput) -> bool:
             async with limit:
@@ -109,7 +116,8 @@ class SweepActivities:
                     )
                 except WorkflowAlreadyStartedError:
                     return False
-                activity.heartbeat(wf_id)
+                if activity.in_activity():
+                    activity.heartbeat(wf_id)
                 return True
 
         results = await asyncio.gather(*(start(wf_id, inp) for wf_id, inp in runs))

@@ -1,0 +1,546 @@
+"""The measurements. Each takes the running :class:`BenchStack` and returns plain numbers;
+``bench/__main__.py`` turns them into table rows. Every loop is bounded in count and time."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any, TypeVar
+
+import aiosmtplib
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.testing import ActivityEnvironment
+
+from activities.types import SendOutcome, SendStepInput
+from bench.floor import FLOOR_WORKFLOW, BareJourney
+from bench.stack import FLOOR_QUEUE, BenchStack, email_for
+from starter.api import Journeys, workflow_id
+from store import repo
+from worker import build_activities, make_mailer
+from workflows.cart_recovery import CartChange, CartRecovery
+from workflows.common import CUSTOMER_ID, JOURNEY, JourneyInput
+
+T = TypeVar("T")
+
+TEE = {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "quantity": 2}
+PRODUCT = {"sku": "TEE-1", "name": "Blue T-shirt", "price": 19.90, "quantity": 2}
+
+
+def daytime_zone(now: datetime | None = None) -> str:
+    """A time zone where it is about noon now, so quiet hours (21:00-08:00 in the customer's
+    zone by default) never defer a benchmark's sends, whatever the hour it runs at."""
+    hour = (now or datetime.now(UTC)).hour
+    offset = (12 - hour + 11) % 24 - 11  # -11 .. +12 hours from UTC
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # Etc/GMT-3 is UTC+3
+
+
+ZONE = daytime_zone()
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+async def run_pool(
+    items: Iterable[T], concurrency: int, fn: Callable[[T], Awaitable[Any]], seconds: float
+) -> None:
+    """``fn`` over ``items`` with at most ``concurrency`` in flight; fails after ``seconds``."""
+    it = iter(items)
+
+    async def lane() -> None:
+        for item in it:
+            await fn(item)
+
+    await asyncio.wait_for(asyncio.gather(*(lane() for _ in range(concurrency))), seconds)
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], seconds: float, every: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(every)
+    return await check()
+
+
+async def count(stack: BenchStack, query: str) -> int:
+    return (await stack.client.count_workflows(query)).count
+
+
+# -- entering cart recovery -------------------------------------------------------------------
+
+
+async def enter(journeys: Journeys, customer_id: str) -> None:
+    """What a shop backend does: record the customer, then their cart (Python starter)."""
+    await journeys.customer_upserted(
+        {
+            "customer_id": customer_id,
+            "email": email_for(customer_id),
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "timezone": ZONE,
+        }
+    )
+    await journeys.cart_updated(
+        {
+            "customer_id": customer_id,
+            "message_id": f"cart-{customer_id}",
+            "checkout_url": f"https://shop.test/checkout/{customer_id}",
+            "lines": [TEE],
+        }
+    )
+
+
+@dataclass
+class Throughput:
+    n: int
+    done: int
+    per_second: float  # n / (last completion - first submission)
+    submitted_per_second: float  # how fast the starter accepted them
+    seconds: float
+
+
+async def entry_throughput(
+    stack: BenchStack, *, n: int, concurrency: int, tag: str, seconds: float
+) -> Throughput:
+    """Customers entering cart recovery (0 s first delay) until their first email is caught."""
+    stack.catcher.clear()
+    ids = [f"{tag}-{i}" for i in range(n)]
+    t0 = time.time()
+    await run_pool(ids, concurrency, lambda cid: enter(stack.journeys, cid), seconds)
+    submitted = time.time()
+
+    async def all_caught() -> bool:
+        return all(stack.catcher.arrived(email_for(cid)) is not None for cid in ids)
+
+    await wait_for(all_caught, seconds, 0.05)
+    arrivals = [a for cid in ids if (a := stack.catcher.arrived(email_for(cid))) is not None]
+    end = max(arrivals, default=time.time())
+    return Throughput(
+        n=n,
+        done=len(arrivals),
+        per_second=len(arrivals) / max(end - t0, 1e-9),
+        submitted_per_second=n / max(submitted - t0, 1e-9),
+        seconds=end - t0,
+    )
+
+
+async def floor_throughput(
+    stack: BenchStack, *, n: int, concurrency: int, tag: str, seconds: float
+) -> Throughput:
+    """Bare workflows (signal-with-start, one no-op activity) until closed."""
+    query = f"WorkflowType = '{FLOOR_WORKFLOW}' AND ExecutionStatus = 'Completed'"
+    before = await count(stack, query)
+
+    async def start(i: int) -> None:
+        await stack.client.start_workflow(
+            BareJourney.run,
+            f"{tag}-{i}",
+            id=f"{tag}-{i}",
+            task_queue=FLOOR_QUEUE,
+            start_signal="poke",
+            start_signal_args=[f"{tag}-{i}"],
+        )
+
+    t0 = time.time()
+    await run_pool(range(n), concurrency, start, seconds)
+    submitted = time.time()
+
+    async def all_closed() -> bool:
+        return await count(stack, query) >= before + n
+
+    await wait_for(all_closed, seconds, 0.1)
+    closes = [
+        wf.close_time.timestamp()
+        async for wf in stack.client.list_workflows(query)
+        if wf.id.startswith(f"{tag}-") and wf.close_time is not None
+    ]
+    end = max(closes, default=time.time())
+    return Throughput(
+        n=n,
+        done=len(closes),
+        per_second=len(closes) / max(end - t0, 1e-9),
+        submitted_per_second=n / max(submitted - t0, 1e-9),
+        seconds=end - t0,
+    )
+
+
+# -- event -> email through the HTTP API ------------------------------------------------------
+
+
+@dataclass
+class Latency:
+    n: int
+    done: int
+    rate: float
+    seconds: list[float]  # one per completed item
+    http_seconds: list[float]  # HTTP answer times
+    errors: int = 0
+
+
+async def event_to_email(
+    stack: BenchStack, *, rate: float, n: int, concurrency: int, tag: str, seconds: float
+) -> Latency:
+    """``Checkout Started`` via POST /v1/track at a steady ``rate`` (open loop) for customers
+    identified beforehand; latency = the catcher accepting reminder_1 (0 s delay) minus the
+    moment the request was sent."""
+    ids = [f"{tag}-{i}" for i in range(n)]
+    await run_pool(
+        ids,
+        concurrency,
+        lambda cid: stack.journeys.customer_upserted(
+            {"customer_id": cid, "email": email_for(cid), "first_name": "Ada", "timezone": ZONE}
+        ),
+        seconds,
+    )
+    stack.catcher.clear()
+    sent: dict[str, float] = {}
+    http_seconds: list[float] = []
+    errors = 0
+
+    async def one(cid: str) -> None:
+        nonlocal errors
+        t = time.time()
+        sent[cid] = t
+        answer = await stack.http.post(
+            "/v1/track",
+            json={
+                "userId": cid,
+                "event": "Checkout Started",
+                "messageId": f"checkout-{cid}",
+                "properties": {
+                    "currency": "EUR",
+                    "checkout_url": f"https://shop.test/checkout/{cid}",
+                    "products": [PRODUCT],
+                },
+            },
+        )
+        http_seconds.append(time.time() - t)
+        if answer.status_code != 200:
+            errors += 1
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    tasks: list[asyncio.Task[None]] = []
+    for i, cid in enumerate(ids):
+        await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+        tasks.append(asyncio.create_task(one(cid)))
+    await asyncio.wait_for(asyncio.gather(*tasks), seconds)
+
+    async def all_caught() -> bool:
+        return all(stack.catcher.arrived(email_for(cid)) is not None for cid in ids)
+
+    await wait_for(all_caught, seconds, 0.05)
+    latencies = [
+        a - sent[cid] for cid in ids if (a := stack.catcher.arrived(email_for(cid))) is not None
+    ]
+    return Latency(
+        n=n,
+        done=len(latencies),
+        rate=rate,
+        seconds=latencies,
+        http_seconds=http_seconds,
+        errors=errors,
+    )
+
+
+# -- purchase -> exit -------------------------------------------------------------------------
+
+
+async def purchase_to_exit(
+    stack: BenchStack, *, n: int, rate: float, concurrency: int, tag: str, seconds: float
+) -> tuple[Latency, str]:
+    """Customers waiting for reminder_1 (cart_recovery.toml as shipped: 1 h); ``Order
+    Completed`` via POST /v1/track at ``rate``; latency = ``handle.result()`` returned (the run
+    is closed) minus the moment the request was sent. Returns one closed run's id too."""
+    waiting = "JourneyStep = 'waiting:reminder_1' AND ExecutionStatus = 'Running'"
+    before = await count(stack, waiting)
+    ids = [f"{tag}-{i}" for i in range(n)]
+    await run_pool(ids, concurrency, lambda cid: enter(stack.waiting_journeys, cid), seconds)
+
+    async def all_waiting() -> bool:
+        return await count(stack, waiting) >= before + n
+
+    await wait_for(all_waiting, seconds, 0.2)
+    latencies: list[float] = []
+    http_seconds: list[float] = []
+    errors = 0
+
+    async def one(cid: str) -> None:
+        nonlocal errors
+        handle = stack.client.get_workflow_handle_for(
+            CartRecovery.run, workflow_id("cart_recovery", cid)
+        )
+        t = time.time()
+        answer = await stack.http.post(
+            "/v1/track",
+            json={
+                "userId": cid,
+                "event": "Order Completed",
+                "messageId": f"order-{cid}",
+                "properties": {"order_id": f"o-{cid}", "total": 39.80, "currency": "EUR"},
+            },
+        )
+        http_seconds.append(time.time() - t)
+        try:
+            result = await asyncio.wait_for(handle.result(), 30)
+        except TimeoutError:
+            errors += 1
+            return
+        if answer.status_code != 200 or result.outcome != "ordered":
+            errors += 1
+            return
+        latencies.append(time.time() - t)
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    tasks: list[asyncio.Task[None]] = []
+    for i, cid in enumerate(ids):
+        await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+        tasks.append(asyncio.create_task(one(cid)))
+    await asyncio.wait_for(asyncio.gather(*tasks), seconds)
+    return (
+        Latency(
+            n=n,
+            done=len(latencies),
+            rate=rate,
+            seconds=latencies,
+            http_seconds=http_seconds,
+            errors=errors,
+        ),
+        workflow_id("cart_recovery", ids[0]),
+    )
+
+
+# -- send throughput --------------------------------------------------------------------------
+
+
+@dataclass
+class Sends:
+    n: int
+    concurrency: int
+    send_step: float  # emails/s, the full activity (gate, render, claim, SMTP, commit)
+    send_step_sent: int
+    pool: float  # emails/s through SmtpPool (connections reused)
+    raw_pooled: float  # raw aiosmtplib, `concurrency` connections kept open
+    per_message: float  # raw aiosmtplib, a new connection per message
+    pool_connections: int
+
+
+async def _timed(n: int, concurrency: int, fn: Callable[[int], Awaitable[Any]], s: float) -> float:
+    t0 = time.perf_counter()
+    await run_pool(range(n), concurrency, fn, s)
+    return n / (time.perf_counter() - t0)
+
+
+async def send_throughput(stack: BenchStack, *, n: int, tag: str, seconds: float) -> Sends:
+    settings = stack.settings
+    concurrency = settings.smtp_pool_size
+    host, port = stack.catcher.host, stack.catcher.port
+    config = stack.journeys.config("cart_recovery")
+    step = config.steps[0]
+    ids = [f"{tag}-{i}" for i in range(n)]
+    now = datetime.now(UTC)
+    for chunk in range(0, n, 500):
+        async with stack.sessions.begin() as s:
+            for cid in ids[chunk : chunk + 500]:
+                await repo.upsert_customer(
+                    s, customer_id=cid, email=email_for(cid), first_name="Ada", timezone=ZONE
+                )
+                await repo.set_cart(
+                    s,
+                    customer_id=cid,
+                    lines=[TEE],
+                    currency="EUR",
+                    checkout_url=f"https://shop.test/checkout/{cid}",
+                    at=now - timedelta(hours=1),
+                )
+
+    # The send_step activity as the worker builds it, run in an activity context.
+    stack.catcher.clear()
+    mailer = make_mailer(settings)
+    activities = build_activities(settings=settings, sessions=stack.sessions, mailer=mailer)
+    send_step = next(a for a in activities if getattr(a, "__name__", "") == "send_step")
+    activity_env = ActivityEnvironment()
+    chain = str(uuid.uuid4())
+    sent = 0
+
+    async def one_step(i: int) -> None:
+        nonlocal sent
+        cid = ids[i]
+        outcome: SendOutcome = await activity_env.run(
+            send_step,
+            SendStepInput(
+                journey=config.name,
+                workflow_id=workflow_id("cart_recovery", cid),
+                run_chain_id=chain,
+                step=step.name,
+                template=step.template,
+                subject=step.subject,
+                customer_id=cid,
+                entered_at=now,
+                now=now,
+                frequency_cap=config.frequency_cap,
+                requires_active_cart=True,
+                quiet_hours=config.quiet_hours if config.quiet_hours.enabled else None,
+            ),
+        )
+        sent += outcome.status == "sent"
+
+    try:
+        step_rate = await _timed(n, concurrency, one_step, seconds)
+    finally:
+        await mailer.close()
+    with stack.catcher.lock:
+        sample: EmailMessage = stack.catcher.messages[0]
+
+    pool = make_mailer(settings)
+    try:
+        pool_rate = await _timed(n, concurrency, lambda _: pool.send(sample), seconds)
+    finally:
+        await pool.close()
+
+    clients = [aiosmtplib.SMTP(hostname=host, port=port) for _ in range(concurrency)]
+    for c in clients:
+        await c.connect()
+    free: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+    for c in clients:
+        free.put_nowait(c)
+
+    async def raw_send(_: int) -> None:
+        c = await free.get()
+        try:
+            await c.send_message(sample)
+        finally:
+            free.put_nowait(c)
+
+    try:
+        raw_rate = await _timed(n, concurrency, raw_send, seconds)
+    finally:
+        for c in clients:
+            await c.quit()
+
+    async def new_connection(_: int) -> None:
+        await aiosmtplib.send(sample, hostname=host, port=port)
+
+    per_message_rate = await _timed(n, concurrency, new_connection, seconds)
+    return Sends(
+        n=n,
+        concurrency=concurrency,
+        send_step=step_rate,
+        send_step_sent=sent,
+        pool=pool_rate,
+        raw_pooled=raw_rate,
+        per_message=per_message_rate,
+        pool_connections=pool.connections_opened,
+    )
+
+
+# -- footprint --------------------------------------------------------------------------------
+
+
+@dataclass
+class FootprintPoint:
+    sleeping: int
+    worker_rss_mib: float
+    worker_peak_mib: float
+    server_rss_mib: float
+    temporal_db_mib: float
+    start_per_second: float
+
+
+async def footprint(
+    stack: BenchStack,
+    *,
+    sizes: tuple[int, ...],
+    concurrency: int,
+    tag: str,
+    seconds: float,
+    settle: float,
+    rss: Callable[[], tuple[float, float, float]],
+) -> list[FootprintPoint]:
+    """Cart recovery runs sleeping until their first reminder (1 h, as shipped), started the
+    way the starter starts them (same input, id, start signal, search attributes), measured
+    once the worker has taken every run's first task."""
+    config = stack.waiting_journeys.config("cart_recovery")
+    waiting = "JourneyStep = 'waiting:reminder_1' AND ExecutionStatus = 'Running'"
+    before = await count(stack, waiting)
+    worker_rss, worker_peak, server_rss = rss()
+    points = [
+        FootprintPoint(
+            0, worker_rss, worker_peak, server_rss, stack.temporal_db_bytes() / 2**20, math.nan
+        )
+    ]
+
+    async def start(i: int) -> None:
+        cid = f"{tag}-{i}"
+        await stack.client.start_workflow(
+            CartRecovery.run,
+            JourneyInput(customer_id=cid, config=config),
+            id=workflow_id("cart_recovery", cid),
+            task_queue=stack.settings.temporal_task_queue,
+            start_signal="cart_updated",
+            start_signal_args=[CartChange()],
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(CUSTOMER_ID, cid), SearchAttributePair(JOURNEY, config.name)]
+            ),
+            memo={"journey_version": config.version},
+        )
+
+    started = 0
+    for size in sizes:
+        t0 = time.time()
+        await run_pool(range(started, size), concurrency, start, seconds)
+
+        async def all_waiting(size: int = size) -> bool:
+            return await count(stack, waiting) >= before + size
+
+        await wait_for(all_waiting, seconds, 0.5)
+        rate = (size - started) / (time.time() - t0)
+        started = size
+        await asyncio.sleep(settle)
+        worker_rss, worker_peak, server_rss = rss()
+        points.append(
+            FootprintPoint(
+                await count(stack, waiting) - before,
+                worker_rss,
+                worker_peak,
+                server_rss,
+                stack.temporal_db_bytes() / 2**20,
+                rate,
+            )
+        )
+    return points
+
+
+# -- history size -----------------------------------------------------------------------------
+
+
+async def history_events(stack: BenchStack, *, seconds_for_7_days: float, tag: str) -> int:
+    """One cart recovery run on its full path (five emails, outcome completed), its delays
+    shrunk so that 7 days take ``seconds_for_7_days``; the number of history events."""
+    journeys = stack.journeys_with(journey_speedup=7 * 86400 / seconds_for_7_days)
+    cid = f"{tag}-full"
+    await enter(journeys, cid)
+    handle = stack.client.get_workflow_handle_for(
+        CartRecovery.run, workflow_id("cart_recovery", cid)
+    )
+    result = await asyncio.wait_for(handle.result(), seconds_for_7_days + 60)
+    steps = journeys.config("cart_recovery").steps
+    if result.outcome != "completed" or len(result.sent) != len(steps):
+        raise RuntimeError(f"the full path ended {result.outcome} after sending {result.sent}")
+    return len((await handle.fetch_history()).events)
+
+
+async def events_of(stack: BenchStack, wf_id: str) -> int:
+    return len((await stack.client.get_workflow_handle(wf_id).fetch_history()).events)

@@ -1,0 +1,359 @@
+"""The parts a benchmark run owns: its own Temporal dev server (SQLite file, WAL), SMTP
+catcher, store database, journey worker and floor worker processes, and HTTP API process.
+
+Everything is wired from one :class:`Settings`, as ``make run`` does; the worker and the API
+are the project's own entry points (``worker.py``, ``python -m starter.http``) started as
+processes with that settings' environment, so the numbers include process boundaries the way
+a deployment has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+
+import asyncpg
+import httpx
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from devstack.catcher import MailCatcher, free_port
+from journeys.config import load_journey
+from settings import ROOT, Settings, temporal_cli
+from starter.api import Journeys
+from store.db import SessionFactory, make_engine, make_session_factory
+from store.migrate import upgrade
+from workflows.common import SEARCH_ATTRIBUTES
+
+WRITE_KEY = "bench-write-key-0123456789"
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+JOURNEY_QUEUE = "bench-journeys"
+FLOOR_QUEUE = "bench-floor"
+
+
+class TimedCatcher(MailCatcher):
+    """The project's catcher, noting when (wall clock) each recipient's mail was accepted."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host=host, port=port)
+        self.first_arrival: dict[str, float] = {}
+        self.arrivals = 0
+
+    def keep(self, raw: bytes) -> None:
+        at = time.time()
+        super().keep(raw)
+        with self.lock:
+            address = parseaddr(str(self.messages[-1]["To"]))[1].lower()
+            self.first_arrival.setdefault(address, at)
+            self.arrivals += 1
+
+    def clear(self) -> None:
+        super().clear()
+        with self.lock:
+            self.first_arrival.clear()
+            self.arrivals = 0
+
+    def arrived(self, address: str) -> float | None:
+        with self.lock:
+            return self.first_arrival.get(address.lower())
+
+
+def email_for(customer_id: str) -> str:
+    return f"{customer_id}@example.com"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``Settings()`` in a child process equal ``settings``."""
+    names = (
+        "environment",
+        "temporal_address",
+        "temporal_namespace",
+        "temporal_task_queue",
+        "database_url",
+        "smtp_host",
+        "smtp_port",
+        "smtp_pool_size",
+        "mail_from",
+        "public_base_url",
+        "secret_key",
+        "api_host",
+        "api_port",
+        "api_write_key",
+        "journeys_dir",
+        "journey_speedup",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "SMTP_"))}
+    env.update({name.upper(): str(getattr(settings, name)) for name in names})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def fast_journeys_dir(target: Path) -> Path:
+    """A copy of journeys/ whose cart recovery sends its first reminder at once (after 0 s),
+    so entry and event → email measure the machinery, not the journey's wait."""
+    shutil.copytree(ROOT / "journeys", target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    toml = target / "cart_recovery.toml"
+    text = toml.read_text(encoding="utf-8")
+    first_after = 'after = "1h"'
+    if first_after not in text:
+        raise RuntimeError(f"{toml}: expected the first step to say {first_after}; update bench")
+    toml.write_text(text.replace(first_after, 'after = "0s"', 1), encoding="utf-8")
+    config = load_journey("cart_recovery", target)
+    if config.steps[0].after.total_seconds() != 0:
+        raise RuntimeError(f"{toml}: the first step should wait 0 s after the bench's edit")
+    return target
+
+
+class Child:
+    """A child process with its log in a file; stopped with SIGTERM, killed if it hangs."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.name, self.log = name, log
+        self._out = log.open("wb")
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def wait_for_log(self, text: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early; see {self.log}:\n{self.tail()}")
+            if text.encode() in self.log.read_bytes():
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"{self.name} did not log {text!r} within {seconds} s; see {self.log}")
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    async def stop(self, seconds: float = 15.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(self.proc.wait, seconds)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._out.close()
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(current, peak) resident set size of a process, in MiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def dev_server_pid() -> int | None:
+    """The dev server is a child of this process (started by the SDK's bridge)."""
+    me = os.getpid()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me and comm.startswith("temporal"):
+            return int(stat.parent.name)
+    return None
+
+
+@dataclass
+class BenchStack:
+    workdir: Path
+    env: WorkflowEnvironment
+    settings: Settings  # journeys with the 0 s first reminder; worker and API use these
+    sessions: SessionFactory
+    catcher: TimedCatcher
+    journeys: Journeys  # Python starter, 0 s first reminder
+    waiting_journeys: Journeys  # Python starter, cart_recovery.toml as shipped (1 h)
+    worker: Child
+    floor_worker: Child
+    api: Child
+    http: httpx.AsyncClient
+    temporal_db: Path
+    db_kind: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    def temporal_db_bytes(self) -> int:
+        return sum(
+            p.stat().st_size
+            for p in (self.temporal_db, *(Path(f"{self.temporal_db}{s}") for s in ("-wal",)))
+            if p.exists()
+        )
+
+    def journeys_with(self, **changes: object) -> Journeys:
+        return Journeys(
+            client=self.client,
+            sessions=self.sessions,
+            settings=self.settings.model_copy(update=changes),
+        )
+
+
+@asynccontextmanager
+async def bench_stack(*, db: str = "sqlite", keep: bool = False) -> AsyncIterator[BenchStack]:
+    workdir = Path(tempfile.mkdtemp(prefix="shop-journeys-bench-"))
+    temporal_db = workdir / "temporal.db"
+    pg_name: str | None = None
+    if db == "sqlite":
+        db_url = f"sqlite+aiosqlite:///{workdir / 'journeys.db'}"
+    elif db == "postgres":
+        pg_name = f"journeys_bench_{uuid.uuid4().hex[:10]}"
+        admin = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await admin.execute(f'CREATE DATABASE "{pg_name}"')
+        finally:
+            await admin.close()
+        host = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
+        db_url = f"postgresql+asyncpg://{host}/{pg_name}"
+    else:
+        raise ValueError(f"--db must be sqlite or postgres, not {db!r}")
+    await upgrade(db_url)
+
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_existing_path=temporal_cli(Settings()),
+        dev_server_database_filename=str(temporal_db),
+        dev_server_log_level="error",
+        dev_server_extra_args=[
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+        ],
+    )
+    catcher = TimedCatcher()
+    catcher.start()
+    engine = make_engine(db_url)
+    sessions = make_session_factory(engine)
+    settings = Settings(
+        environment="test",
+        temporal_address=env.client.service_client.config.target_host,
+        temporal_task_queue=JOURNEY_QUEUE,
+        database_url=db_url,
+        smtp_host=catcher.host,
+        smtp_port=catcher.port,
+        mail_from="Example Shop <shop@shop.test>",
+        public_base_url="https://shop.test",
+        secret_key="bench-secret-key-0123456789",
+        api_host="127.0.0.1",
+        api_port=free_port(),
+        api_write_key=WRITE_KEY,
+        journeys_dir=fast_journeys_dir(workdir / "journeys"),
+    )
+    children: list[Child] = []
+    http: httpx.AsyncClient | None = None
+    try:
+        worker = Child(
+            "worker",
+            [sys.executable, str(ROOT / "worker.py")],
+            settings_env(settings),
+            workdir / "worker.log",
+        )
+        children.append(worker)
+        floor_env = settings_env(settings.model_copy(update={"temporal_task_queue": FLOOR_QUEUE}))
+        floor_worker = Child(
+            "floor worker",
+            [sys.executable, "-m", "bench.floor_worker"],
+            floor_env,
+            workdir / "floor.log",
+        )
+        children.append(floor_worker)
+        api = Child(
+            "HTTP API",
+            [sys.executable, "-m", "starter.http"],
+            settings_env(settings),
+            workdir / "api.log",
+        )
+        children.append(api)
+        await worker.wait_for_log("worker polling", 60)
+        await floor_worker.wait_for_log("worker polling", 60)
+        base_url = f"http://127.0.0.1:{settings.api_port}"
+        http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {WRITE_KEY}"},
+            timeout=30,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
+        )
+        await _wait_healthy(http, api, 60)
+        yield BenchStack(
+            workdir=workdir,
+            env=env,
+            settings=settings,
+            sessions=sessions,
+            catcher=catcher,
+            journeys=Journeys(client=env.client, sessions=sessions, settings=settings),
+            waiting_journeys=Journeys(
+                client=env.client,
+                sessions=sessions,
+                settings=settings.model_copy(update={"journeys_dir": ROOT / "journeys"}),
+            ),
+            worker=worker,
+            floor_worker=floor_worker,
+            api=api,
+            http=http,
+            temporal_db=temporal_db,
+            db_kind=db,
+        )
+    finally:
+        if http is not None:
+            await http.aclose()
+        for child in reversed(children):
+            await child.stop()
+        await engine.dispose()
+        catcher.stop()
+        await env.shutdown()
+        if pg_name is not None:
+            admin = await asyncpg.connect(PG_ADMIN_URL)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _wait_healthy(http: httpx.AsyncClient, api: Child, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if api.proc.poll() is not None:
+            raise RuntimeError(f"the HTTP API exited early:\n{api.tail()}")
+        try:
+            if (await http.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"the HTTP API was not healthy within {seconds} s:\n{api.tail()}")

@@ -1,0 +1,123 @@
+"""(5) The daily sweep's selection and start rate over generated customers on PostgreSQL.
+
+Each size gets a throwaway PostgreSQL database: N customers generated with
+``generate_series`` (1 in ``eligible_every`` a lapsed repeat customer, the rest recent),
+then the real keyset-paged selection (store/sweep.py) over all of it, timed; then the real
+start path of the sweep (activities/sweep.py) for up to ``start_cap`` of the selected, on a
+task queue with no worker, so only starting is measured.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+from sqlalchemy import text
+from temporalio.client import Client
+
+from activities.sweep import SweepActivities
+from bench.stack import PG_ADMIN_URL
+from journeys.config import WinBackConfig, load_journey
+from settings import ROOT
+from store.db import make_engine, make_session_factory
+from store.migrate import upgrade
+from store.sweep import lapsed_page
+from workflows.win_back import WinBackInput, win_back_id
+
+NOBODY = "bench-sweep-no-worker"
+
+
+@dataclass(frozen=True)
+class SweepNumbers:
+    customers: int
+    generate_seconds: float
+    selected: int
+    pages: int
+    select_seconds: float
+    started: int
+    start_seconds: float
+
+
+async def sweep(
+    client: Client, *, customers: int, eligible_every: int, page_size: int, start_cap: int
+) -> SweepNumbers:
+    name = f"bench_sweep_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    host = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
+    url = f"postgresql+asyncpg://{host}/{name}"
+    engine = make_engine(url)
+    try:
+        await upgrade(url)
+        sessions = make_session_factory(engine)
+        as_of = datetime.now(UTC)
+        t0 = time.monotonic()
+        async with sessions.begin() as s:
+            await s.execute(
+                text(
+                    "INSERT INTO customers (id, email, timezone, subscribed, attributes,"
+                    " order_count, last_order_at, created_at, updated_at) "
+                    "SELECT :prefix || lpad(i::text, 8, '0'), :prefix || i || '@example.com',"
+                    " 'UTC',"
+                    " true, '{}', CASE WHEN i % :every = 0 THEN 3 ELSE 1 END,"
+                    " CAST(:as_of AS timestamptz)"
+                    " - (CASE WHEN i % :every = 0 THEN 120 ELSE 10 END) * interval '1 day',"
+                    " now(), now() FROM generate_series(1, :n) AS i"
+                ),
+                {
+                    "every": eligible_every,
+                    "as_of": as_of,
+                    "n": customers,
+                    "prefix": f"s{uuid.uuid4().hex[:6]}-",
+                },
+            )
+        async with engine.connect() as conn:
+            await conn.execute(text("ANALYZE customers"))
+        generate_seconds = time.monotonic() - t0
+
+        rules = load_journey("win_back", ROOT / "journeys", WinBackConfig)
+        selected: list[tuple[str, datetime]] = []
+        pages, t0 = 0, time.monotonic()
+        for group in ("win_back", "repeat_purchase"):
+            after = ""
+            while True:
+                async with sessions() as s:
+                    rows = await lapsed_page(
+                        s,
+                        group=group,
+                        as_of=as_of,
+                        rules=rules.selection,
+                        after_id=after,
+                        limit=page_size,
+                    )
+                pages += 1
+                selected.extend(rows if group == "win_back" else [])
+                if len(rows) < page_size:
+                    break
+                after = rows[-1][0]
+        select_seconds = time.monotonic() - t0
+
+        starter = SweepActivities(sessions=sessions, client=client)
+        runs = [
+            (win_back_id(cid, last), WinBackInput(customer_id=cid, config=rules, group="win_back"))
+            for cid, last in selected[:start_cap]
+        ]
+        t0 = time.monotonic()
+        started = await starter.start_all(runs, "WinBack", rules, task_queue=NOBODY)
+        start_seconds = time.monotonic() - t0
+        return SweepNumbers(
+            customers=customers,
+            generate_seconds=generate_seconds,
+            selected=len(selected),
+            pages=pages,
+            select_seconds=select_seconds,
+            started=started,
+            start_seconds=start_seconds,
+        )
+    finally:
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
