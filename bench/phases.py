@@ -24,7 +24,7 @@ from starter.api import Journeys, workflow_id
 from store import repo
 from worker import build_activities, make_mailer
 from workflows.cart_recovery import CartChange, CartRecovery
-from workflows.common import CUSTOMER_ID, JOURNEY, JourneyInput
+from workflows.common import CUSTOMER_ID, JOURNEY, JourneyInput, JourneyResult
 
 T = TypeVar("T")
 
@@ -278,8 +278,8 @@ async def purchase_to_exit(
 
     async def one(cid: str) -> None:
         nonlocal errors
-        handle = stack.client.get_workflow_handle_for(
-            CartRecovery.run, workflow_id("cart_recovery", cid)
+        handle = stack.client.get_workflow_handle(
+            workflow_id("cart_recovery", cid), result_type=JourneyResult
         )
         t = time.time()
         answer = await stack.http.post(
@@ -532,8 +532,8 @@ async def history_events(stack: BenchStack, *, seconds_for_7_days: float, tag: s
     journeys = stack.journeys_with(journey_speedup=7 * 86400 / seconds_for_7_days)
     cid = f"{tag}-full"
     await enter(journeys, cid)
-    handle = stack.client.get_workflow_handle_for(
-        CartRecovery.run, workflow_id("cart_recovery", cid)
+    handle = stack.client.get_workflow_handle(
+        workflow_id("cart_recovery", cid), result_type=JourneyResult
     )
     result = await asyncio.wait_for(handle.result(), seconds_for_7_days + 60)
     steps = journeys.config("cart_recovery").steps
