@@ -629,6 +629,3 @@ class Journeys:
                 return False
             raise
         return True
-
-
-__all__ = ["EventResult", "Journeys", "UnknownCustomer", "workflow_id"]

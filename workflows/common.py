@@ -416,6 +416,3 @@ def outcome_of(result: SendOutcome) -> str:
     if result.status == "bounced":
         return "bounced"
     return (result.reason or "ended").split(":")[0]
-
-
-__all__ = ["SEARCH_ATTRIBUTES", "JourneyInput", "JourneyResult", "JourneyRun", "JourneyState"]
