@@ -46,6 +46,9 @@ from store import repo
 from store.db import SessionFactory
 from store.models import Cart, Customer, Product, SendLog, utcnow
 
+# Suppressions that stop even transactional mail: the address does not take mail, or its
+# owner reported us.
+UNDELIVERABLE = frozenset({"hard_bounce", "complaint"})
 # A send held by a paused journey is looked at again after this (or at once on resume).
 PAUSE_RECHECK = timedelta(days=1)
 # A claim younger than this belongs to an attempt that may still be running.
@@ -235,13 +238,36 @@ class SendActivities:
             validate_email(customer.email, check_deliverability=False)
         except EmailNotValidError as exc:
             return "skipped", f"invalid_email: {exc}"
+        suppression = await repo.get_suppression(s, email=customer.email)
+        if req.transactional:
+            if suppression is not None and suppression.reason in UNDELIVERABLE:
+                return "skipped", f"suppressed: {suppression.reason}"
+            return await self._preconditions(s, req, customer, cart)
         if not customer.subscribed:
             return "skipped", "unsubscribed"
         if req.journey in customer.attributes.get("unsubscribed_journeys", []):
             return "skipped", f"unsubscribed: from {req.journey}"
-        suppression = await repo.get_suppression(s, email=customer.email)
         if suppression is not None:
             return "skipped", f"suppressed: {suppression.reason}"
+        if (refusal := await self._preconditions(s, req, customer, cart)) is not None:
+            return refusal
+        cap = req.frequency_cap
+        recent = await repo.count_sent_since(
+            s,
+            customer_id=customer.id,
+            since=req.now - cap.window,
+            other_than_run_chain=req.run_chain_id,
+        )
+        if recent >= cap.max_emails:
+            return "skipped", f"capped: {recent} emails from other journeys within {cap.window}"
+        if in_holdout(customer.id, req.journey, req.holdout_share):
+            return "held_out", f"holdout group ({req.holdout_share:.0%} of {req.journey})"
+        return None
+
+    async def _preconditions(
+        self, s: Any, req: SendStepInput, customer: Customer, cart: Cart | None
+    ) -> tuple[str, str] | None:
+        """The journey's own conditions: a cart to remind of, no order since entering."""
         if req.requires_active_cart and (
             cart is None or cart.status != "active" or not cart.lines.get("items")
         ):
@@ -257,17 +283,6 @@ class SendActivities:
             skus=req.order_skus,
         ):
             return "skipped", "ordered"
-        cap = req.frequency_cap
-        recent = await repo.count_sent_since(
-            s,
-            customer_id=customer.id,
-            since=req.now - cap.window,
-            other_than_run_chain=req.run_chain_id,
-        )
-        if recent >= cap.max_emails:
-            return "skipped", f"capped: {recent} emails from other journeys within {cap.window}"
-        if in_holdout(customer.id, req.journey, req.holdout_share):
-            return "held_out", f"holdout group ({req.holdout_share:.0%} of {req.journey})"
         return None
 
     async def _coupon(self, s: Any, req: SendStepInput) -> Any:

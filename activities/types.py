@@ -29,6 +29,7 @@ class SendStepInput(BaseModel):
     frequency_cap: FrequencyCap = FrequencyCap()
     coupon: CouponConfig | None = None
     requires_active_cart: bool = False
+    transactional: bool = False
     quiet_hours: QuietHours | None = None
     # Which orders count as "ordered since entering": all but ``ignore_order_id`` (the order
     # that started the journey), and only those with one of ``order_skus`` when given.

@@ -51,6 +51,10 @@ class StepConfig(_Strict):
     # When the customer has ordered since entering the journey: leave the journey ("exit"),
     # skip just this email ("skip"), or send it anyway ("send").
     on_order: Literal["exit", "skip", "send"] = "exit"
+    # Transactional mail (a shipping notice): it still goes to unsubscribed and sunset
+    # addresses, past quiet hours, the frequency cap and the holdout; never to an address
+    # that hard-bounced or complained.
+    transactional: bool = False
 
 
 class QuietHours(_Strict):

@@ -210,3 +210,64 @@ async def test_holdout_half_of_200_customers_get_nothing_and_the_split_is_stable
     second = await one_round()  # the same customers come back with new carts
     assert {c for c, status in second.items() if status == "held_out"} == held
     assert held == {c for c in customers if in_holdout(c, "cart_recovery", 0.5)}
+
+
+async def test_transactional_mail_still_reaches_sunset_and_unsubscribed_addresses(stack):
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.render import Renderer
+    from activities.send import MailSettings
+    from activities.types import SendStepInput
+    from journeys.config import NurtureConfig, load_journey
+    from store import repo
+    from worker import make_mailer
+
+    nurture = load_journey("new_customer_nurture", stack.settings.journeys_dir, NurtureConfig)
+    shipping, care = nurture.step("shipping"), nurture.step("care")
+    assert shipping.transactional and not care.transactional
+    mailer = make_mailer(stack.settings)
+    send = SendActivities(
+        sessions=stack.sessions,
+        mailer=mailer,
+        renderer=Renderer(stack.settings.journeys_dir / "templates"),
+        mail=MailSettings(
+            mail_from=stack.settings.mail_from,
+            public_base_url=stack.settings.public_base_url,
+            secret_key=stack.settings.secret_key,
+        ),
+    )
+
+    def request(cid: str, step: Any) -> SendStepInput:
+        return SendStepInput(
+            journey="new_customer_nurture",
+            workflow_id=f"new-customer-nurture:{cid}",
+            run_chain_id="run-1",
+            step=step.name,
+            template=step.template,
+            subject="Your order is on its way" if step.transactional else step.subject,
+            customer_id=cid,
+            entered_at=utcnow(),
+            now=utcnow(),
+            transactional=step.transactional,
+            check_orders=False,
+            context={"tracking_url": None},
+        )
+
+    outcomes = {}
+    for reason in ("sunset", "unsubscribed", "hard_bounce"):
+        cid = stack.new_customer_id()
+        await add_customer(stack, cid)
+        async with stack.sessions.begin() as s:
+            await repo.suppress(s, email=email_for(cid), customer_id=cid, reason=reason)
+        env = ActivityEnvironment()
+        outcomes[reason] = (
+            (await env.run(send.send_step, request(cid, shipping))).status,
+            (await env.run(send.send_step, request(cid, care))).status,
+        )
+    await mailer.close()
+
+    assert outcomes == {
+        "sunset": ("sent", "skipped"),
+        "unsubscribed": ("sent", "skipped"),
+        "hard_bounce": ("skipped", "skipped"),  # the address takes no mail at all
+    }
