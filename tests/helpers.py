@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
+from decimal import Decimal
 from email.message import EmailMessage
 from typing import Any
 
@@ -96,3 +98,34 @@ def tracked_links(html: str, kind: str = "c") -> list[str]:
 async def settle(seconds: float = 0.3) -> None:
     """Let activities that were just scheduled finish (the clock does not move meanwhile)."""
     await asyncio.sleep(seconds)
+
+
+async def lapsed_customer(
+    stack: Any,
+    cid: str,
+    *,
+    as_of: datetime,
+    orders: list[int],
+    emailed_days_ago: int | None = None,
+) -> None:
+    """A customer (it is about 11:00 where they live) whose orders were placed the given
+    numbers of days before ``as_of``, and last emailed ``emailed_days_ago`` days before it."""
+    from store import repo
+    from store.models import Customer
+
+    await add_customer(stack, cid)
+    async with stack.sessions.begin() as s:
+        for n, days in enumerate(orders):
+            await repo.record_order(
+                s,
+                order_id=f"o{n}-{cid}",
+                customer_id=cid,
+                total=Decimal("50.00"),
+                currency="EUR",
+                lines=[TEE],
+                placed_at=as_of - timedelta(days=days),
+            )
+        if emailed_days_ago is not None:
+            row = await s.get(Customer, cid)
+            assert row is not None
+            row.last_emailed_at = as_of - timedelta(days=emailed_days_ago)

@@ -6,7 +6,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,6 +31,7 @@ from tests.helpers import (
     add_customer,
     email_for,
     journey_mails,
+    lapsed_customer,
     parts,
     steps_of,
     tracked_links,
@@ -54,21 +54,7 @@ async def db_url(tmp_path: Path) -> str:
 async def customer(stack, label: str, *, orders: list[int], emailed_days_ago: int | None = None):
     """A customer whose orders were placed the given numbers of days before AS_OF."""
     cid = f"{label}-{uuid.uuid4().hex[:6]}"
-    await add_customer(stack, cid)
-    async with stack.sessions.begin() as s:
-        for n, days in enumerate(orders):
-            await repo.record_order(
-                s,
-                order_id=f"{cid}-o{n}",
-                customer_id=cid,
-                total=Decimal("50.00"),
-                currency="EUR",
-                lines=[TEE],
-                placed_at=AS_OF - timedelta(days=days),
-            )
-        if emailed_days_ago is not None:
-            row = await s.get(Customer, cid)
-            row.last_emailed_at = AS_OF - timedelta(days=emailed_days_ago)
+    await lapsed_customer(stack, cid, as_of=AS_OF, orders=orders, emailed_days_ago=emailed_days_ago)
     return cid
 
 

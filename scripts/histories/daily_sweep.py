@@ -8,8 +8,7 @@ birthday.py) run with ``own_store=True``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from temporalio.client import WorkflowHandle
@@ -17,9 +16,8 @@ from temporalio.client import WorkflowHandle
 from histories.common import Branch, Handle, check, finished
 from journeys.config import BirthdayConfig, WinBackConfig
 from starter.zones import zone_at_local_hour
-from store import repo
 from tests.conftest import Stack
-from tests.helpers import TEE, add_customer
+from tests.helpers import add_customer, lapsed_customer
 from workflows.sweep import PHASES, DailySweep, SweepInput, SweepResult
 
 JOURNEY = "daily_sweep"
@@ -28,23 +26,6 @@ JOURNEY = "daily_sweep"
 def today() -> datetime:
     """The sweeps' "today" (``as_of``), to the second."""
     return datetime.now(UTC).replace(microsecond=0)
-
-
-async def lapsed_customer(stack: Stack, cid: str, *, as_of: datetime, orders: list[int]) -> None:
-    """A customer (it is about 11:00 where they live) whose orders were placed the given
-    numbers of days before ``as_of``."""
-    await add_customer(stack, cid)
-    async with stack.sessions.begin() as s:
-        for n, days in enumerate(orders):
-            await repo.record_order(
-                s,
-                order_id=f"o{n}-{cid}",
-                customer_id=cid,
-                total=Decimal("50.00"),
-                currency="EUR",
-                lines=[TEE],
-                placed_at=as_of - timedelta(days=days),
-            )
 
 
 async def birthday_today(stack: Stack, cid: str, *, as_of: datetime) -> int:

@@ -8,11 +8,11 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from histories.common import Branch, Handle, check, expect_steps, finished, follow, html_of
-from histories.daily_sweep import lapsed_customer, sweep, today
+from histories.daily_sweep import sweep, today
 from journeys.config import WinBackConfig
 from store.models import Suppression
 from tests.conftest import Stack
-from tests.helpers import email_for, journey_mails, parts, tracked_links
+from tests.helpers import email_for, journey_mails, lapsed_customer, parts, tracked_links
 from workflows.win_back import WinBack, win_back_id
 
 JOURNEY = "win_back"
