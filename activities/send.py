@@ -201,14 +201,6 @@ class SendActivities:
             await self._mailer.send(msg)
         except RecipientRejected as exc:
             await self._finish(key, status="bounced", reason=f"hard_bounce: {exc}")
-            async with self._sessions.begin() as s:
-                await repo.suppress(
-                    s,
-                    email=customer.email,
-                    customer_id=customer.id,
-                    reason="hard_bounce",
-                    detail=str(exc),
-                )
             return SendOutcome(status="bounced", reason=f"hard_bounce: {exc}")
         except PermanentSmtpError as exc:
             await self._finish(key, status="failed", reason=str(exc))
@@ -364,6 +356,15 @@ class SendActivities:
                     customer.last_emailed_at is None or row.decided_at > customer.last_emailed_at
                 ):
                     customer.last_emailed_at = row.decided_at  # the win-back sweep reads it
+            elif status == "bounced" and row.recipient:
+                # The bounce and the suppression it causes are one write, never half of it.
+                await repo.suppress(
+                    s,
+                    email=row.recipient,
+                    customer_id=row.customer_id,
+                    reason="hard_bounce",
+                    detail=(reason or "").removeprefix("hard_bounce: "),
+                )
 
     async def _release(self, key: str) -> None:
         """The SMTP server did not take the message: drop the claim so a retry can send."""
