@@ -51,18 +51,15 @@ from histories import (
 )
 from histories.common import Branch, Handle, check, finished
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.testing._timeskipping import TimeSkippingConfig
 
 from devstack.catcher import MailCatcher
-from settings import Settings, temporal_cli
+from settings import Settings
 from starter.api import Journeys
 from store.db import make_engine, make_session_factory
 from store.migrate import upgrade
-from tests.conftest import Stack
+from tests.conftest import Stack, start_time_skipping_server
 from worker import build_worker, make_mailer
-from workflows.common import SEARCH_ATTRIBUTES
 
 HISTORIES = ROOT / "tests" / "histories"
 
@@ -102,16 +99,7 @@ async def recording_stack() -> AsyncIterator[Stack]:
     """The parts tests/conftest.py builds, once, for a script: dev server with time skipping
     (off until a branch fast-forwards its run), SMTP catcher, a fresh migrated SQLite store
     with a worker on it."""
-    env = await WorkflowEnvironment.start_time_skipping_v2(
-        ts_config=TimeSkippingConfig(enabled=False),
-        data_converter=pydantic_data_converter,
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_existing_path=temporal_cli(Settings()),
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            "frontend.WorkflowTimeSkippingEnabled=true",
-        ],
-    )
+    env = await start_time_skipping_server()
     catcher = MailCatcher().start()
     try:
         async with env, store_stack(env, catcher, "record-histories") as stack:

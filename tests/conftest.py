@@ -38,11 +38,10 @@ SECRET = "test-secret-key-0123456789"
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Dev server with per-workflow time skipping, off by default: tests move each journey's
-    clock with ``env.fast_forward(handle, duration)``."""
-    env = await WorkflowEnvironment.start_time_skipping_v2(
+async def start_time_skipping_server() -> WorkflowEnvironment:
+    """Dev server with per-workflow time skipping, off by default: tests (and the history
+    recording script) move each journey's clock with ``env.fast_forward(handle, duration)``."""
+    return await WorkflowEnvironment.start_time_skipping_v2(
         ts_config=TimeSkippingConfig(enabled=False),
         data_converter=pydantic_data_converter,
         search_attributes=SEARCH_ATTRIBUTES,
@@ -52,7 +51,11 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
             "frontend.WorkflowTimeSkippingEnabled=true",
         ],
     )
-    async with env:
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await start_time_skipping_server() as env:
         yield env
 
 

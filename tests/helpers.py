@@ -129,3 +129,24 @@ async def lapsed_customer(
             row = await s.get(Customer, cid)
             assert row is not None
             row.last_emailed_at = as_of - timedelta(days=emailed_days_ago)
+
+
+async def emails_from_another_journey(stack: Any, cid: str, *, journey: str, count: int) -> None:
+    """Record ``count`` emails sent to the customer just now by a run of another journey."""
+    from store.models import SendLog, utcnow
+
+    async with stack.sessions.begin() as s:
+        for n in range(count):
+            s.add(
+                SendLog(
+                    idempotency_key=f"{journey}:{cid}:other-run:step{n}",
+                    customer_id=cid,
+                    journey=journey,
+                    workflow_id=f"{journey.replace('_', '-')}:{cid}",
+                    run_chain_id="other-run",
+                    step=f"step{n}",
+                    template="t",
+                    status="sent",
+                    decided_at=utcnow(),
+                )
+            )

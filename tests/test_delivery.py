@@ -13,7 +13,14 @@ from temporalio.testing._timeskipping import TimeSkipper, TimeSkippingConfig
 
 from activities.send import SendActivities, in_holdout
 from store.models import SendLog, Suppression, utcnow
-from tests.helpers import TEE, abandon_cart, add_customer, email_for, wait_for_mail
+from tests.helpers import (
+    TEE,
+    abandon_cart,
+    add_customer,
+    email_for,
+    emails_from_another_journey,
+    wait_for_mail,
+)
 from workflows.cart_recovery import CartRecovery
 
 FAST_RETRY = {
@@ -140,21 +147,7 @@ async def test_a_550_for_the_recipient_suppresses_the_address_and_ends_the_journ
 async def test_frequency_cap_counts_other_journeys_and_records_its_decision(stack):
     cid = stack.new_customer_id()
     await add_customer(stack, cid)
-    async with stack.sessions.begin() as s:
-        for n in range(2):  # two emails from another journey an hour ago
-            s.add(
-                SendLog(
-                    idempotency_key=f"welcome:{cid}:run-x:step{n}",
-                    customer_id=cid,
-                    journey="welcome_series",
-                    workflow_id=f"welcome-series:{cid}",
-                    run_chain_id="run-x",
-                    step=f"step{n}",
-                    template="welcome",
-                    status="sent",
-                    decided_at=utcnow(),
-                )
-            )
+    await emails_from_another_journey(stack, cid, journey="welcome_series", count=2)
     handle = await abandon_cart(stack, cid, TEE)
     await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
 

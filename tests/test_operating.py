@@ -19,12 +19,12 @@ from observability import JsonFormatter, runtime_with_metrics
 from settings import Settings
 from starter import ops
 from starter.zones import zone_at_local_hour
-from store.models import SendLog, utcnow
 from tests.helpers import (
     TEE,
     abandon_cart,
     add_customer,
     email_for,
+    emails_from_another_journey,
     journey_mails,
     steps_of,
     wait_for_mail,
@@ -66,21 +66,7 @@ async def test_explain_lists_every_send_decision_with_its_reason(stack):
     await add_customer(stack, cid, timezone=late)
     await stack.journeys.signed_up({"customer_id": cid})  # 23:00 there: deferred
     await asyncio.sleep(0.5)
-    async with stack.sessions.begin() as s:
-        for n in range(2):
-            s.add(
-                SendLog(
-                    idempotency_key=f"other:{cid}:{n}",
-                    customer_id=cid,
-                    journey="browse_follow_up",
-                    workflow_id=f"browse-follow-up:{cid}",
-                    run_chain_id="r",
-                    step=f"s{n}",
-                    template="t",
-                    status="sent",
-                    decided_at=utcnow(),
-                )
-            )
+    await emails_from_another_journey(stack, cid, journey="browse_follow_up", count=2)
     await abandon_cart(stack, cid, TEE)
     cart = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
     await stack.fast_forward(cart, timedelta(hours=1, minutes=5))  # capped by the 2 above
