@@ -195,12 +195,13 @@ async def has_ordered_since(session: AsyncSession, *, customer_id: str, since: d
 async def count_sent_since(
     session: AsyncSession, *, customer_id: str, since: datetime, other_than_run_chain: str
 ) -> int:
-    """Emails sent to the customer since ``since`` by runs other than the given one."""
+    """Emails sent (or going out right now) to the customer since ``since`` by runs other
+    than the given one. An email whose SMTP send is in flight counts: it is going out."""
     return int(
         await session.scalar(
             select(func.count(SendLog.id)).where(
                 SendLog.customer_id == customer_id,
-                SendLog.status == "sent",
+                SendLog.status.in_(("sent", "sending")),
                 SendLog.decided_at >= since,
                 SendLog.run_chain_id != other_than_run_chain,
             )
