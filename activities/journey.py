@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.types import DecisionInput, FactsInput, JourneyFacts, SunsetInput, TagInput
+from core.contracts import DecisionInput, FactsInput, JourneyFacts, SunsetInput, TagInput
 from store import repo
 from store.db import SessionFactory
 from store.models import Order, utcnow

@@ -39,8 +39,8 @@ from activities.render import (
     build_message,
     message_id_for,
 )
-from activities.tracking import Links
-from activities.types import SendOutcome, SendStepInput
+from core.contracts import SendOutcome, SendStepInput
+from core.links import Links
 from journeys.config import QuietHours
 from store import repo
 from store.db import SessionFactory

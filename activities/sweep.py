@@ -8,16 +8,18 @@ from collections.abc import Sequence
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.types import SweepPageInput, SweepPageResult
-from journeys.config import BirthdayConfig, JourneyConfig, WinBackConfig
+from core.contracts import (
+    BirthdayInput,
+    JourneyInput,
+    SweepPageInput,
+    SweepPageResult,
+    WinBackInput,
+)
+from core.ids import birthday_id, win_back_id
+from core.starting import start_journey
 from store import sweep
 from store.db import SessionFactory
-from workflows.birthday import BirthdayInput
-from workflows.common import CUSTOMER_ID, JOURNEY, JourneyInput
-from workflows.win_back import WinBackInput, win_back_id
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,9 @@ class SweepActivities:
 
     @activity.defn(name="sweep_page")
     async def sweep_page(self, req: SweepPageInput) -> SweepPageResult:
-        win_back = WinBackConfig.model_validate(req.win_back)
+        win_back = req.win_back
         if req.phase == "birthday":
-            return await self._birthdays(req, BirthdayConfig.model_validate(req.birthday))
+            return await self._birthdays(req)
         async with self._sessions() as s:
             rows = await sweep.lapsed_page(
                 s,
@@ -58,8 +60,6 @@ class SweepActivities:
                 )
                 for cid, last in chosen
             ],
-            "WinBack",
-            win_back,
             task_queue=activity.info().task_queue,
         )
         async with self._sessions.begin() as s:
@@ -70,55 +70,35 @@ class SweepActivities:
             next_after=rows[-1][0] if len(rows) == req.page_size else None,
         )
 
-    async def _birthdays(self, req: SweepPageInput, config: BirthdayConfig) -> SweepPageResult:
+    async def _birthdays(self, req: SweepPageInput) -> SweepPageResult:
         async with self._sessions() as s:
             found, last_seen = await sweep.birthday_page(
                 s, as_of=req.as_of, after_id=req.after_id, limit=req.page_size
             )
         started = await self.start_all(
             [
-                (f"birthday:{cid}:{year}", BirthdayInput(customer_id=cid, config=config, year=year))
+                (
+                    birthday_id(cid, year),
+                    BirthdayInput(customer_id=cid, config=req.birthday, year=year),
+                )
                 for cid, year in found
             ],
-            "BirthdayGreeting",
-            config,
             task_queue=activity.info().task_queue,
         )
         return SweepPageResult(selected=len(found), started=started, next_after=last_seen)
 
-    async def start_all(
-        self,
-        runs: Sequence[tuple[str, JourneyInput]],
-        workflow: str,
-        config: JourneyConfig,
-        *,
-        task_queue: str,
-    ) -> int:
-        """Start each run once ever (the id decides); returns how many were new."""
+    async def start_all(self, runs: Sequence[tuple[str, JourneyInput]], *, task_queue: str) -> int:
+        """Start each run once ever (its id decides); returns how many were new."""
         limit = asyncio.Semaphore(STARTS_AT_ONCE)
 
         async def start(wf_id: str, inp: JourneyInput) -> bool:
             async with limit:
-                try:
-                    await self._client.start_workflow(
-                        workflow,
-                        inp,
-                        id=wf_id,
-                        task_queue=task_queue,
-                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                        search_attributes=TypedSearchAttributes(
-                            [
-                                SearchAttributePair(CUSTOMER_ID, inp.customer_id),
-                                SearchAttributePair(JOURNEY, config.name),
-                            ]
-                        ),
-                        memo={"journey_version": config.version},
-                    )
-                except WorkflowAlreadyStartedError:
-                    return False
-                if activity.in_activity():
+                started = await start_journey(
+                    self._client, inp, task_queue=task_queue, run_id=wf_id
+                )
+                if started and activity.in_activity():
                     activity.heartbeat(wf_id)
-                return True
+                return started
 
         results = await asyncio.gather(*(start(wf_id, inp) for wf_id, inp in runs))
         return sum(results)

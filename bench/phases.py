@@ -14,17 +14,16 @@ from email.message import EmailMessage
 from typing import Any, TypeVar
 
 import aiosmtplib
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import ActivityEnvironment
 
-from activities.types import SendOutcome, SendStepInput
 from bench.floor import FLOOR_WORKFLOW, BareJourney
 from bench.stack import FLOOR_QUEUE, BenchStack, email_for
-from starter.api import Journeys, workflow_id
+from core.contracts import CartChange, JourneyInput, JourneyResult, SendOutcome, SendStepInput
+from core.ids import workflow_id
+from core.starting import start_journey
+from starter.api import Journeys
 from store import repo
 from worker import build_activities, make_mailer
-from workflows.cart_recovery import CartChange, CartRecovery
-from workflows.common import CUSTOMER_ID, JOURNEY, JourneyInput, JourneyResult
 
 T = TypeVar("T")
 
@@ -484,17 +483,11 @@ async def footprint(
 
     async def start(i: int) -> None:
         cid = f"{tag}-{i}"
-        await stack.client.start_workflow(
-            CartRecovery.run,
+        await start_journey(
+            stack.client,
             JourneyInput(customer_id=cid, config=config),
-            id=workflow_id("cart_recovery", cid),
             task_queue=stack.settings.temporal_task_queue,
-            start_signal="cart_updated",
-            start_signal_args=[CartChange()],
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(CUSTOMER_ID, cid), SearchAttributePair(JOURNEY, config.name)]
-            ),
-            memo={"journey_version": config.version},
+            signal=("cart_updated", CartChange()),
         )
 
     started = 0

@@ -30,13 +30,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from core.ids import SEARCH_ATTRIBUTES
 from devstack.catcher import MailCatcher, free_port
 from journeys.config import load_journey
 from settings import ROOT, Settings, temporal_cli
 from starter.api import Journeys
 from store.db import SessionFactory, make_engine, make_session_factory
 from store.migrate import upgrade
-from workflows.common import SEARCH_ATTRIBUTES
 
 WRITE_KEY = "bench-write-key-0123456789"
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")

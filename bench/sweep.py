@@ -20,12 +20,13 @@ from temporalio.client import Client
 
 from activities.sweep import SweepActivities
 from bench.stack import PG_ADMIN_URL
+from core.contracts import WinBackInput
+from core.ids import win_back_id
 from journeys.config import WinBackConfig, load_journey
 from settings import ROOT
 from store.db import make_engine, make_session_factory
 from store.migrate import upgrade
 from store.sweep import lapsed_page
-from workflows.win_back import WinBackInput, win_back_id
 
 NOBODY = "bench-sweep-no-worker"
 
@@ -106,7 +107,7 @@ async def sweep(
             for cid, last in selected[:start_cap]
         ]
         t0 = time.monotonic()
-        started = await starter.start_all(runs, "WinBack", rules, task_queue=NOBODY)
+        started = await starter.start_all(runs, task_queue=NOBODY)
         start_seconds = time.monotonic() - t0
         return SweepNumbers(
             customers=customers,

@@ -25,9 +25,9 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from core.ids import SEARCH_ATTRIBUTES
 from settings import ROOT, VAR_DIR, Settings, get_settings, temporal_cli
 from store.migrate import upgrade
-from workflows.common import SEARCH_ATTRIBUTES
 
 PY = sys.executable
 

@@ -20,15 +20,23 @@ from typing import Any, overload
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.journey import ordered_since
+from core.contracts import (
+    BrowseInput,
+    CartChange,
+    CustomerLeft,
+    Engagement,
+    JourneyInput,
+    NurtureInput,
+    OrderSeen,
+    ProductView,
+    Shipment,
+    WelcomeInput,
+)
+from core.ids import win_back_id, workflow_id
+from core.starting import start_journey
 from journeys.config import (
     BrowseConfig,
     Config,
@@ -56,19 +64,6 @@ from starter.events import (
 from store import repo
 from store.db import SessionFactory
 from store.models import Customer
-from workflows.browse_follow_up import BrowseFollowUp, BrowseInput, ProductView
-from workflows.cart_recovery import CartChange, CartRecovery
-from workflows.common import (
-    CUSTOMER_ID,
-    JOURNEY,
-    CustomerLeft,
-    Engagement,
-    JourneyInput,
-    OrderSeen,
-)
-from workflows.nurture import NewCustomerNurture, NurtureInput, Shipment
-from workflows.welcome_series import WelcomeInput, WelcomeSeries
-from workflows.win_back import win_back_id
 
 # Journeys a customer can be in right now; each is told when the customer orders or leaves.
 LIVE_JOURNEYS = ("cart_recovery", "welcome_series", "new_customer_nurture", "browse_follow_up")
@@ -100,10 +95,6 @@ class EventResult:
 
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(json.dumps(value, default=str)))
-
-
-def workflow_id(journey: str, customer_id: str) -> str:
-    return f"{journey.replace('_', '-')}:{customer_id}"
 
 
 def win_back_ids(customer: Customer) -> list[str]:
@@ -292,15 +283,11 @@ class Journeys:
             at=e.occurred_at,
         )
         if not lines:
-            sent = await self._signal(wf_id, CartRecovery.cart_updated, CartChange(empty=True))
+            sent = await self._signal(wf_id, "cart_updated", CartChange(empty=True))
             return EventResult(recorded=True, workflow_id=wf_id, action=_signalled(sent))
         config = self.config("cart_recovery")
         await self._start(
-            CartRecovery.run,
             JourneyInput(customer_id=e.customer_id, config=config),
-            config,
-            e.customer_id,
-            reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             signal=("cart_updated", CartChange()),
         )
         return EventResult(recorded=True, workflow_id=wf_id, action="started_or_signalled")
@@ -344,13 +331,7 @@ class Journeys:
         inp = NurtureInput(
             customer_id=e.customer_id, config=config, order_id=e.order_id, category=category
         )
-        await self._start(
-            NewCustomerNurture.run,
-            inp,
-            config,
-            e.customer_id,
-            reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
+        await self._start(inp)
 
     async def signed_up(self, event: SignedUp | dict[str, Any]) -> EventResult:
         """A new account: the welcome series starts, once per customer ever."""
@@ -360,13 +341,7 @@ class Journeys:
             if s is None:
                 return EventResult(recorded=False, workflow_id=wf_id)
             config = self.config("welcome_series", WelcomeConfig)
-            started = await self._start(
-                WelcomeSeries.run,
-                WelcomeInput(customer_id=e.customer_id, config=config),
-                config,
-                e.customer_id,
-                reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
+            started = await self._start(WelcomeInput(customer_id=e.customer_id, config=config))
             action = "started" if started else "already_welcomed"
             return EventResult(recorded=True, workflow_id=wf_id, action=action)
 
@@ -414,11 +389,7 @@ class Journeys:
             view = ProductView(sku=line["sku"])
             if views >= config.min_views and not bought:
                 await self._start(
-                    BrowseFollowUp.run,
                     BrowseInput(customer_id=e.customer_id, config=config, sku=line["sku"]),
-                    config,
-                    e.customer_id,
-                    reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                     signal=("product_viewed", view),
                 )
                 return EventResult(recorded=True, workflow_id=wf_id, action="started_or_signalled")
@@ -585,40 +556,11 @@ class Journeys:
         return sent
 
     async def _start(
-        self,
-        run: Any,
-        inp: JourneyInput,
-        config: JourneyConfig,
-        customer_id: str,
-        *,
-        reuse: WorkflowIDReusePolicy,
-        signal: tuple[str, BaseModel] | None = None,
+        self, inp: JourneyInput, *, signal: tuple[str, BaseModel] | None = None
     ) -> bool:
-        """Start the customer's run of the journey (or signal the live one); False when a
-        run that may exist only once already did."""
-        extra: dict[str, Any] = {}
-        if signal is not None:
-            extra = {"start_signal": signal[0], "start_signal_args": [signal[1]]}
-        try:
-            await self._client.start_workflow(
-                run,
-                inp,
-                id=workflow_id(config.name, customer_id),
-                task_queue=self._settings.temporal_task_queue,
-                id_reuse_policy=reuse,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(CUSTOMER_ID, customer_id),
-                        SearchAttributePair(JOURNEY, config.name),
-                    ]
-                ),
-                memo={"journey_version": config.version},
-                static_summary=f"{config.name.replace('_', ' ').capitalize()} for {customer_id}",
-                **extra,
-            )
-        except WorkflowAlreadyStartedError:
-            return False
-        return True
+        return await start_journey(
+            self._client, inp, task_queue=self._settings.temporal_task_queue, signal=signal
+        )
 
     async def _signal(self, wf_id: str, signal: Any, arg: Any) -> bool:
         """Signal the live run, if there is one."""

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from temporalio.service import RPCError
 
-from activities.tracking import Links
+from core.links import Links
 from journeys.config import JourneyConfigError
 from observability import configure_logging
 from settings import Settings, get_settings

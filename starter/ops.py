@@ -13,10 +13,11 @@ from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from core.contracts import JourneyState
+from core.ids import CUSTOMER_ID, JOURNEY, JOURNEY_OUTCOME, JOURNEY_STEP
 from store import repo
 from store.db import SessionFactory
 from store.models import Customer, JourneyDecision, SendLog
-from workflows.common import CUSTOMER_ID, JOURNEY, JOURNEY_OUTCOME, JOURNEY_STEP, JourneyState
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,10 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from core.contracts import SweepInput
 from journeys.config import BirthdayConfig, WinBackConfig
 from starter.api import Journeys
-from workflows.sweep import DailySweep, SweepInput
+from workflows.sweep import DailySweep
 
 SCHEDULE_ID = "daily-sweep"
 

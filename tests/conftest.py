@@ -24,6 +24,7 @@ from temporalio.testing._timeskipping import TimeSkippingConfig
 from temporalio.worker import Worker
 
 from activities.send import SendActivities
+from core.ids import SEARCH_ATTRIBUTES
 from devstack.catcher import MailCatcher
 from settings import ROOT, Settings, temporal_cli
 from starter.api import Journeys
@@ -31,7 +32,6 @@ from starter.http import create_app
 from store.db import SessionFactory, make_engine, make_session_factory
 from store.migrate import upgrade
 from worker import build_worker, make_mailer
-from workflows.common import SEARCH_ATTRIBUTES
 
 WRITE_KEY = "test-write-key-0123456789"
 SECRET = "test-secret-key-0123456789"

@@ -12,7 +12,7 @@ from email.utils import parsedate_to_datetime
 from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 
-from activities import tokens
+from core import tokens
 from store.models import Coupon, Event, SendLog
 from tests.conftest import SECRET
 from tests.helpers import (

@@ -210,7 +210,7 @@ async def test_transactional_mail_still_reaches_sunset_and_unsubscribed_addresse
 
     from activities.render import Renderer
     from activities.send import MailSettings
-    from activities.types import SendStepInput
+    from core.contracts import SendStepInput
     from journeys.config import NurtureConfig, load_journey
     from store import repo
     from worker import make_mailer

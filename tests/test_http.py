@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from activities import tokens
+from core import tokens
 from starter.zones import zone_at_local_hour
 from store.models import Customer, Event, Suppression
 from tests.conftest import WRITE_KEY

@@ -11,11 +11,11 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from core.ids import SEARCH_ATTRIBUTES
 from settings import Settings, temporal_cli
 from starter.api import Journeys
 from tests.helpers import TEE, abandon_cart, add_customer, email_for, wait_for_mail
 from worker import build_worker, make_mailer
-from workflows.common import SEARCH_ATTRIBUTES
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from temporalio.client import ScheduleCalendarSpec
 from temporalio.service import RPCError
 
+from core.contracts import SweepInput, SweepResult
 from journeys.config import BirthdayConfig, WinBackConfig, load_journey
 from settings import ROOT
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
@@ -37,7 +38,7 @@ from tests.helpers import (
     tracked_links,
     wait_for_mail,
 )
-from workflows.sweep import DailySweep, SweepInput, SweepResult
+from workflows.sweep import DailySweep
 from workflows.win_back import WinBack
 
 AS_OF = datetime.now(UTC).replace(microsecond=0)

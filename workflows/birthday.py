@@ -6,15 +6,10 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.common import JourneyInput, JourneyResult, JourneyWorkflow
+from workflows.common import JourneyWorkflow
 
 with workflow.unsafe.imports_passed_through():
-    from journeys.config import BirthdayConfig
-
-
-class BirthdayInput(JourneyInput):
-    config: BirthdayConfig
-    year: int
+    from core.contracts import BirthdayInput, JourneyResult
 
 
 @workflow.defn(name="BirthdayGreeting")

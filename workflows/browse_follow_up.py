@@ -15,28 +15,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
 from temporalio import workflow
 
-from workflows.common import (
-    Engagement,
-    JourneyInput,
-    JourneyResult,
-    JourneyWorkflow,
-    OrderSeen,
-)
+from workflows.common import JourneyWorkflow
 
 with workflow.unsafe.imports_passed_through():
-    from journeys.config import BrowseConfig, StepConfig
-
-
-class BrowseInput(JourneyInput):
-    config: BrowseConfig
-    sku: str  # the product of interest
-
-
-class ProductView(BaseModel):
-    sku: str
+    from core.contracts import BrowseInput, Engagement, JourneyResult, OrderSeen, ProductView
+    from journeys.config import StepConfig
 
 
 @workflow.defn(name="BrowseFollowUp")

@@ -16,18 +16,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
 from temporalio import workflow
 
-from workflows.common import JourneyInput, JourneyResult, JourneyWorkflow, outcome_of
+from workflows.common import JourneyWorkflow, outcome_of
 
-
-class CartChange(BaseModel):
-    empty: bool = False
-
-
-class OrderNotice(BaseModel):
-    order_id: str
+with workflow.unsafe.imports_passed_through():
+    from core.contracts import CartChange, JourneyInput, JourneyResult, OrderSeen
 
 
 @workflow.defn(name="CartRecovery")
@@ -45,7 +39,7 @@ class CartRecovery(JourneyWorkflow):
             self._cart_changed_at = workflow.now()
 
     @workflow.signal
-    def order_placed(self, order: OrderNotice) -> None:
+    def order_placed(self, order: OrderSeen) -> None:
         self._exit = "ordered"
 
     @workflow.run

@@ -7,84 +7,30 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.types import (
+    from core.contracts import (
         EXIT_REASONS,
+        CustomerLeft,
         DecisionInput,
+        Engagement,
         FactsInput,
         JourneyFacts,
+        JourneyInput,
+        JourneyResult,
+        JourneyState,
         SendOutcome,
         SendStepInput,
+        StepRecord,
         TagInput,
     )
-    from journeys.config import JourneyConfig, StepConfig
+    from core.ids import JOURNEY_OUTCOME, JOURNEY_STEP
+    from journeys.config import StepConfig
 
-CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
-JOURNEY = SearchAttributeKey.for_keyword("Journey")
-JOURNEY_STEP = SearchAttributeKey.for_keyword("JourneyStep")
-JOURNEY_OUTCOME = SearchAttributeKey.for_keyword("JourneyOutcome")
-SEARCH_ATTRIBUTES = (CUSTOMER_ID, JOURNEY, JOURNEY_STEP, JOURNEY_OUTCOME)
 
 SEND_ACTIVITY_TIMEOUT = timedelta(seconds=30)
-
-
-class JourneyInput(BaseModel):
-    customer_id: str
-    config: JourneyConfig
-
-
-class CustomerLeft(BaseModel):
-    """Signal ``customer_left``: unsubscribed, complained or hard-bounced; leave now."""
-
-    reason: str
-
-
-class OrderSeen(BaseModel):
-    """Signal ``order_placed``: the customer ordered (the store has the order)."""
-
-    order_id: str
-    skus: list[str] = []
-
-
-class Engagement(BaseModel):
-    """Signal ``engaged``: the customer opened or clicked one of our emails."""
-
-    kind: str  # opened | clicked
-    step: str | None = None
-    url: str | None = None
-
-
-class StepRecord(BaseModel):
-    step: str
-    status: str
-    reason: str | None = None
-    at: datetime
-
-
-class JourneyState(BaseModel):
-    """What the ``state`` query returns: where the run is and what it did."""
-
-    journey: str
-    customer_id: str
-    entered_at: datetime
-    step: str
-    next_step: str | None = None
-    next_at: datetime | None = None
-    decisions: list[StepRecord] = []
-    branches: dict[str, str] = {}
-    engagements: list[Engagement] = []
-    paused: str | None = None
-    outcome: str | None = None
-
-
-class JourneyResult(BaseModel):
-    outcome: str
-    sent: list[str]
-    decisions: list[StepRecord]
 
 
 class JourneyRun:

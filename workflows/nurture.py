@@ -15,25 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import BaseModel
 from temporalio import workflow
 
-from workflows.common import JourneyInput, JourneyResult, JourneyWorkflow, OrderSeen
+from workflows.common import JourneyWorkflow
 
 with workflow.unsafe.imports_passed_through():
+    from core.contracts import JourneyResult, NurtureInput, OrderSeen, Shipment
     from journeys.config import NurtureConfig, StepConfig
-
-
-class NurtureInput(JourneyInput):
-    config: NurtureConfig
-    order_id: str  # the first order
-    category: str | None = None  # its main product category (chooses the care content)
-
-
-class Shipment(BaseModel):
-    order_id: str
-    shipment_id: str
-    tracking_url: str | None = None
 
 
 @workflow.defn(name="NewCustomerNurture")

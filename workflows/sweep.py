@@ -10,37 +10,22 @@ for a million customers.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.types import SweepPageInput, SweepPageResult
-    from journeys.config import BirthdayConfig, WinBackConfig
-
-PHASES = ("win_back", "repeat_purchase", "birthday")
-
-
-class PhaseCount(BaseModel):
-    selected: int = 0
-    started: int = 0
-    pages: int = 0
-
-
-class SweepInput(BaseModel):
-    win_back: WinBackConfig
-    birthday: BirthdayConfig
-    as_of: datetime | None = None  # the sweep's "today"; default: when it starts
-    phase: str = PHASES[0]
-    after_id: str = ""
-    counts: dict[str, PhaseCount] = {}
-
-
-class SweepResult(BaseModel):
-    as_of: datetime
-    counts: dict[str, PhaseCount]
+    from core.contracts import (
+        SWEEP_PHASES as PHASES,
+    )
+    from core.contracts import (
+        PhaseCount,
+        SweepInput,
+        SweepPageInput,
+        SweepPageResult,
+        SweepResult,
+    )
 
 
 @workflow.defn(name="DailySweep")

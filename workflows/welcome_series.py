@@ -17,14 +17,10 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.common import JourneyInput, JourneyResult, JourneyWorkflow, OrderSeen
+from workflows.common import JourneyWorkflow
 
 with workflow.unsafe.imports_passed_through():
-    from journeys.config import WelcomeConfig
-
-
-class WelcomeInput(JourneyInput):
-    config: WelcomeConfig
+    from core.contracts import JourneyResult, OrderSeen, WelcomeInput
 
 
 @workflow.defn(name="WelcomeSeries")

@@ -12,33 +12,13 @@ Signals: ``order_placed``, ``engaged``, ``customer_left``.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
-
 from temporalio import workflow
 
-from workflows.common import (
-    SEND_ACTIVITY_TIMEOUT,
-    Engagement,
-    JourneyInput,
-    JourneyResult,
-    JourneyWorkflow,
-    OrderSeen,
-)
+from workflows.common import SEND_ACTIVITY_TIMEOUT, JourneyWorkflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.types import SunsetInput
-    from journeys.config import StepConfig, WinBackConfig
-
-
-def win_back_id(customer_id: str, last_order_at: datetime) -> str:
-    """One win-back per lapse: the id names the last order before it."""
-    return f"win-back:{customer_id}:{last_order_at:%Y%m%d}"
-
-
-class WinBackInput(JourneyInput):
-    config: WinBackConfig
-    group: Literal["win_back", "repeat_purchase"]
+    from core.contracts import Engagement, JourneyResult, OrderSeen, SunsetInput, WinBackInput
+    from journeys.config import StepConfig
 
 
 @workflow.defn(name="WinBack")

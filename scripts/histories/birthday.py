@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from core.ids import birthday_id
 from histories.common import Branch, Handle, check
 from histories.daily_sweep import birthday_today, sweep, today
 from tests.conftest import Stack
@@ -20,7 +21,7 @@ async def greeted(stack: Stack, cid: str) -> Handle:
     started = {phase: count.started for phase, count in result.counts.items()}
     check(started.get("birthday") == 1 == sum(started.values()), f"{cid}: started {started}")
     handle: Handle = stack.client.get_workflow_handle_for(
-        BirthdayGreeting.run, f"birthday:{cid}:{year}"
+        BirthdayGreeting.run, birthday_id(cid, year)
     )
     return handle
 

@@ -13,12 +13,14 @@ from zoneinfo import ZoneInfo
 
 from temporalio.client import WorkflowHandle
 
+from core.contracts import SWEEP_PHASES as PHASES
+from core.contracts import SweepInput, SweepResult
 from histories.common import Branch, Handle, check, finished
 from journeys.config import BirthdayConfig, WinBackConfig
 from starter.zones import zone_at_local_hour
 from tests.conftest import Stack
 from tests.helpers import add_customer, lapsed_customer
-from workflows.sweep import PHASES, DailySweep, SweepInput, SweepResult
+from workflows.sweep import DailySweep
 
 JOURNEY = "daily_sweep"
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from core.ids import win_back_id
 from histories.common import Branch, Handle, check, expect_steps, finished, follow, html_of
 from histories.daily_sweep import sweep, today
 from journeys.config import WinBackConfig
 from store.models import Suppression
 from tests.conftest import Stack
 from tests.helpers import email_for, journey_mails, lapsed_customer, parts, tracked_links
-from workflows.win_back import WinBack, win_back_id
+from workflows.win_back import WinBack
 
 JOURNEY = "win_back"
 

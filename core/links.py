@@ -1,5 +1,5 @@
 """Links inside emails: click tracking, the open pixel, unsubscribe. Tokens are signed
-(activities/tokens.py); a click token carries its target URL, so the redirect can only go
+(core/tokens.py); a click token carries its target URL, so the redirect can only go
 to links that were in that email."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from activities import tokens
+from core import tokens
 
 _HREF = re.compile(r'href="(https?://[^"]+)"')
 

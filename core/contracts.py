@@ -1,0 +1,262 @@
+"""Contracts between the parts: workflow inputs, signals, query state, results, and the
+inputs and outputs of activities. Plain pydantic data, deterministic to import: workflows,
+activities and the starter all use these and nothing else to talk to each other.
+
+Payloads recorded in histories are decoded with these classes on replay, so a field is only
+ever added with a default (never renamed or retyped) while runs that carry it may be live.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from journeys.config import (
+    BirthdayConfig,
+    BrowseConfig,
+    CouponConfig,
+    FrequencyCap,
+    JourneyConfig,
+    NurtureConfig,
+    QuietHours,
+    WelcomeConfig,
+    WinBackConfig,
+)
+
+# -- journeys: inputs, signals, state, results --------------------------------------------
+
+
+class JourneyInput(BaseModel):
+    customer_id: str
+    config: JourneyConfig
+
+
+class CustomerLeft(BaseModel):
+    """Signal ``customer_left``: unsubscribed, complained or hard-bounced; leave now."""
+
+    reason: str
+
+
+class OrderSeen(BaseModel):
+    """Signal ``order_placed``: the customer ordered (the store has the order)."""
+
+    order_id: str
+    skus: list[str] = []
+
+
+class Engagement(BaseModel):
+    """Signal ``engaged``: the customer opened or clicked one of our emails."""
+
+    kind: str  # opened | clicked
+    step: str | None = None
+    url: str | None = None
+
+
+class StepRecord(BaseModel):
+    step: str
+    status: str
+    reason: str | None = None
+    at: datetime
+
+
+class JourneyState(BaseModel):
+    """What the ``state`` query returns: where the run is and what it did."""
+
+    journey: str
+    customer_id: str
+    entered_at: datetime
+    step: str
+    next_step: str | None = None
+    next_at: datetime | None = None
+    decisions: list[StepRecord] = []
+    branches: dict[str, str] = {}
+    engagements: list[Engagement] = []
+    paused: str | None = None
+    outcome: str | None = None
+
+
+class JourneyResult(BaseModel):
+    outcome: str
+    sent: list[str]
+    decisions: list[StepRecord]
+
+
+class WelcomeInput(JourneyInput):
+    config: WelcomeConfig
+
+
+class NurtureInput(JourneyInput):
+    config: NurtureConfig
+    order_id: str  # the first order
+    category: str | None = None  # its main product category (chooses the care content)
+
+
+class BrowseInput(JourneyInput):
+    config: BrowseConfig
+    sku: str  # the product of interest
+
+
+class WinBackInput(JourneyInput):
+    config: WinBackConfig
+    group: Literal["win_back", "repeat_purchase"]
+
+
+class BirthdayInput(JourneyInput):
+    config: BirthdayConfig
+    year: int
+
+
+class CartChange(BaseModel):
+    """Signal ``cart_updated``: the cart changed; ``empty`` when it was emptied."""
+
+    empty: bool = False
+
+
+class ProductView(BaseModel):
+    """Signal ``product_viewed``."""
+
+    sku: str
+
+
+class Shipment(BaseModel):
+    """Signal ``order_shipped``."""
+
+    order_id: str
+    shipment_id: str
+    tracking_url: str | None = None
+
+
+# -- the daily sweep ------------------------------------------------------------------------
+
+SWEEP_PHASES = ("win_back", "repeat_purchase", "birthday")
+
+
+class PhaseCount(BaseModel):
+    selected: int = 0
+    started: int = 0
+    pages: int = 0
+
+
+class SweepInput(BaseModel):
+    win_back: WinBackConfig
+    birthday: BirthdayConfig
+    as_of: datetime | None = None  # the sweep's "today"; default: when it starts
+    phase: str = SWEEP_PHASES[0]
+    after_id: str = ""
+    counts: dict[str, PhaseCount] = {}
+
+
+class SweepResult(BaseModel):
+    as_of: datetime
+    counts: dict[str, PhaseCount]
+
+
+# -- activities -----------------------------------------------------------------------------
+
+SendStatus = Literal["sent", "skipped", "held_out", "bounced", "failed", "deferred"]
+
+# Skip reasons that mean the customer has left the journey for good.
+EXIT_REASONS = frozenset({"ordered", "cart_empty", "suppressed", "unsubscribed"})
+
+
+class SendStepInput(BaseModel):
+    journey: str
+    workflow_id: str
+    run_chain_id: str  # first_execution_run_id: stable across continue-as-new, new per reuse
+    step: str
+    template: str
+    subject: str
+    customer_id: str
+    entered_at: datetime  # "ordered since entering" is counted from here
+    now: datetime  # the journey's clock at the decision (workflow.now())
+    holdout_share: float = 0.0
+    frequency_cap: FrequencyCap = FrequencyCap()
+    coupon: CouponConfig | None = None
+    requires_active_cart: bool = False
+    transactional: bool = False
+    quiet_hours: QuietHours | None = None
+    # Which orders count as "ordered since entering": all but ``ignore_order_id`` (the order
+    # that started the journey), and only those with one of ``order_skus`` when given.
+    check_orders: bool = True
+    ignore_order_id: str | None = None
+    order_skus: list[str] | None = None
+    # Extra data for the template: {"product_sku": ...} adds ``product`` and ``accessories``;
+    # {"cross_sell_category": ...} adds ``cross_sell``; anything else is passed as it is.
+    context: dict[str, Any] = {}
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.workflow_id}:{self.run_chain_id}:{self.step}"
+
+
+class SendOutcome(BaseModel):
+    status: SendStatus
+    reason: str | None = None
+    message_id: str | None = None
+    already_done: bool = False  # True when a retry found the decision recorded before
+    retry_at: datetime | None = None  # with "deferred": quiet hours end then
+
+    @property
+    def ends_journey(self) -> bool:
+        if self.status == "bounced":
+            return True
+        return self.status == "skipped" and (self.reason or "").split(":")[0] in EXIT_REASONS
+
+
+class FactsInput(BaseModel):
+    customer_id: str
+    since: datetime
+    send_key_prefix: str  # "<workflow id>:<run chain id>:" — this run's emails
+    ignore_order_id: str | None = None
+    order_skus: list[str] | None = None
+    view_sku: str | None = None  # viewed_again: views of this product ...
+    views_after_send: str | None = None  # ... after the email of this send key went out
+
+
+class JourneyFacts(BaseModel):
+    """What the store says about the customer since the journey began: branches use it."""
+
+    ordered: bool
+    opened: bool
+    clicked: bool
+    orders_total: int
+    has_birthday: bool
+    viewed_again: bool = False
+
+
+class DecisionInput(BaseModel):
+    customer_id: str
+    journey: str
+    workflow_id: str
+    run_chain_id: str
+    name: str
+    value: str
+    reason: str
+    at: datetime
+
+
+class TagInput(BaseModel):
+    customer_id: str
+    tag: str
+
+
+class SweepPageInput(BaseModel):
+    phase: str  # win_back | repeat_purchase | birthday
+    as_of: datetime
+    after_id: str
+    page_size: int
+    win_back: WinBackConfig
+    birthday: BirthdayConfig
+
+
+class SweepPageResult(BaseModel):
+    selected: int
+    started: int
+    next_after: str | None  # None: this phase is done
+
+
+class SunsetInput(BaseModel):
+    customer_id: str
+    reason: str

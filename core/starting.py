@@ -1,0 +1,89 @@
+"""The one way to start a journey: id, id-reuse policy, search attributes, memo, summary.
+
+The starter (events), the daily sweep (win-back, birthdays), the bench and the history
+recordings all start runs through ``start_journey``, so a run looks the same in the
+Temporal UI whoever started it, and "once ever" / "one live run" hold everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from core.contracts import JourneyInput
+from core.ids import CUSTOMER_ID, JOURNEY, workflow_id
+
+
+@dataclass(frozen=True)
+class Entry:
+    """How a journey is entered: its workflow type, and what a second start does.
+
+    ``reuse``: ALLOW_DUPLICATE = a new run once the last one closed (one live run);
+    REJECT_DUPLICATE = once per workflow id ever (welcome: once per customer; win-back and
+    birthday ids name the lapse or the year, so once per lapse / year)."""
+
+    workflow: str
+    reuse: WorkflowIDReusePolicy
+
+
+ENTRIES: dict[str, Entry] = {
+    "cart_recovery": Entry("CartRecovery", WorkflowIDReusePolicy.ALLOW_DUPLICATE),
+    "welcome_series": Entry("WelcomeSeries", WorkflowIDReusePolicy.REJECT_DUPLICATE),
+    "new_customer_nurture": Entry("NewCustomerNurture", WorkflowIDReusePolicy.REJECT_DUPLICATE),
+    "browse_follow_up": Entry("BrowseFollowUp", WorkflowIDReusePolicy.ALLOW_DUPLICATE),
+    "win_back": Entry("WinBack", WorkflowIDReusePolicy.REJECT_DUPLICATE),
+    "birthday": Entry("BirthdayGreeting", WorkflowIDReusePolicy.REJECT_DUPLICATE),
+}
+
+
+def summary(journey: str, customer_id: str) -> str:
+    """What the Temporal UI shows as the run's summary."""
+    return f"{journey.replace('_', ' ').capitalize()} for {customer_id}"
+
+
+async def start_journey(
+    client: Client,
+    inp: JourneyInput,
+    *,
+    task_queue: str,
+    run_id: str | None = None,
+    signal: tuple[str, BaseModel] | None = None,
+) -> bool:
+    """Start ``inp.config.name`` for ``inp.customer_id``; False when the id's policy refused
+    a second run (already welcomed, already won back for this lapse...).
+
+    ``run_id``: the workflow id, when it is not the journey's default
+    (``<journey>:<customer>``), e.g. win-back's per-lapse id. ``signal``: signal-with-start,
+    so a live run gets the signal instead of a second run starting (cart changes, views).
+    Raises ``KeyError`` for a journey without an entry in ``ENTRIES``."""
+    config = inp.config
+    entry = ENTRIES[config.name]
+    try:
+        await client.start_workflow(
+            entry.workflow,
+            inp,
+            id=run_id or workflow_id(config.name, inp.customer_id),
+            task_queue=task_queue,
+            id_reuse_policy=entry.reuse,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(CUSTOMER_ID, inp.customer_id),
+                    SearchAttributePair(JOURNEY, config.name),
+                ]
+            ),
+            memo={"journey_version": config.version},
+            static_summary=summary(config.name, inp.customer_id),
+            start_signal=signal[0] if signal else None,
+            start_signal_args=[signal[1]] if signal else [],
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
