@@ -17,6 +17,7 @@ test: setup  ## lint, type-check, the whole test suite against real parts, compo
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy .
+	$(UV) run --frozen lint-imports
 	$(UV) run --frozen pytest
 	STRICT=1 bash scripts/validate_compose.sh
 
