@@ -23,9 +23,9 @@ from activities.mailer import SmtpPool
 from activities.render import Renderer
 from activities.send import MailSettings, SendActivities
 from activities.sweep import SweepActivities
+from journeys.loader import JourneyLoader
 from observability import configure_logging, runtime_with_metrics
 from settings import Settings, get_settings
-from starter.api import Journeys
 from starter.client import connect
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
 from store.db import SessionFactory, make_engine, make_session_factory
@@ -133,8 +133,8 @@ async def main() -> None:
     mailer = make_mailer(settings)
     sessions = make_session_factory(engine)
     worker = build_worker(client, settings=settings, sessions=sessions, mailer=mailer)
-    journeys = Journeys(client=client, sessions=sessions, settings=settings)
-    done = await ensure_daily_sweep(client, journeys, settings.temporal_task_queue)
+    configs = JourneyLoader(settings.journeys_dir, speedup=settings.journey_speedup)
+    done = await ensure_daily_sweep(client, configs, settings.temporal_task_queue)
     log.info("schedule %r %s (journeys/win_back.toml [sweep])", SCHEDULE_ID, done)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

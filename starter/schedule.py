@@ -26,16 +26,17 @@ from temporalio.client import (
 )
 
 from core.contracts import SweepInput
+from core.ids import DAILY_SWEEP
 from journeys.config import BirthdayConfig, WinBackConfig
-from starter.api import Journeys
+from journeys.loader import JourneyConfigs
 from workflows.sweep import DailySweep
 
-SCHEDULE_ID = "daily-sweep"
+SCHEDULE_ID = DAILY_SWEEP
 
 
-def daily_sweep_schedule(journeys: Journeys, task_queue: str) -> Schedule:
-    win_back = journeys.config("win_back", WinBackConfig)
-    birthday = journeys.config("birthday", BirthdayConfig)
+def daily_sweep_schedule(configs: JourneyConfigs, task_queue: str) -> Schedule:
+    win_back = configs.config("win_back", WinBackConfig)
+    birthday = configs.config("birthday", BirthdayConfig)
     run_at = win_back.sweep.run_at
     return Schedule(
         action=ScheduleActionStartWorkflow(
@@ -62,9 +63,9 @@ def daily_sweep_schedule(journeys: Journeys, task_queue: str) -> Schedule:
     )
 
 
-async def ensure_daily_sweep(client: Client, journeys: Journeys, task_queue: str) -> str:
+async def ensure_daily_sweep(client: Client, configs: JourneyConfigs, task_queue: str) -> str:
     """Create the schedule, or bring an existing one up to date; returns what was done."""
-    schedule = daily_sweep_schedule(journeys, task_queue)
+    schedule = daily_sweep_schedule(configs, task_queue)
     try:
         await client.create_schedule(SCHEDULE_ID, schedule)
     except ScheduleAlreadyRunningError:

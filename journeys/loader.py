@@ -1,0 +1,42 @@
+"""Journey TOMLs as the starter, the worker and the schedule use them: loaded and validated
+(``load_journey``), kept until the file changes, delays divided by JOURNEY_SPEEDUP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, overload
+
+from journeys.config import Config, JourneyConfig, load_journey
+
+
+class JourneyConfigs(Protocol):
+    """Whatever hands out journey configs by name (the loader, or the starter's API)."""
+
+    def config(self, name: str, model: type[Config]) -> Config: ...
+
+
+class JourneyLoader:
+    """``config("cart_recovery")``: ``<journeys_dir>/cart_recovery.toml``, reloaded when the
+    file changes (an edit reaches new runs without a restart), with ``speedup`` applied."""
+
+    def __init__(self, journeys_dir: Path, *, speedup: float = 1.0) -> None:
+        self._dir = journeys_dir
+        self._speedup = speedup
+        self._cache: dict[str, tuple[float, JourneyConfig]] = {}
+
+    @overload
+    def config(self, name: str) -> JourneyConfig: ...
+
+    @overload
+    def config(self, name: str, model: type[Config]) -> Config: ...
+
+    def config(self, name: str, model: type[JourneyConfig] = JourneyConfig) -> JourneyConfig:
+        path = self._dir / f"{name}.toml"
+        mtime = path.stat().st_mtime if path.exists() else -1.0
+        cached = self._cache.get(name)
+        if cached is None or cached[0] != mtime or not isinstance(cached[1], model):
+            cached = (mtime, load_journey(name, self._dir, model))
+            self._cache[name] = cached
+        config = cached[1].sped_up(self._speedup)
+        assert isinstance(config, model)
+        return config
