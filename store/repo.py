@@ -177,10 +177,6 @@ async def record_order(
         customer.order_count += 1
         if customer.last_order_at is None or placed_at > customer.last_order_at:
             customer.last_order_at = placed_at
-        # An order brings a sunset address back: the customer is clearly engaged again.
-        sunset = await session.get(Suppression, customer.email.lower())
-        if sunset is not None and sunset.reason == "sunset":
-            await session.delete(sunset)
     await session.flush()
     return True
 

@@ -1,0 +1,101 @@
+"""What a recipient clicks: GET/POST /u/<token> (unsubscribe page, RFC 8058 one-click),
+GET /s/<token> ("keep writing to me" from a win-back last call). No cookie, no login."""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from core.links import Links
+from starter.http.deps import JourneysDep, LinksDep
+from starter.http.pages import NO_CACHE, page
+from starter.ingest.service import UnknownCustomer
+
+router = APIRouter(tags=["unsubscribe"])
+
+
+@router.get("/s/{token}", response_class=HTMLResponse)
+async def stay(token: str, j: JourneysDep, links: LinksDep) -> HTMLResponse:
+    """ "Keep writing to me" from a win-back last call: one click, no login."""
+    payload = links.read(token, "stay")
+    if payload is None:
+        raise HTTPException(status_code=404, detail="unknown link")
+    try:
+        await j.stay(customer_id=payload["c"], send_key=payload["k"])
+    except UnknownCustomer as exc:
+        raise HTTPException(status_code=404, detail="unknown link") from exc
+    return HTMLResponse(
+        page("Thank you", "<p>Glad to hear it: you will keep getting our emails.</p>"),
+        headers=NO_CACHE,
+    )
+
+
+@router.get("/u/{token}", response_class=HTMLResponse)
+async def unsubscribe_page(token: str, links: LinksDep) -> HTMLResponse:
+    """A confirmation page with the choice: all marketing email, or this kind only."""
+    payload = _unsubscribe_payload(links, token)
+    journey = html.escape(str(payload.get("j", "")).replace("_", " "))
+    return HTMLResponse(
+        page(
+            "Unsubscribe",
+            f"""<form method="post">
+<p><label><input type="radio" name="scope" value="all" checked>
+ No more marketing email from us</label></p>
+<p><label><input type="radio" name="scope" value="journey">
+ Only stop {journey} emails</label></p>
+<p><button type="submit">Unsubscribe</button></p>
+</form>""",
+        ),
+        headers=NO_CACHE,
+    )
+
+
+@router.post("/u/{token}", response_class=HTMLResponse)
+async def unsubscribe(
+    token: str, request: Request, j: JourneysDep, links: LinksDep
+) -> HTMLResponse:
+    """RFC 8058 one-click (body ``List-Unsubscribe=One-Click``), or the page's form.
+    No cookie, no login; takes effect at once, running journeys included."""
+    payload = _unsubscribe_payload(links, token)
+    only_journey = _form_scope(await request.body(), request.headers.get("content-type"))
+    journey = payload.get("j") if only_journey else None
+    try:
+        await j.unsubscribe(
+            {
+                "customer_id": payload["c"],
+                "journey": journey,
+                "source": "one-click" if not only_journey else "page",
+                "message_id": f"unsubscribe:{uuid.uuid4().hex}",
+            }
+        )
+    except UnknownCustomer as exc:
+        raise HTTPException(status_code=404, detail="unknown unsubscribe link") from exc
+    what = f"{str(journey).replace('_', ' ')} emails" if journey else "marketing email"
+    return HTMLResponse(
+        page("Unsubscribed", f"<p>Done: you will get no more {html.escape(what)}.</p>"),
+        headers=NO_CACHE,
+    )
+
+
+def _unsubscribe_payload(links: Links, token: str) -> dict[str, Any]:
+    payload = links.read(token, "unsubscribe")
+    if payload is None:
+        raise HTTPException(status_code=404, detail="unknown unsubscribe link")
+    return payload
+
+
+_SCOPE_MULTIPART = re.compile(rb'name="scope"\r?\n(?:[^\r\n]+\r?\n)*\r?\njourney')
+
+
+def _form_scope(body: bytes, content_type: str | None) -> bool:
+    """True when the form asks to leave this journey only; one-click means everything."""
+    if content_type and content_type.startswith("multipart/form-data"):
+        return bool(_SCOPE_MULTIPART.search(body))
+    form = parse_qs(body.decode("utf-8", "replace"))
+    return form.get("scope") == ["journey"]

@@ -1,0 +1,86 @@
+"""Leaving the list and coming back: unsubscribes, re-subscribes, bounces, complaints.
+
+A suppression is recorded in the event's transaction and every run the customer is in is
+told to leave; the send gate re-checks it before each send anyway.
+"""
+
+from __future__ import annotations
+
+from core.contracts import CustomerLeft
+from core.ids import workflow_id
+from core.rules import LIFTED_BY_CONSENT
+from starter.ingest.events import Complaint, EmailBounced, Subscribed, Unsubscribed
+from starter.ingest.runs import LIVE_JOURNEYS, live_runs
+from starter.ingest.service import Call, EventResult, Ingest, done, known_customer, signalled
+from store import repo
+from store.models import Customer
+
+
+async def unsubscribed(call: Call, e: Unsubscribed) -> EventResult:
+    """From now on no marketing email (or none of one journey) goes to the customer."""
+    customer = call.customer
+    if e.journey is None:
+        customer.subscribed = False
+        await repo.suppress(
+            call.s, email=customer.email, customer_id=customer.id, reason="unsubscribed"
+        )
+        runs = live_runs(customer)
+    else:
+        opted_out = set(customer.attributes.get("unsubscribed_journeys", []))
+        customer.attributes = {
+            **customer.attributes,
+            "unsubscribed_journeys": sorted(opted_out | {e.journey}),
+        }
+        runs = [workflow_id(e.journey, customer.id)] if e.journey in LIVE_JOURNEYS else []
+    return await _left(call, runs, "unsubscribed", e)
+
+
+async def subscribed(call: Call, e: Subscribed) -> EventResult:
+    customer = call.customer
+    customer.subscribed = True
+    customer.attributes = {
+        k: v for k, v in customer.attributes.items() if k != "unsubscribed_journeys"
+    }
+    await repo.lift_suppression(call.s, email=customer.email, reasons=LIFTED_BY_CONSENT)
+    return done(e, "recorded")
+
+
+async def email_bounced(call: Call, e: EmailBounced) -> EventResult:
+    """Hard bounce: suppressed at once. Soft: suppressed after SOFT_BOUNCE_LIMIT in a row."""
+    customer = call.customer
+    reason = "hard_bounce" if e.hard else None
+    if not e.hard:
+        soft = int(customer.attributes.get("soft_bounces", 0)) + 1
+        customer.attributes = {**customer.attributes, "soft_bounces": soft}
+        if soft >= call.ingest.settings.soft_bounce_limit:
+            reason = "soft_bounce_limit"
+    if reason is None:
+        return done(e, "recorded")
+    await _suppress(call, reason, e.detail)
+    return await _left(call, live_runs(customer), reason, e)
+
+
+async def complaint(call: Call, e: Complaint) -> EventResult:
+    await _suppress(call, "complaint", e.detail)
+    return await _left(call, live_runs(call.customer), "complaint", e)
+
+
+async def lift_sunset(ingest: Ingest, customer_id: str) -> None:
+    """ "Keep writing to me": a sunset address comes back (nothing else is lifted)."""
+    async with ingest.sessions.begin() as s:
+        customer: Customer = await known_customer(s, customer_id)
+        await repo.lift_suppression(s, email=customer.email, reasons=("sunset",))
+
+
+async def _suppress(call: Call, reason: str, detail: str | None) -> None:
+    customer = call.customer
+    await repo.suppress(
+        call.s, email=customer.email, customer_id=customer.id, reason=reason, detail=detail
+    )
+
+
+async def _left(
+    call: Call, runs: list[str], reason: str, e: Unsubscribed | EmailBounced | Complaint
+) -> EventResult:
+    told = await call.runs.tell(runs, "customer_left", CustomerLeft(reason=reason))
+    return done(e, signalled(told))

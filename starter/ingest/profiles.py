@@ -1,0 +1,72 @@
+"""Who the customer is: profiles, Segment identify, and signing up (the welcome series)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.contracts import WelcomeInput
+from journeys.config import WelcomeConfig
+from starter.ingest.events import CustomerProfile, Identify, SignedUp
+from starter.ingest.service import (
+    Call,
+    EmailRequired,
+    EventResult,
+    Ingest,
+    done,
+    record,
+)
+from store import repo
+
+IDENTIFY = "Identify"  # an identify call is kept in the event log under this name
+
+
+async def upsert_profile(
+    ingest: Ingest, p: CustomerProfile, *, attributes: dict[str, Any] | None = None
+) -> None:
+    async with ingest.sessions.begin() as s:
+        await repo.upsert_customer(
+            s,
+            customer_id=p.customer_id,
+            email=str(p.email),
+            first_name=p.first_name,
+            last_name=p.last_name,
+            timezone=p.timezone,
+            attributes=attributes,
+        )
+
+
+async def identify(ingest: Ingest, e: Identify) -> EventResult:
+    """Create or update the profile; traits we do not know become attributes. A new
+    customer needs an email address."""
+    async with ingest.sessions.begin() as s:
+        current = await repo.get_customer(s, customer_id=e.customer_id)
+        email = e.traits.email or (current.email if current else None)
+        if email is None:
+            raise EmailRequired(
+                f"customer {e.customer_id!r} is new: the first identify needs an email"
+            )
+        if not await record(s, IDENTIFY, e):
+            return EventResult(recorded=False)
+        extra = e.traits.model_dump(mode="json", exclude=set(type(e.traits).model_fields))
+        await repo.upsert_customer(
+            s,
+            customer_id=e.customer_id,
+            email=str(email),
+            first_name=e.traits.first_name,
+            last_name=e.traits.last_name,
+            timezone=e.traits.timezone,
+            attributes={k: v for k, v in extra.items() if v is not None},
+        )
+        return EventResult(recorded=True, action="recorded")
+
+
+async def known_customers(ingest: Ingest, customer_ids: set[str]) -> set[str]:
+    async with ingest.sessions() as s:
+        return await repo.existing_customer_ids(s, customer_ids=customer_ids)
+
+
+async def signed_up(call: Call, e: SignedUp) -> EventResult:
+    """A new account: the welcome series starts, once per customer ever."""
+    config = call.config("welcome_series", WelcomeConfig)
+    started = await call.runs.start(WelcomeInput(customer_id=e.customer_id, config=config))
+    return done(e, "started" if started else "already_welcomed")
