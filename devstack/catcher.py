@@ -56,6 +56,7 @@ class MailCatcher:
         self.port = port or free_port(host)
         self.maildir = maildir
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # each message as received, byte for byte (after dot-unstuffing)
         self.connections = 0
         self.lock = threading.Lock()
         self.received = threading.Condition(self.lock)
@@ -77,6 +78,7 @@ class MailCatcher:
         msg = message_from_bytes(raw, policy=policy.default)
         with self.received:
             self.messages.append(msg)
+            self.raw.append(raw)
             if self._box is not None:
                 self._box.add(raw)
             self.received.notify_all()
@@ -105,6 +107,7 @@ class MailCatcher:
     def clear(self) -> None:
         with self.lock:
             self.messages.clear()
+            self.raw.clear()
             self.connections = 0
 
 
