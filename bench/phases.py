@@ -17,29 +17,24 @@ import aiosmtplib
 from temporalio.testing import ActivityEnvironment
 
 from bench.floor import FLOOR_WORKFLOW, BareJourney
-from bench.stack import FLOOR_QUEUE, BenchStack, email_for
+from bench.stack import FLOOR_QUEUE, BenchStack
 from core.contracts import CartChange, JourneyInput, JourneyResult, SendOutcome, SendStepInput
 from core.ids import workflow_id
 from core.starting import start_journey
+from core.zones import zone_at_local_hour
 from starter.api import Journeys
 from store import repo
+from testkit.data import TEE, email_for
 from worker import build_activities, make_mailer
 
 T = TypeVar("T")
 
-TEE = {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "quantity": 2}
 PRODUCT = {"sku": "TEE-1", "name": "Blue T-shirt", "price": 19.90, "quantity": 2}
 
 
-def daytime_zone(now: datetime | None = None) -> str:
-    """A time zone where it is about noon now, so quiet hours (21:00-08:00 in the customer's
-    zone by default) never defer a benchmark's sends, whatever the hour it runs at."""
-    hour = (now or datetime.now(UTC)).hour
-    offset = (12 - hour + 11) % 24 - 11  # -11 .. +12 hours from UTC
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # Etc/GMT-3 is UTC+3
-
-
-ZONE = daytime_zone()
+# Where it is about noon now, so quiet hours (21:00-08:00 local by default) never defer a
+# benchmark's sends, whatever the hour it runs at.
+ZONE = zone_at_local_hour(12)
 
 
 def percentile(values: list[float], p: float) -> float:

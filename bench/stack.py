@@ -17,29 +17,27 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 
-import asyncpg
 import httpx
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from core.ids import SEARCH_ATTRIBUTES
 from devstack.catcher import MailCatcher, free_port
 from journeys.config import load_journey
-from settings import ROOT, Settings, temporal_cli
+from settings import ROOT, Settings
 from starter.api import Journeys
 from store.db import SessionFactory, make_engine, make_session_factory
-from store.migrate import upgrade
+from testkit.databases import PG_ADMIN_DSN, migrated_sqlite, throwaway_postgres
+from testkit.servers import start_plain_server
+from testkit.stack import WRITE_KEY, copy_journeys, stack_settings
 
-WRITE_KEY = "bench-write-key-0123456789"
-PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Where the PostgreSQL runs create their throwaway databases (BENCHMARKS.md).
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_DSN", PG_ADMIN_DSN)
 JOURNEY_QUEUE = "bench-journeys"
 FLOOR_QUEUE = "bench-floor"
 
@@ -71,10 +69,6 @@ class TimedCatcher(MailCatcher):
             return self.first_arrival.get(address.lower())
 
 
-def email_for(customer_id: str) -> str:
-    return f"{customer_id}@example.com"
-
-
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes ``Settings()`` in a child process equal ``settings``."""
     names = (
@@ -104,8 +98,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def fast_journeys_dir(target: Path) -> Path:
     """A copy of journeys/ whose cart recovery sends its first reminder at once (after 0 s),
     so entry and event → email measure the machinery, not the journey's wait."""
-    shutil.copytree(ROOT / "journeys", target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    toml = target / "cart_recovery.toml"
+    toml = copy_journeys(target) / "cart_recovery.toml"
     text = toml.read_text(encoding="utf-8")
     first_after = 'after = "1h"'
     if first_after not in text:
@@ -222,127 +215,101 @@ class BenchStack:
 
 
 @asynccontextmanager
-async def bench_stack(*, db: str = "sqlite", keep: bool = False) -> AsyncIterator[BenchStack]:
-    workdir = Path(tempfile.mkdtemp(prefix="shop-journeys-bench-"))
-    temporal_db = workdir / "temporal.db"
-    pg_name: str | None = None
+async def bench_database(db: str, workdir: Path) -> AsyncIterator[str]:
+    """The store's URL: a migrated SQLite file in ``workdir``, or a throwaway PostgreSQL."""
     if db == "sqlite":
-        db_url = f"sqlite+aiosqlite:///{workdir / 'journeys.db'}"
+        yield await migrated_sqlite(workdir / "journeys.db")
     elif db == "postgres":
-        pg_name = f"journeys_bench_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await admin.execute(f'CREATE DATABASE "{pg_name}"')
-        finally:
-            await admin.close()
-        host = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
-        db_url = f"postgresql+asyncpg://{host}/{pg_name}"
+        async with throwaway_postgres("journeys_bench", admin_dsn=PG_ADMIN_URL) as url:
+            yield url
     else:
         raise ValueError(f"--db must be sqlite or postgres, not {db!r}")
-    await upgrade(db_url)
 
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_existing_path=temporal_cli(Settings()),
-        dev_server_database_filename=str(temporal_db),
-        dev_server_log_level="error",
-        dev_server_extra_args=[
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-        ],
-    )
-    catcher = TimedCatcher()
-    catcher.start()
-    engine = make_engine(db_url)
-    sessions = make_session_factory(engine)
-    settings = Settings(
-        environment="test",
-        temporal_address=env.client.service_client.config.target_host,
-        temporal_task_queue=JOURNEY_QUEUE,
-        database_url=db_url,
-        smtp_host=catcher.host,
-        smtp_port=catcher.port,
-        mail_from="Example Shop <shop@shop.test>",
-        public_base_url="https://shop.test",
-        secret_key="bench-secret-key-0123456789",
-        api_host="127.0.0.1",
-        api_port=free_port(),
-        api_write_key=WRITE_KEY,
-        journeys_dir=fast_journeys_dir(workdir / "journeys"),
-    )
-    children: list[Child] = []
-    http: httpx.AsyncClient | None = None
+
+@asynccontextmanager
+async def bench_stack(*, db: str = "sqlite", keep: bool = False) -> AsyncIterator[BenchStack]:
+    """Everything a run needs, stopped in reverse order on exit (the work dir is removed
+    unless ``keep``)."""
+    workdir = Path(tempfile.mkdtemp(prefix="shop-journeys-bench-"))
+    temporal_db = workdir / "temporal.db"
     try:
-        worker = Child(
-            "worker",
-            [sys.executable, str(ROOT / "worker.py")],
-            settings_env(settings),
-            workdir / "worker.log",
-        )
-        children.append(worker)
-        floor_env = settings_env(settings.model_copy(update={"temporal_task_queue": FLOOR_QUEUE}))
-        floor_worker = Child(
-            "floor worker",
-            [sys.executable, "-m", "bench.floor_worker"],
-            floor_env,
-            workdir / "floor.log",
-        )
-        children.append(floor_worker)
-        api = Child(
-            "HTTP API",
-            [sys.executable, "-m", "starter.http"],
-            settings_env(settings),
-            workdir / "api.log",
-        )
-        children.append(api)
-        await worker.wait_for_log("worker polling", 60)
-        await floor_worker.wait_for_log("worker polling", 60)
-        base_url = f"http://127.0.0.1:{settings.api_port}"
-        http = httpx.AsyncClient(
-            base_url=base_url,
+        async with AsyncExitStack() as parts:
+            db_url = await parts.enter_async_context(bench_database(db, workdir))
+            env = await parts.enter_async_context(
+                await start_plain_server(database=temporal_db, log_level="error")
+            )
+            catcher = TimedCatcher()
+            catcher.start()
+            parts.callback(catcher.stop)
+            engine = make_engine(db_url)
+            parts.push_async_callback(engine.dispose)
+            sessions = make_session_factory(engine)
+            settings = stack_settings(
+                database_url=db_url,
+                catcher=catcher,
+                journeys_dir=fast_journeys_dir(workdir / "journeys"),
+                task_queue=JOURNEY_QUEUE,
+                temporal_address=env.client.service_client.config.target_host,
+                secret_key="bench-secret-key-0123456789",
+                api_host="127.0.0.1",
+                api_port=free_port(),
+            )
+            worker, floor_worker, api, http = await _processes(parts, workdir, settings)
+            yield BenchStack(
+                workdir=workdir,
+                env=env,
+                settings=settings,
+                sessions=sessions,
+                catcher=catcher,
+                journeys=Journeys(client=env.client, sessions=sessions, settings=settings),
+                waiting_journeys=Journeys(
+                    client=env.client,
+                    sessions=sessions,
+                    settings=settings.model_copy(update={"journeys_dir": ROOT / "journeys"}),
+                ),
+                worker=worker,
+                floor_worker=floor_worker,
+                api=api,
+                http=http,
+                temporal_db=temporal_db,
+                db_kind=db,
+            )
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _processes(
+    parts: AsyncExitStack, workdir: Path, settings: Settings
+) -> tuple[Child, Child, Child, httpx.AsyncClient]:
+    """The journey worker, the floor worker and the HTTP API as processes, ready (polling,
+    healthy), and a client of the API; all stopped when ``parts`` closes."""
+
+    def child(name: str, args: list[str], child_settings: Settings, log: str) -> Child:
+        started = Child(name, args, settings_env(child_settings), workdir / log)
+        parts.push_async_callback(started.stop)
+        return started
+
+    worker = child("worker", [sys.executable, str(ROOT / "worker.py")], settings, "worker.log")
+    floor_worker = child(
+        "floor worker",
+        [sys.executable, "-m", "bench.floor_worker"],
+        settings.model_copy(update={"temporal_task_queue": FLOOR_QUEUE}),
+        "floor.log",
+    )
+    api = child("HTTP API", [sys.executable, "-m", "starter.http"], settings, "api.log")
+    await worker.wait_for_log("worker polling", 60)
+    await floor_worker.wait_for_log("worker polling", 60)
+    http = await parts.enter_async_context(
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{settings.api_port}",
             headers={"Authorization": f"Bearer {WRITE_KEY}"},
             timeout=30,
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
         )
-        await _wait_healthy(http, api, 60)
-        yield BenchStack(
-            workdir=workdir,
-            env=env,
-            settings=settings,
-            sessions=sessions,
-            catcher=catcher,
-            journeys=Journeys(client=env.client, sessions=sessions, settings=settings),
-            waiting_journeys=Journeys(
-                client=env.client,
-                sessions=sessions,
-                settings=settings.model_copy(update={"journeys_dir": ROOT / "journeys"}),
-            ),
-            worker=worker,
-            floor_worker=floor_worker,
-            api=api,
-            http=http,
-            temporal_db=temporal_db,
-            db_kind=db,
-        )
-    finally:
-        if http is not None:
-            await http.aclose()
-        for child in reversed(children):
-            await child.stop()
-        await engine.dispose()
-        catcher.stop()
-        await env.shutdown()
-        if pg_name is not None:
-            admin = await asyncpg.connect(PG_ADMIN_URL)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-            finally:
-                await admin.close()
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    )
+    await _wait_healthy(http, api, 60)
+    return worker, floor_worker, api, http
 
 
 async def _wait_healthy(http: httpx.AsyncClient, api: Child, seconds: float) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
 from sqlalchemy import text
 from temporalio.client import Client
 
@@ -25,8 +25,8 @@ from core.ids import win_back_id
 from journeys.config import WinBackConfig, load_journey
 from settings import ROOT
 from store.db import make_engine, make_session_factory
-from store.migrate import upgrade
 from store.sweep import lapsed_page
+from testkit.databases import throwaway_postgres
 
 NOBODY = "bench-sweep-no-worker"
 
@@ -45,14 +45,12 @@ class SweepNumbers:
 async def sweep(
     client: Client, *, customers: int, eligible_every: int, page_size: int, start_cap: int
 ) -> SweepNumbers:
-    name = f"bench_sweep_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    host = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
-    url = f"postgresql+asyncpg://{host}/{name}"
-    engine = make_engine(url)
-    try:
-        await upgrade(url)
+    async with AsyncExitStack() as parts:
+        url = await parts.enter_async_context(
+            throwaway_postgres("bench_sweep", admin_dsn=PG_ADMIN_URL)
+        )
+        engine = make_engine(url)
+        parts.push_async_callback(engine.dispose)
         sessions = make_session_factory(engine)
         as_of = datetime.now(UTC)
         t0 = time.monotonic()
@@ -118,7 +116,3 @@ async def sweep(
             started=started,
             start_seconds=start_seconds,
         )
-    finally:
-        await engine.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()

@@ -54,12 +54,10 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.catcher import MailCatcher
-from settings import Settings
-from starter.api import Journeys
 from store.db import make_engine, make_session_factory
-from store.migrate import upgrade
-from tests.conftest import Stack, start_time_skipping_server
-from worker import build_worker, make_mailer
+from testkit.databases import migrated_sqlite
+from testkit.servers import start_time_skipping_server
+from testkit.stack import Stack, running_stack, stack_settings
 
 HISTORIES = ROOT / "tests" / "histories"
 
@@ -96,7 +94,7 @@ def history_path(journey: str, branch: str, version: int, run: int = 1) -> Path:
 
 @asynccontextmanager
 async def recording_stack() -> AsyncIterator[Stack]:
-    """The parts tests/conftest.py builds, once, for a script: dev server with time skipping
+    """The parts the tests build (testkit), once, for a script: dev server with time skipping
     (off until a branch fast-forwards its run), SMTP catcher, a fresh migrated SQLite store
     with a worker on it."""
     env = await start_time_skipping_server()
@@ -115,37 +113,15 @@ async def store_stack(
     """A fresh migrated SQLite store and a worker on ``task_queue`` that uses it, on the
     given server and catcher."""
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite+aiosqlite:///{Path(tmp) / 'journeys.db'}"
-        await upgrade(url)
+        url = await migrated_sqlite(Path(tmp) / "journeys.db")
         engine = make_engine(url)
-        sessions = make_session_factory(engine)
-        settings = Settings(
-            environment="test",
-            temporal_task_queue=task_queue,
-            database_url=url,
-            smtp_host=catcher.host,
-            smtp_port=catcher.port,
-            mail_from="Example Shop <shop@shop.test>",
-            public_base_url="https://shop.test",
-            secret_key="history-secret-key-0123456789",
-            journeys_dir=ROOT / "journeys",
-        )
-        mailer = make_mailer(settings)
+        settings = stack_settings(database_url=url, catcher=catcher, task_queue=task_queue)
         try:
-            async with build_worker(
-                env.client, settings=settings, sessions=sessions, mailer=mailer
-            ) as worker:
-                yield Stack(
-                    env=env,
-                    client=env.client,
-                    settings=settings,
-                    sessions=sessions,
-                    catcher=catcher,
-                    journeys=Journeys(client=env.client, sessions=sessions, settings=settings),
-                    worker=worker,
-                )
+            async with running_stack(
+                env, settings=settings, sessions=make_session_factory(engine), catcher=catcher
+            ) as stack:
+                yield stack
         finally:
-            await mailer.close()
             await engine.dispose()
 
 
@@ -164,7 +140,7 @@ async def run_branch(stack: Stack, journey: str, name: str, branch: Branch) -> H
     """Drive one branch, on a customer of its own (and a store of its own if the branch says
     so), and check how the run ended."""
     # A fresh store and server: ids are free. (Kept short: a long X-Journey header is folded,
-    # and tests.helpers.journey_mails then misses the mail; branch names are unique.)
+    # and testkit.mail.journey_mails then misses the mail; branch names are unique.)
     cid = f"c-{name}".replace("_", "-")
     on: AbstractAsyncContextManager[Stack] = (
         store_stack(stack.env, stack.catcher, f"record-histories-{cid}")

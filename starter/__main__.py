@@ -24,13 +24,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.zones import zone_at_local_hour
 from journeys.config import JourneyConfigError
 from settings import Settings, get_settings
 from starter import ops
 from starter.api import EventResult, Journeys, UnknownCustomer
 from starter.client import connect
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
-from starter.zones import zone_at_local_hour
 from store.db import make_engine, make_session_factory
 
 

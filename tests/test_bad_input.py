@@ -10,7 +10,7 @@ from temporalio.service import RPCError
 from journeys.config import JourneyConfigError, load_journey
 from starter.api import UnknownCustomer
 from store.models import Cart, Customer, Event
-from tests.helpers import TEE, add_customer, email_for
+from testkit.data import TEE, add_customer, email_for
 
 
 async def _count(stack, model, customer_id: str) -> int:

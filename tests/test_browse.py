@@ -7,15 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import (
-    add_customer,
-    email_for,
-    journey_mails,
-    parts,
-    steps_of,
-    tracked_links,
-    wait_for_mail,
-)
+from testkit.data import add_customer, email_for
+from testkit.mail import journey_mails, parts, steps_of, tracked_links, wait_for_mail
 from workflows.browse_follow_up import BrowseFollowUp
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -14,20 +14,9 @@ from temporalio.api.enums.v1 import EventType
 
 from core import tokens
 from store.models import Coupon, Event, SendLog
-from tests.conftest import SECRET
-from tests.helpers import (
-    HAT,
-    MUG,
-    TEE,
-    abandon_cart,
-    add_customer,
-    email_for,
-    journey_mails,
-    parts,
-    steps_of,
-    tracked_links,
-    wait_for_mail,
-)
+from testkit.data import HAT, MUG, TEE, abandon_cart, add_customer, email_for
+from testkit.mail import journey_mails, parts, steps_of, tracked_links, wait_for_mail
+from testkit.stack import SECRET
 from workflows.cart_recovery import CartRecovery
 
 

@@ -13,14 +13,8 @@ from temporalio.testing._timeskipping import TimeSkipper, TimeSkippingConfig
 
 from activities.send import SendActivities, in_holdout
 from store.models import SendLog, Suppression, utcnow
-from tests.helpers import (
-    TEE,
-    abandon_cart,
-    add_customer,
-    email_for,
-    emails_from_another_journey,
-    wait_for_mail,
-)
+from testkit.data import TEE, abandon_cart, add_customer, email_for, emails_from_another_journey
+from testkit.mail import wait_for_mail
 from workflows.cart_recovery import CartRecovery
 
 FAST_RETRY = {

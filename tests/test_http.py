@@ -11,17 +11,11 @@ from typing import Any
 from sqlalchemy import func, select
 
 from core import tokens
-from starter.zones import zone_at_local_hour
+from core.zones import zone_at_local_hour
 from store.models import Customer, Event, Suppression
-from tests.conftest import WRITE_KEY
-from tests.helpers import (
-    TEE,
-    abandon_cart,
-    add_customer,
-    email_for,
-    parts,
-    wait_for_mail,
-)
+from testkit.data import TEE, abandon_cart, add_customer, email_for
+from testkit.mail import parts, wait_for_mail
+from testkit.stack import WRITE_KEY
 from workflows.cart_recovery import CartRecovery
 
 BEARER = {"Authorization": f"Bearer {WRITE_KEY}"}

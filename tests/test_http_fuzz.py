@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from starter.http import create_app
-from tests.conftest import WRITE_KEY
-from tests.helpers import add_customer
+from testkit.data import add_customer
+from testkit.stack import WRITE_KEY
 
 HEADERS = {"Authorization": f"Bearer {WRITE_KEY}"}
 KNOWN = "fuzz-known-customer"

@@ -14,21 +14,13 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from core.zones import zone_at_local_hour
 from devstack.catcher import free_port
 from observability import JsonFormatter, runtime_with_metrics
 from settings import Settings
 from starter import ops
-from starter.zones import zone_at_local_hour
-from tests.helpers import (
-    TEE,
-    abandon_cart,
-    add_customer,
-    email_for,
-    emails_from_another_journey,
-    journey_mails,
-    steps_of,
-    wait_for_mail,
-)
+from testkit.data import TEE, abandon_cart, add_customer, email_for, emails_from_another_journey
+from testkit.mail import journey_mails, steps_of, wait_for_mail
 from workflows.cart_recovery import CartRecovery
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -10,17 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from starter.zones import zone_at_local_hour
+from core.zones import zone_at_local_hour
 from store.models import Coupon, Customer, JourneyDecision, SendLog
-from tests.helpers import (
-    add_customer,
-    email_for,
-    journey_mails,
-    parts,
-    steps_of,
-    tracked_links,
-    wait_for_mail,
-)
+from testkit.data import add_customer, email_for
+from testkit.mail import journey_mails, parts, steps_of, tracked_links, wait_for_mail
 from workflows.welcome_series import WelcomeSeries
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -16,28 +16,18 @@ from temporalio.client import ScheduleCalendarSpec
 from temporalio.service import RPCError
 
 from core.contracts import SweepInput, SweepResult
+from core.zones import zone_at_local_hour
 from journeys.config import BirthdayConfig, WinBackConfig, load_journey
 from settings import ROOT
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
-from starter.zones import zone_at_local_hour
 from store import repo
 from store.db import make_engine, make_session_factory
 from store.migrate import upgrade
 from store.models import Customer, Suppression
 from store.sweep import birthday_dates, lapsed_page
-from tests.conftest import throwaway_postgres
-from tests.helpers import (
-    TEE,
-    abandon_cart,
-    add_customer,
-    email_for,
-    journey_mails,
-    lapsed_customer,
-    parts,
-    steps_of,
-    tracked_links,
-    wait_for_mail,
-)
+from testkit.data import TEE, abandon_cart, add_customer, email_for, lapsed_customer
+from testkit.databases import throwaway_postgres
+from testkit.mail import journey_mails, parts, steps_of, tracked_links, wait_for_mail
 from workflows.sweep import DailySweep
 from workflows.win_back import WinBack
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from core.ids import birthday_id
 from histories.common import Branch, Handle, check
 from histories.daily_sweep import birthday_today, sweep, today
-from tests.conftest import Stack
+from testkit.stack import Stack
 from workflows.birthday import BirthdayGreeting
 
 JOURNEY = "birthday"

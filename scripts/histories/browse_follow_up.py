@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from histories.common import Branch, Handle, check, expect_steps, follow, handle_of, html_of
-from tests.conftest import Stack
-from tests.helpers import add_customer, settle, tracked_links
+from testkit.data import add_customer
+from testkit.mail import settle, tracked_links
+from testkit.stack import Stack
 from workflows.browse_follow_up import BrowseFollowUp
 
 JOURNEY = "browse_follow_up"

@@ -6,8 +6,8 @@ import re
 from datetime import timedelta
 
 from histories.common import Branch, Handle, check, expect_mail, follow
-from tests.conftest import Stack
-from tests.helpers import HAT, MUG, TEE, abandon_cart, add_customer, email_for
+from testkit.data import HAT, MUG, TEE, abandon_cart, add_customer, email_for
+from testkit.stack import Stack
 
 JOURNEY = "cart_recovery"
 

@@ -11,8 +11,9 @@ from temporalio.client import WorkflowHandle
 
 from starter.api import EventResult
 from starter.http import create_app
-from tests.conftest import Stack
-from tests.helpers import email_for, journey_mails, parts, steps_of, wait_for_mail
+from testkit.data import email_for
+from testkit.mail import journey_mails, parts, steps_of, wait_for_mail
+from testkit.stack import Stack
 
 Handle = WorkflowHandle[Any, Any]
 Drive = Callable[[Stack, str], Awaitable[Handle]]

@@ -15,11 +15,11 @@ from temporalio.client import WorkflowHandle
 
 from core.contracts import SWEEP_PHASES as PHASES
 from core.contracts import SweepInput, SweepResult
+from core.zones import zone_at_local_hour
 from histories.common import Branch, Handle, check, finished
 from journeys.config import BirthdayConfig, WinBackConfig
-from starter.zones import zone_at_local_hour
-from tests.conftest import Stack
-from tests.helpers import add_customer, lapsed_customer
+from testkit.data import add_customer, lapsed_customer
+from testkit.stack import Stack
 from workflows.sweep import DailySweep
 
 JOURNEY = "daily_sweep"

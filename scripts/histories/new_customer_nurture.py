@@ -7,8 +7,9 @@ import asyncio
 from datetime import timedelta
 
 from histories.common import Branch, Handle, check, expect_steps, finished, handle_of
-from tests.conftest import Stack
-from tests.helpers import add_customer, journey_mails, settle, steps_of
+from testkit.data import add_customer
+from testkit.mail import journey_mails, settle, steps_of
+from testkit.stack import Stack
 from workflows.nurture import NewCustomerNurture
 
 JOURNEY = "new_customer_nurture"

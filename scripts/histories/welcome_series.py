@@ -8,10 +8,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.zones import zone_at_local_hour
 from histories.common import Branch, Handle, check, expect_steps, follow, handle_of, html_of
-from starter.zones import zone_at_local_hour
-from tests.conftest import Stack
-from tests.helpers import add_customer, journey_mails, settle, tracked_links
+from testkit.data import add_customer
+from testkit.mail import journey_mails, settle, tracked_links
+from testkit.stack import Stack
 from workflows.welcome_series import WelcomeSeries
 
 JOURNEY = "welcome_series"

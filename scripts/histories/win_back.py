@@ -12,8 +12,9 @@ from histories.common import Branch, Handle, check, expect_steps, finished, foll
 from histories.daily_sweep import sweep, today
 from journeys.config import WinBackConfig
 from store.models import Suppression
-from tests.conftest import Stack
-from tests.helpers import email_for, journey_mails, lapsed_customer, parts, tracked_links
+from testkit.data import email_for, lapsed_customer
+from testkit.mail import journey_mails, parts, tracked_links
+from testkit.stack import Stack
 from workflows.win_back import WinBack
 
 JOURNEY = "win_back"

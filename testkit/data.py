@@ -1,0 +1,99 @@
+"""Sample shop data, recorded the way a shop records it: customers (in a zone where it is
+about 11:00, so a week of journey at that time of day never meets quiet hours), carts, lapsed
+buyers, another journey's recent emails."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from core.zones import zone_at_local_hour
+from store import repo
+from store.models import Customer, SendLog, utcnow
+from testkit.stack import Stack
+from workflows.cart_recovery import CartRecovery
+
+TEE = {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "quantity": 2}
+MUG = {"sku": "MUG-7", "name": "Coffee mug", "price": "8.50", "quantity": 1}
+HAT = {"sku": "HAT-3", "name": "Wool hat", "price": "25.00", "quantity": 1}
+
+
+def email_for(customer_id: str) -> str:
+    return f"{customer_id}@example.com"
+
+
+async def add_customer(
+    stack: Stack, customer_id: str, *, first_name: str | None = "Ada", timezone: str | None = None
+) -> None:
+    """A customer in a time zone where it is about 11:00 now (unless ``timezone`` is given)."""
+    await stack.journeys.customer_upserted(
+        {
+            "customer_id": customer_id,
+            "email": email_for(customer_id),
+            "first_name": first_name,
+            "last_name": "Lovelace",
+            "timezone": timezone or zone_at_local_hour(11),
+        }
+    )
+
+
+async def abandon_cart(stack: Stack, customer_id: str, *lines: dict[str, Any], **extra: Any) -> Any:
+    """Record the customer's cart; returns the cart recovery run's handle (typed loosely:
+    tests read results and queries of it freely)."""
+    result = await stack.journeys.cart_updated(
+        {
+            "customer_id": customer_id,
+            "lines": list(lines),
+            "checkout_url": f"https://shop.test/checkout/{customer_id}",
+            **extra,
+        }
+    )
+    return stack.client.get_workflow_handle_for(CartRecovery.run, str(result.workflow_id))
+
+
+async def lapsed_customer(
+    stack: Stack,
+    cid: str,
+    *,
+    as_of: datetime,
+    orders: list[int],
+    emailed_days_ago: int | None = None,
+) -> None:
+    """A customer (it is about 11:00 where they live) whose orders were placed the given
+    numbers of days before ``as_of``, and last emailed ``emailed_days_ago`` days before it."""
+    await add_customer(stack, cid)
+    async with stack.sessions.begin() as s:
+        for n, days in enumerate(orders):
+            await repo.record_order(
+                s,
+                order_id=f"o{n}-{cid}",
+                customer_id=cid,
+                total=Decimal("50.00"),
+                currency="EUR",
+                lines=[TEE],
+                placed_at=as_of - timedelta(days=days),
+            )
+        if emailed_days_ago is not None:
+            row = await s.get(Customer, cid)
+            assert row is not None
+            row.last_emailed_at = as_of - timedelta(days=emailed_days_ago)
+
+
+async def emails_from_another_journey(stack: Stack, cid: str, *, journey: str, count: int) -> None:
+    """Record ``count`` emails sent to the customer just now by a run of another journey."""
+    async with stack.sessions.begin() as s:
+        for n in range(count):
+            s.add(
+                SendLog(
+                    idempotency_key=f"{journey}:{cid}:other-run:step{n}",
+                    customer_id=cid,
+                    journey=journey,
+                    workflow_id=f"{journey.replace('_', '-')}:{cid}",
+                    run_chain_id="other-run",
+                    step=f"step{n}",
+                    template="t",
+                    status="sent",
+                    decided_at=utcnow(),
+                )
+            )
