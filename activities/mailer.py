@@ -69,6 +69,11 @@ class SmtpFailure(Exception):
         super().__init__(f"{kind} at {stage}: {reply}")
 
     @property
+    def relay_side(self) -> bool:
+        """The relay or our side of it is the problem: what a circuit breaker counts."""
+        return self.kind in ("sender_or_relay", "unreachable")
+
+    @property
     def reason(self) -> str:
         """A short record of it: ``bad_mailbox 550 5.1.1``, ``uncertain``."""
         parts = [self.kind, *(str(p) for p in (self.code, self.enhanced) if p is not None)]

@@ -197,6 +197,7 @@ async def test_a_reply_at_rcpt_is_read_by_its_basic_and_enhanced_code(relay, rep
         assert type(failed.value) is KIND_CLASS[kind]
         assert failed.value.stage == "rcpt"
         assert failed.value.code == int(reply[:3])
+        assert failed.value.relay_side == (kind == "sender_or_relay")
         assert not dots  # nothing reached the point of the final dot
         await pool.send(_message("fine@example.com", n=2))
         if not reply.startswith("421"):
