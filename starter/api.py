@@ -64,6 +64,11 @@ class Journeys:
     async def _run(self, event: Ready) -> EventResult:
         return await event.run(self._ingest)
 
+    async def track(self, name: str, event: Input) -> EventResult:
+        """Any event of the table by its Segment name (``track("Signed Up", {...})``); the
+        methods below are the same calls by their Python names. Other names: ``other_event``."""
+        return await self._run(ready(name, event))
+
     # -- profiles -------------------------------------------------------------------------
 
     async def customer_upserted(

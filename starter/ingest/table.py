@@ -78,7 +78,9 @@ def ready(
 ) -> Ready:
     """Validate an event the table knows by its Segment ``name`` (raises ValidationError
     naming the field); an instance of its model is taken as it is."""
-    route = EVENTS[name]
+    route = EVENTS.get(name)
+    if route is None:
+        raise KeyError(f"no event {name!r} in the table (starter/ingest/table.py)")
     event = route.model.model_validate(data, context=context)
     return Ready(route.stored_as or name, event, route.handler)
 
