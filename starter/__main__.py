@@ -28,8 +28,9 @@ from core.zones import zone_at_local_hour
 from journeys.config import JourneyConfigError
 from settings import Settings, get_settings
 from starter import ops
-from starter.api import EventResult, Journeys, UnknownCustomer
+from starter.api import Journeys
 from starter.client import connect
+from starter.ingest.service import EventResult, UnknownCustomer
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
 from store.db import make_engine, make_session_factory
 

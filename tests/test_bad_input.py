@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from temporalio.service import RPCError
 
 from journeys.config import JourneyConfigError, load_journey
-from starter.api import UnknownCustomer
+from starter.ingest.service import UnknownCustomer
 from store.models import Cart, Customer, Event
 from testkit.data import TEE, add_customer, email_for
 

@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 import httpx
 from temporalio.client import WorkflowHandle
 
-from starter.api import EventResult
 from starter.http import create_app
+from starter.ingest.service import EventResult
 from testkit.data import email_for
 from testkit.mail import journey_mails, parts, steps_of, wait_for_mail
 from testkit.stack import Stack
