@@ -115,10 +115,10 @@ def build_worker(
             mailer=mailer,
             send_class=send_class,
         ),
-        # workflows.common is deterministic and keeps no state: imported once, not again for
+        # workflows.base is deterministic and keeps no state: imported once, not again for
         # every run in the sandbox (that re-import was a quarter of the worker's CPU).
         workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.common")
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.base")
         ),
         activity_executor=ThreadPoolExecutor(4),
         graceful_shutdown_timeout=timedelta(seconds=10),

@@ -8,19 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from core.contracts import DecisionInput, FactsInput, JourneyFacts, SunsetInput, TagInput
+from core.rules import counts_as_order, skus_of
 from store import repo
 from store.db import SessionFactory
-from store.models import Order, utcnow
-
-
-def counts_as_order(order: Order, *, ignore_order_id: str | None, skus: list[str] | None) -> bool:
-    """The one rule for "has the customer ordered (what this journey waits for)"."""
-    if ignore_order_id is not None and order.id == ignore_order_id:
-        return False
-    if skus:
-        bought = {str(line.get("sku")) for line in order.lines.get("items", [])}
-        return bool(bought & set(skus))
-    return True
+from store.models import utcnow
 
 
 async def ordered_since(
@@ -31,8 +22,12 @@ async def ordered_since(
     ignore_order_id: str | None,
     skus: list[str] | None,
 ) -> bool:
+    """Has the customer placed an order that counts (core.rules.counts_as_order) since?"""
     orders = await repo.orders_since(s, customer_id=customer_id, since=since)
-    return any(counts_as_order(o, ignore_order_id=ignore_order_id, skus=skus) for o in orders)
+    return any(
+        counts_as_order(o.id, skus_of(o.lines), ignore_order_id=ignore_order_id, skus=skus)
+        for o in orders
+    )
 
 
 class JourneyActivities:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -39,18 +39,15 @@ from activities.render import (
     build_message,
     message_id_for,
 )
-from core.contracts import SendOutcome, SendStepInput
+from core.contracts import ReasonCode, SendOutcome, SendStepInput, describe
 from core.links import Links
-from journeys.config import QuietHours
+from core.rules import Recipient, cart_state, send_decision
 from store import repo
 from store.db import SessionFactory
-from store.models import Cart, Customer, Product, SendLog, utcnow
+from store.models import Cart, Coupon, Customer, Product, SendLog, utcnow
 
-# Suppressions that stop even transactional mail: the address does not take mail, or its
-# owner reported us.
-UNDELIVERABLE = frozenset({"hard_bounce", "complaint"})
-# A send held by a paused journey is looked at again after this (or at once on resume).
-PAUSE_RECHECK = timedelta(days=1)
+# What an SMTP answer that ends a send is called (the detail is the server's reply).
+SMTP_CODES: dict[str, ReasonCode] = {"bounced": "hard_bounce", "failed": "rejected"}
 # A claim younger than this belongs to an attempt that may still be running.
 CLAIM_LEASE = timedelta(seconds=60)
 
@@ -60,14 +57,6 @@ class MailSettings:
     mail_from: str
     public_base_url: str
     secret_key: str
-
-
-def in_holdout(customer_id: str, journey: str, share: float) -> bool:
-    """Deterministic: the same customer and journey always land in the same group."""
-    if share <= 0:
-        return False
-    digest = hashlib.sha256(f"{customer_id}:{journey}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
 def _money(value: Any) -> Decimal:
@@ -137,33 +126,17 @@ class SendActivities:
                     non_retryable=True,
                 )
             cart = await repo.get_cart(s, customer_id=customer.id)
-            refusal = await self._gate(s, req, customer, cart)
-            paused = await repo.journey_pause(s, journey=req.journey)
-            if refusal is None and paused is not None:
-                # Held until an operator resumes the journey (the resume signal wakes the
-                # run; the daily re-check is a safety net).
-                return SendOutcome(
-                    status="deferred",
-                    reason=f"paused: journey {req.journey} ({paused.reason or 'operator'})",
-                    retry_at=req.now + PAUSE_RECHECK,
-                )
-            if refusal is None and req.quiet_hours is not None:
-                until = quiet_until(req.now, customer.timezone, req.quiet_hours)
-                if until is not None:
-                    _log(customer.id, "send %s deferred by quiet hours until %s", key, until)
-                    return SendOutcome(
-                        status="deferred",
-                        reason=f"quiet_hours: {customer.timezone} until {until:%Y-%m-%d %H:%M} UTC",
-                        retry_at=until,
-                    )
-            if refusal is not None:
-                status, reason = refusal
+            decision = send_decision(req, await self._recipient(s, req, customer, cart))
+            if decision is not None and decision.status == "deferred":
+                _log(customer.id, "send %s deferred: %s", key, decision.reason)
+                return decision
+            if decision is not None:
                 if existing is None:
-                    s.add(_row(req, customer, status=status, reason=reason))
+                    s.add(_row(req, customer, decision))
                 else:
-                    existing.status, existing.reason = status, reason
-                _log(customer.id, "send %s %s: %s", key, status, reason)
-                return SendOutcome(status=status, reason=reason)
+                    _decided(existing, decision)
+                _log(customer.id, "send %s %s: %s", key, decision.status, decision.reason)
+                return decision
             coupon = await self._coupon(s, req)
             context = self._context(req, customer, cart, coupon)
             context.update(await _extra_context(s, req, customer))
@@ -200,11 +173,11 @@ class SendActivities:
         try:
             await self._mailer.send(msg)
         except RecipientRejected as exc:
-            await self._finish(key, status="bounced", reason=f"hard_bounce: {exc}")
-            return SendOutcome(status="bounced", reason=f"hard_bounce: {exc}")
+            await self._finish(key, status="bounced", reason=str(exc))
+            return SendOutcome(status="bounced", code="hard_bounce", detail=str(exc))
         except PermanentSmtpError as exc:
             await self._finish(key, status="failed", reason=str(exc))
-            return SendOutcome(status="failed", reason=str(exc))
+            return SendOutcome(status="failed", code="rejected", detail=str(exc))
         except TemporarySmtpError as exc:
             await self._release(key)
             raise ApplicationError(f"SMTP temporarily failed: {exc}", type="SmtpTemporary") from exc
@@ -222,62 +195,45 @@ class SendActivities:
         )
         return SendOutcome(status="sent", message_id=message_id)
 
-    async def _gate(
-        self, s: Any, req: SendStepInput, customer: Customer, cart: Cart | None
-    ) -> tuple[str, str] | None:
-        """Why this email must not go out, or None to send it."""
+    async def _recipient(
+        self, s: AsyncSession, req: SendStepInput, customer: Customer, cart: Cart | None
+    ) -> Recipient:
+        """The facts the gate decides on (core.rules.send_decision), read from the store."""
         try:
             validate_email(customer.email, check_deliverability=False)
+            email_problem = None
         except EmailNotValidError as exc:
-            return "skipped", f"invalid_email: {exc}"
+            email_problem = str(exc)
         suppression = await repo.get_suppression(s, email=customer.email)
-        if req.transactional:
-            if suppression is not None and suppression.reason in UNDELIVERABLE:
-                return "skipped", f"suppressed: {suppression.reason}"
-            return await self._preconditions(s, req, customer, cart)
-        if not customer.subscribed:
-            return "skipped", "unsubscribed"
-        if req.journey in customer.attributes.get("unsubscribed_journeys", []):
-            return "skipped", f"unsubscribed: from {req.journey}"
-        if suppression is not None:
-            return "skipped", f"suppressed: {suppression.reason}"
-        if (refusal := await self._preconditions(s, req, customer, cart)) is not None:
-            return refusal
-        cap = req.frequency_cap
-        recent = await repo.count_sent_since(
-            s,
-            customer_id=customer.id,
-            since=req.now - cap.window,
-            other_than_run_chain=req.run_chain_id,
-        )
-        if recent >= cap.max_emails:
-            return "skipped", f"capped: {recent} emails from other journeys within {cap.window}"
-        if in_holdout(customer.id, req.journey, req.holdout_share):
-            return "held_out", f"holdout group ({req.holdout_share:.0%} of {req.journey})"
-        return None
-
-    async def _preconditions(
-        self, s: Any, req: SendStepInput, customer: Customer, cart: Cart | None
-    ) -> tuple[str, str] | None:
-        """The journey's own conditions: a cart to remind of, no order since entering."""
-        if req.requires_active_cart and (
-            cart is None or cart.status != "active" or not cart.lines.get("items")
-        ):
-            return (
-                "skipped",
-                "cart_empty" if cart is None or cart.status != "ordered" else "ordered",
-            )
-        if req.check_orders and await ordered_since(
+        pause = await repo.journey_pause(s, journey=req.journey)
+        ordered = req.check_orders and await ordered_since(
             s,
             customer_id=customer.id,
             since=req.entered_at,
             ignore_order_id=req.ignore_order_id,
             skus=req.order_skus,
-        ):
-            return "skipped", "ordered"
-        return None
+        )
+        recent = 0
+        if not req.transactional:  # the cap does not hold transactional mail
+            recent = await repo.count_sent_since(
+                s,
+                customer_id=customer.id,
+                since=req.now - req.frequency_cap.window,
+                other_than_run_chain=req.run_chain_id,
+            )
+        return Recipient(
+            email_problem=email_problem,
+            subscribed=customer.subscribed,
+            unsubscribed_journeys=customer.attributes.get("unsubscribed_journeys", []),
+            suppression=suppression.reason if suppression is not None else None,
+            timezone=customer.timezone,
+            cart=cart_state(cart.status, cart.lines) if cart is not None else "gone",
+            ordered=ordered,
+            recent_sends=recent,
+            paused=(pause.reason or "") if pause is not None else None,
+        )
 
-    async def _coupon(self, s: Any, req: SendStepInput) -> Any:
+    async def _coupon(self, s: AsyncSession, req: SendStepInput) -> Coupon | None:
         if req.coupon is None:
             return None
         digest = hashlib.sha256(req.idempotency_key.encode()).hexdigest()[:8].upper()
@@ -292,7 +248,7 @@ class SendActivities:
         )
 
     def _context(
-        self, req: SendStepInput, customer: Customer, cart: Cart | None, coupon: Any
+        self, req: SendStepInput, customer: Customer, cart: Cart | None, coupon: Coupon | None
     ) -> dict[str, Any]:
         base = self._mail.public_base_url.rstrip("/")
         cart_ctx = _cart_context(cart)
@@ -329,7 +285,7 @@ class SendActivities:
     async def _claim(
         self, req: SendStepInput, customer: Customer, message_id: str, coupon_code: str | None
     ) -> None:
-        row = _row(req, customer, status="sending", reason=None)
+        row = _row(req, customer, None)
         row.message_id, row.coupon_code, row.claimed_at = message_id, coupon_code, utcnow()
         try:
             async with self._sessions.begin() as s:
@@ -344,11 +300,16 @@ class SendActivities:
             raise ApplicationError(f"send {req.idempotency_key} claimed concurrently") from exc
 
     async def _finish(self, key: str, *, status: str, reason: str | None) -> None:
+        """Record what the SMTP server answered: ``sent``, or ``bounced`` / ``failed`` with
+        its reply as ``reason`` (the code follows from the status: SMTP_CODES)."""
         async with self._sessions.begin() as s:
             row = await repo.get_send(s, key=key)
             if row is None:
                 raise ApplicationError(f"claim for {key} vanished", non_retryable=True)
-            row.status, row.reason = status, reason
+            row.status = status
+            code = SMTP_CODES.get(status)
+            row.reason_code, row.reason_detail = code, reason
+            row.reason = describe(code, reason)
             if status == "sent":
                 row.sent_at = utcnow()
                 customer = await s.get(Customer, row.customer_id)
@@ -363,7 +324,7 @@ class SendActivities:
                     email=row.recipient,
                     customer_id=row.customer_id,
                     reason="hard_bounce",
-                    detail=(reason or "").removeprefix("hard_bounce: "),
+                    detail=reason,
                 )
 
     async def _release(self, key: str) -> None:
@@ -377,28 +338,6 @@ def _log(customer_id: str, message: str, *args: Any) -> None:
     activity.logger.info(message, *args, extra={"customer_id": customer_id})
 
 
-def quiet_until(now: datetime, zone: str, quiet: QuietHours) -> datetime | None:
-    """When the quiet hours around ``now`` end in ``zone``, or None outside them."""
-    if not quiet.enabled or quiet.start == quiet.end:
-        return None
-    try:
-        tz = ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        tz = ZoneInfo("UTC")
-    local = now.astimezone(tz)
-    t = local.time().replace(tzinfo=None)
-    overnight = quiet.start > quiet.end
-    inside = (t >= quiet.start or t < quiet.end) if overnight else quiet.start <= t < quiet.end
-    if not inside:
-        return None
-    end = local.replace(hour=quiet.end.hour, minute=quiet.end.minute, second=0, microsecond=0)
-    if end <= local:
-        end = (local + timedelta(days=1)).replace(
-            hour=quiet.end.hour, minute=quiet.end.minute, second=0, microsecond=0
-        )
-    return end.astimezone(UTC)
-
-
 def _product(p: Product) -> dict[str, Any]:
     return {
         "sku": p.sku,
@@ -410,7 +349,7 @@ def _product(p: Product) -> dict[str, Any]:
     }
 
 
-async def _extra_context(s: Any, req: SendStepInput, customer: Customer) -> dict[str, Any]:
+async def _extra_context(s: AsyncSession, req: SendStepInput, customer: Customer) -> dict[str, Any]:
     """Products and orders the template may show; always present so templates can test them."""
     extra: dict[str, Any] = {
         "product": None,
@@ -455,8 +394,9 @@ def _claim_is_live(row: SendLog) -> bool:
     return row.claimed_at is not None and datetime.now(UTC) - row.claimed_at < CLAIM_LEASE
 
 
-def _row(req: SendStepInput, customer: Customer, *, status: str, reason: str | None) -> SendLog:
-    return SendLog(
+def _row(req: SendStepInput, customer: Customer, decision: SendOutcome | None) -> SendLog:
+    """A send log row: claimed (``decision`` None, state ``sending``) or decided."""
+    row = SendLog(
         idempotency_key=req.idempotency_key,
         customer_id=customer.id,
         journey=req.journey,
@@ -464,17 +404,26 @@ def _row(req: SendStepInput, customer: Customer, *, status: str, reason: str | N
         run_chain_id=req.run_chain_id,
         step=req.step,
         template=req.template,
-        status=status,
-        reason=reason,
+        status="sending",
         recipient=customer.email,
         decided_at=req.now,
     )
+    if decision is not None:
+        _decided(row, decision)
+    return row
+
+
+def _decided(row: SendLog, decision: SendOutcome) -> None:
+    row.status = decision.status
+    row.reason_code, row.reason_detail = decision.code, decision.detail
+    row.reason = decision.reason  # what people read (explain); never read back by code
 
 
 def _outcome(row: SendLog, *, already_done: bool) -> SendOutcome:
     return SendOutcome(
         status=row.status,
-        reason=row.reason,
+        code=row.reason_code,
+        detail=row.reason_detail,
         message_id=row.message_id,
         already_done=already_done,
     )

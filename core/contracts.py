@@ -9,10 +9,11 @@ ever added with a default (never renamed or retyped) while runs that carry it ma
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
+from core.ids import send_key
 from journeys.config import (
     BirthdayConfig,
     BrowseConfig,
@@ -24,6 +25,48 @@ from journeys.config import (
     WelcomeConfig,
     WinBackConfig,
 )
+
+# -- send decisions: status, and why not -------------------------------------------------
+
+SendStatus = Literal["sent", "skipped", "held_out", "bounced", "failed", "deferred"]
+
+# Why a send did not go out (or not yet): a code from this closed set, plus a detail for
+# people. Code decides, never the detail; describe() writes both for people.
+ReasonCode = Literal[
+    # the gate: this email must not go out
+    "invalid_email",  # the address is no email address
+    "unsubscribed",  # from marketing email (no detail) or from this journey (detail)
+    "suppressed",  # the address is suppressed (detail: hard_bounce, complaint, sunset, ...)
+    "cart_empty",  # the cart to remind of is gone
+    "ordered",  # an order that counts since entering
+    "capped",  # the frequency cap across journeys
+    "holdout",  # the control group (status held_out)
+    # held: the same send is tried again later (status deferred)
+    "quiet_hours",
+    "paused",  # an operator paused the journey
+    # the SMTP server's answer
+    "hard_bounce",  # the mailbox does not exist (status bounced)
+    "rejected",  # the message was refused for good (status failed)
+    # the journey's own decisions
+    "left",  # the journey ended while the send was held
+    "clicked",  # cart recovery: they clicked already, no more plain reminders
+    "first_week_limit",  # nurture: enough emails in the first week
+]
+REASON_CODES: frozenset[str] = frozenset(get_args(ReasonCode))
+
+# Codes of a skip that mean the customer has left the journey for good ("ordered" only
+# where the step says on_order = "exit").
+EXIT_CODES: frozenset[ReasonCode] = frozenset(
+    {"ordered", "cart_empty", "suppressed", "unsubscribed"}
+)
+
+
+def describe(code: ReasonCode | None, detail: str | None) -> str | None:
+    """What people read (explain, the send log, the state query): ``code: detail``."""
+    if code is None:
+        return detail
+    return f"{code}: {detail}" if detail else code
+
 
 # -- journeys: inputs, signals, state, results --------------------------------------------
 
@@ -55,10 +98,13 @@ class Engagement(BaseModel):
 
 
 class StepRecord(BaseModel):
+    """One send decision of the run, as the ``state`` query and the result show it."""
+
     step: str
     status: str
-    reason: str | None = None
+    reason: str | None = None  # for people: the code and its detail (describe())
     at: datetime
+    code: ReasonCode | None = None  # for code: why it was not sent (None: it was)
 
 
 class JourneyState(BaseModel):
@@ -155,11 +201,6 @@ class SweepResult(BaseModel):
 
 # -- activities -----------------------------------------------------------------------------
 
-SendStatus = Literal["sent", "skipped", "held_out", "bounced", "failed", "deferred"]
-
-# Skip reasons that mean the customer has left the journey for good.
-EXIT_REASONS = frozenset({"ordered", "cart_empty", "suppressed", "unsubscribed"})
-
 
 class SendStepInput(BaseModel):
     journey: str
@@ -188,21 +229,46 @@ class SendStepInput(BaseModel):
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.workflow_id}:{self.run_chain_id}:{self.step}"
+        return send_key(self.workflow_id, self.run_chain_id, self.step)
 
 
 class SendOutcome(BaseModel):
     status: SendStatus
-    reason: str | None = None
+    code: ReasonCode | None = None  # why it was not sent; None when it was
+    detail: str | None = None  # for people: the cap, the zone, the SMTP reply, ...
     message_id: str | None = None
     already_done: bool = False  # True when a retry found the decision recorded before
     retry_at: datetime | None = None  # with "deferred": quiet hours end then
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_reason(cls, data: Any) -> Any:
+        """Legacy decoder, for activity results recorded in histories before codes existed
+        (``{"status": "skipped", "reason": "suppressed: complaint"}``): the one place a
+        reason text is read back into a code. Nothing writes that shape any more."""
+        if isinstance(data, dict) and "reason" in data and "code" not in data:
+            data = dict(data)
+            data["code"], data["detail"] = _legacy_code(data.get("status"), data.pop("reason"))
+        return data
+
     @property
-    def ends_journey(self) -> bool:
-        if self.status == "bounced":
-            return True
-        return self.status == "skipped" and (self.reason or "").split(":")[0] in EXIT_REASONS
+    def reason(self) -> str | None:
+        return describe(self.code, self.detail)
+
+
+def _legacy_code(status: object, reason: object) -> tuple[str | None, str | None]:
+    if not isinstance(reason, str) or not reason:
+        return None, None
+    code, _, detail = reason.partition(": ")
+    if code in REASON_CODES:
+        return code, detail or None
+    if reason.startswith("holdout group"):  # "holdout group (10% of cart_recovery)"
+        return "holdout", reason.removeprefix("holdout group").strip(" ()") or None
+    if reason.startswith("left "):  # "left while paused", "left while deferred"
+        return "left", reason.removeprefix("left ")
+    if status == "failed":  # the SMTP reply as it was
+        return "rejected", reason
+    return None, reason
 
 
 class FactsInput(BaseModel):

@@ -7,12 +7,14 @@ workflows and activities share the same answer.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from journeys.config import QuietHours
+from core.contracts import EXIT_CODES, ReasonCode, SendOutcome, SendStepInput
+from journeys.config import QuietHours, StepConfig
 
 # Suppressions that stop even transactional mail: the address does not take mail, or its
 # owner reported us.
@@ -21,6 +23,8 @@ UNDELIVERABLE = frozenset({"hard_bounce", "complaint"})
 LIFTED_BY_CONSENT = ("unsubscribed", "sunset")
 # Suppressions a new order lifts: the customer is clearly engaged again.
 LIFTED_BY_ORDER = ("sunset",)
+# A send held by a paused journey is looked at again after this (or at once on resume).
+PAUSE_RECHECK = timedelta(days=1)
 
 
 def in_holdout(customer_id: str, journey: str, share: float) -> bool:
@@ -95,3 +99,111 @@ def main_category(categories: Iterable[str | None]) -> str | None:
     """The most frequent category of an order's lines (ties: the first seen)."""
     seen = [c for c in categories if c]
     return max(dict.fromkeys(seen), key=seen.count) if seen else None
+
+
+# -- the send gate ----------------------------------------------------------------------
+
+CartState = Literal["active", "ordered", "gone"]
+
+
+def cart_state(status: str | None, lines: Mapping[str, Any] | None) -> CartState:
+    """A stored cart (``None``: none) as the gate sees it: something to remind of, turned
+    into an order, or gone (emptied, or never had lines)."""
+    if status == "ordered":
+        return "ordered"
+    if status == "active" and lines and lines.get("items"):
+        return "active"
+    return "gone"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What the store says at the moment of a send: the facts the gate decides on."""
+
+    email_problem: str | None  # why the address is no email address; None: it is one
+    subscribed: bool
+    unsubscribed_journeys: Collection[str]
+    suppression: str | None  # the address's suppression reason, if any
+    timezone: str | None
+    cart: CartState = "gone"
+    ordered: bool = False  # an order that counts (counts_as_order) since entering
+    recent_sends: int = 0  # other journeys' emails within the frequency cap's window
+    paused: str | None = None  # the journey is paused (the operator's reason, or "")
+
+
+def send_decision(req: SendStepInput, who: Recipient) -> SendOutcome | None:
+    """The gate (ARCHITECTURE.md decision 5): why this email must not go out (skipped,
+    held_out), or not yet (deferred: paused journey, quiet hours); None: send it."""
+    refusal = _refusal(req, who)
+    if refusal is not None:
+        return refusal
+    if who.paused is not None:
+        # Held until an operator resumes the journey (the resume signal wakes the run;
+        # the daily re-check is a safety net).
+        return SendOutcome(
+            status="deferred",
+            code="paused",
+            detail=f"journey {req.journey} ({who.paused or 'operator'})",
+            retry_at=req.now + PAUSE_RECHECK,
+        )
+    if req.quiet_hours is not None:
+        until = quiet_until(req.now, who.timezone, req.quiet_hours)
+        if until is not None:
+            return SendOutcome(
+                status="deferred",
+                code="quiet_hours",
+                detail=f"{who.timezone} until {until:%Y-%m-%d %H:%M} UTC",
+                retry_at=until,
+            )
+    return None
+
+
+def _skip(code: ReasonCode, detail: str | None = None) -> SendOutcome:
+    return SendOutcome(status="skipped", code=code, detail=detail)
+
+
+def _refusal(req: SendStepInput, who: Recipient) -> SendOutcome | None:
+    if who.email_problem is not None:
+        return _skip("invalid_email", who.email_problem)
+    if req.transactional:
+        # A shipping notice still goes to unsubscribed and sunset addresses, past the cap
+        # and the holdout; never to one that does not take mail or reported us.
+        if who.suppression in UNDELIVERABLE:
+            return _skip("suppressed", who.suppression)
+        return _unmet(req, who)
+    if not who.subscribed:
+        return _skip("unsubscribed")
+    if req.journey in who.unsubscribed_journeys:
+        return _skip("unsubscribed", f"from {req.journey}")
+    if who.suppression is not None:
+        return _skip("suppressed", who.suppression)
+    if (unmet := _unmet(req, who)) is not None:
+        return unmet
+    cap = req.frequency_cap
+    if who.recent_sends >= cap.max_emails:
+        return _skip("capped", f"{who.recent_sends} emails from other journeys within {cap.window}")
+    if in_holdout(req.customer_id, req.journey, req.holdout_share):
+        detail = f"{req.holdout_share:.0%} of {req.journey}"
+        return SendOutcome(status="held_out", code="holdout", detail=detail)
+    return None
+
+
+def _unmet(req: SendStepInput, who: Recipient) -> SendOutcome | None:
+    """The journey's own conditions: a cart to remind of, no order since entering."""
+    if req.requires_active_cart and who.cart != "active":
+        return _skip("ordered" if who.cart == "ordered" else "cart_empty")
+    if req.check_orders and who.ordered:
+        return _skip("ordered")
+    return None
+
+
+def ends_journey(outcome: SendOutcome, step: StepConfig) -> bool:
+    """Does this send decision end the journey? A bounce does; so does a skip for good
+    (EXIT_CODES), an order only where the step says ``on_order = "exit"``."""
+    if outcome.status == "bounced":
+        return True
+    if outcome.status != "skipped":
+        return False
+    if outcome.code == "ordered":
+        return step.on_order == "exit"
+    return outcome.code in EXIT_CODES

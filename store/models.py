@@ -127,8 +127,12 @@ class SendLog(Base):
     run_chain_id: Mapped[str] = mapped_column(String(64))
     step: Mapped[str] = mapped_column(String(64))
     template: Mapped[str] = mapped_column(String(100))
-    # sending (claimed, SMTP in flight) | sent | skipped | held_out | bounced
+    # sending (claimed, SMTP in flight) | sent | skipped | held_out | bounced | failed
     status: Mapped[str] = mapped_column(String(16))
+    # Why it was not sent: a code from core.contracts.ReasonCode and its detail, which code
+    # reads; ``reason`` is the two written for people (explain, reports), never parsed.
+    reason_code: Mapped[str | None] = mapped_column(String(32))
+    reason_detail: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     recipient: Mapped[str | None] = mapped_column(String(320))

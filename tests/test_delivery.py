@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing._timeskipping import TimeSkipper, TimeSkippingConfig
 
-from activities.send import SendActivities, in_holdout
+from activities.send import SendActivities
+from core.rules import in_holdout
 from store.models import SendLog, Suppression, utcnow
 from testkit.data import TEE, abandon_cart, add_customer, email_for, emails_from_another_journey
 from testkit.mail import wait_for_mail

@@ -6,21 +6,22 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.common import JourneyWorkflow
+from workflows.base import Journey
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import BirthdayInput, JourneyResult
 
 
 @workflow.defn(name="BirthdayGreeting")
-class BirthdayGreeting(JourneyWorkflow):
+class BirthdayGreeting(Journey):
     @workflow.init
     def __init__(self, inp: BirthdayInput) -> None:
-        self._begin(inp)
+        super().__init__(inp)
 
     @workflow.run
     async def run(self, inp: BirthdayInput) -> JourneyResult:
-        if ended := await self._send(inp.config.step("greeting")):
-            return ended
-        sent = self._journey.state.decisions[-1].status == "sent"
-        return self._journey.finish("greeted" if sent else self._journey.state.decisions[-1].status)
+        return await self.walk(self.timeline(inp))
+
+    async def timeline(self, inp: BirthdayInput) -> str:
+        outcome = await self.send(inp.config.step("greeting"))
+        return "greeted" if outcome.status == "sent" else outcome.status

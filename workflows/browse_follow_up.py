@@ -17,7 +17,7 @@ from datetime import datetime
 
 from temporalio import workflow
 
-from workflows.common import JourneyWorkflow
+from workflows.base import Journey
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import BrowseInput, Engagement, JourneyResult, OrderSeen, ProductView
@@ -25,10 +25,12 @@ with workflow.unsafe.imports_passed_through():
 
 
 @workflow.defn(name="BrowseFollowUp")
-class BrowseFollowUp(JourneyWorkflow):
+class BrowseFollowUp(Journey):
+    ordered_outcome = "bought"
+
     @workflow.init
     def __init__(self, inp: BrowseInput) -> None:
-        self._begin(inp)
+        super().__init__(inp)
         self._sku = inp.sku
         self._last_view: datetime = workflow.now()
         self._watching = False  # after the reviews email: a view or click is "interest"
@@ -44,7 +46,7 @@ class BrowseFollowUp(JourneyWorkflow):
     @workflow.signal
     def order_placed(self, order: OrderSeen) -> None:
         if self._sku in order.skus:
-            self._exit = "bought"
+            self.exit("bought")
 
     @workflow.signal
     def engaged(self, engagement: Engagement) -> None:
@@ -54,54 +56,38 @@ class BrowseFollowUp(JourneyWorkflow):
 
     @workflow.run
     async def run(self, inp: BrowseInput) -> JourneyResult:
-        j, config = self._journey, inp.config
+        return await self.walk(self.timeline(inp))
+
+    async def timeline(self, inp: BrowseInput) -> str:
+        config = inp.config
         reviews = config.step("reviews")
 
-        # Wait until they have stayed away for `away_for`; every view restarts the wait.
-        while True:
-            seen = self._last_view
-            woke = await j.wait_until(
-                seen + config.away_for,
-                step=reviews,
-                wake=lambda at=seen: self._exit is not None or self._last_view != at,  # type: ignore[misc]
-            )
-            if self._exit:
-                return j.finish(self._exit)
-            if not woke:
-                break
-
-        if ended := await self._offer(reviews):
-            return ended
+        # Once they have stayed away for `away_for` (every view restarts the wait): reviews.
+        await self.wait_quiet(
+            reviews, last_change=lambda: self._last_view, quiet_for=config.away_for
+        )
+        await self._offer(reviews)
         self._watching = True
         reviewed_at = workflow.now()
 
         # Interest shown before the coupon is due -> recommendation at once; else the coupon.
         coupon = config.step("coupon")
-        await j.wait_until(
-            reviewed_at + coupon.after,
-            step=coupon,
-            wake=lambda: self._exit is not None or self._interest,
-        )
-        if self._exit:
-            return j.finish(self._exit)
-        facts = await j.facts(
+        await self.wait_until(reviewed_at + coupon.after, coupon, also=lambda: self._interest)
+        facts = await self.facts(
             order_skus=[self._sku], view_sku=self._sku, views_after_step="reviews"
         )
         if facts.ordered:
-            return j.finish("bought")
+            return "bought"
         if self._interest or facts.clicked or facts.viewed_again:
-            await j.decide("interest", "recommendation", "clicked through or viewed it again")
-            return await self._offer(config.step("recommendation")) or j.finish("recommended")
+            await self.decide("interest", "recommendation", "clicked through or viewed it again")
+            await self._offer(config.step("recommendation"))
+            return "recommended"
         if facts.opened:
-            await j.decide("interest", "none", "opened the reviews, nothing more")
-            return j.finish("completed")
-        await j.decide("interest", "coupon", f"no open, click or visit within {coupon.after}")
-        return await self._offer(coupon) or j.finish("completed")
+            await self.decide("interest", "none", "opened the reviews, nothing more")
+            return "completed"
+        await self.decide("interest", "coupon", f"no open, click or visit within {coupon.after}")
+        await self._offer(coupon)
+        return "completed"
 
-    async def _offer(self, step: StepConfig) -> JourneyResult | None:
-        return await self._send(
-            step,
-            ordered_outcome="bought",
-            context={"product_sku": self._sku},
-            order_skus=[self._sku],
-        )
+    async def _offer(self, step: StepConfig) -> None:
+        await self.send(step, context={"product_sku": self._sku}, order_skus=[self._sku])

@@ -18,64 +18,55 @@ from datetime import datetime
 
 from temporalio import workflow
 
-from workflows.common import JourneyWorkflow, outcome_of
+from workflows.base import Journey
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import CartChange, JourneyInput, JourneyResult, OrderSeen
 
 
 @workflow.defn(name="CartRecovery")
-class CartRecovery(JourneyWorkflow):
+class CartRecovery(Journey):
+    # Before one send path, a held reminder (quiet hours, pause) waited for its time even
+    # when the customer left meanwhile; runs that held one then keep doing so.
+    exit_ends_holds_patch = "cart-recovery-exit-ends-held-send"
+
     @workflow.init
     def __init__(self, inp: JourneyInput) -> None:
-        self._begin(inp)
+        super().__init__(inp)
         self._cart_changed_at: datetime = workflow.now()
 
     @workflow.signal
     def cart_updated(self, change: CartChange) -> None:
         if change.empty:
-            self._exit = "cart_emptied"
+            self.exit("cart_emptied")
         else:
             self._cart_changed_at = workflow.now()
 
     @workflow.signal
     def order_placed(self, order: OrderSeen) -> None:
-        self._exit = "ordered"
+        self.exit("ordered")
 
     @workflow.run
     async def run(self, inp: JourneyInput) -> JourneyResult:
-        j = self._journey
+        return await self.walk(self.timeline(inp))
+
+    async def timeline(self, inp: JourneyInput) -> str:
         first, *later = inp.config.steps
 
-        # First reminder after the cart has been quiet for `first.after`.
-        while True:
-            changed_at = self._cart_changed_at
-            woke = await j.wait_until(
-                changed_at + first.after,
-                step=first,
-                wake=lambda at=changed_at: self._exit is not None or self._cart_changed_at != at,  # type: ignore[misc]
-            )
-            if self._exit:
-                return j.finish(self._exit)
-            if not woke:
-                break
-        abandoned_at = self._cart_changed_at
-        result = await j.send(first, requires_active_cart=True)
-        if result.ends_journey:
-            return j.finish(outcome_of(result))
+        # First reminder once the cart has been quiet for `first.after`.
+        abandoned_at = await self.wait_quiet(
+            first, last_change=lambda: self._cart_changed_at, quiet_for=first.after
+        )
+        await self.send(first, requires_active_cart=True)
 
         # Later reminders on fixed days after the cart was abandoned.
         for step in later:
-            await j.wait_until(abandoned_at + step.after, step=step, wake=self._leaving)
-            if self._exit:
-                return j.finish(self._exit)
-            clicked = any(e.kind == "clicked" for e in j.state.engagements)
+            await self.wait_until(abandoned_at + step.after, step)
+            clicked = self.has_engaged("clicked")
             if clicked and step.coupon is None and workflow.patched("skip-reminders-after-click"):
                 # They went back to the cart: more plain reminders would only nag; the
                 # discount (the step with a coupon) is what may still change their mind.
-                j.skip(step, "clicked")
+                self.skip(step, "clicked")
                 continue
-            result = await j.send(step, requires_active_cart=True)
-            if result.ends_journey:
-                return j.finish(outcome_of(result))
-        return j.finish("completed")
+            await self.send(step, requires_active_cart=True)
+        return "completed"

@@ -17,18 +17,21 @@ from collections.abc import Mapping
 
 from temporalio import workflow
 
-from workflows.common import JourneyWorkflow
+from workflows.base import Journey
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import JourneyResult, NurtureInput, OrderSeen, Shipment
-    from journeys.config import NurtureConfig, StepConfig
+    from journeys.config import StepConfig
 
 
 @workflow.defn(name="NewCustomerNurture")
-class NewCustomerNurture(JourneyWorkflow):
+class NewCustomerNurture(Journey):
+    ordered_outcome = "repeat_customer"
+
     @workflow.init
     def __init__(self, inp: NurtureInput) -> None:
-        self._begin(inp)
+        super().__init__(inp)
+        self._nurture = inp.config
         self._first_order = inp.order_id
         self._shipments: list[Shipment] = []
         self._shipments_seen: set[str] = set()
@@ -36,7 +39,7 @@ class NewCustomerNurture(JourneyWorkflow):
     @workflow.signal
     def order_placed(self, order: OrderSeen) -> None:
         if order.order_id != self._first_order:
-            self._exit = "repeat_customer"
+            self.exit("repeat_customer")
 
     @workflow.signal
     def order_shipped(self, shipment: Shipment) -> None:
@@ -46,14 +49,15 @@ class NewCustomerNurture(JourneyWorkflow):
 
     @workflow.run
     async def run(self, inp: NurtureInput) -> JourneyResult:
-        j, config = self._journey, inp.config
+        return await self.walk(self.timeline(inp))
+
+    async def timeline(self, inp: NurtureInput) -> str:
+        config = inp.config
         order = {"order_id": self._first_order}
 
-        if ended := await self._touch(config.step("thanks"), order):
-            return ended
-        care = config.step("care")
+        await self._touch(config.step("thanks"), order)
         timeline = [
-            (care, {**order}, config.care_template(inp.category)),
+            (config.step("care"), {**order}, config.care_template(inp.category)),
             (config.step("review"), order, None),
             (config.step("one_month_gift"), order, None),
             (config.step("repurchase"), {"order_id": "latest"}, None),
@@ -62,40 +66,31 @@ class NewCustomerNurture(JourneyWorkflow):
         for step, context, template in timeline:
             # Until the step's day, send a shipping notice for each shipment that arrives.
             while True:
-                await j.wait_until(
-                    j.entered_at + step.after,
-                    step=step,
-                    wake=lambda: self._exit is not None or bool(self._shipments),
+                await self.wait_until(
+                    self.entered_at + step.after, step, also=lambda: bool(self._shipments)
                 )
-                if self._exit:
-                    return j.finish(self._exit)
                 if not self._shipments:
                     break
-                if ended := await self._shipping_notice(self._shipments.pop(0)):
-                    return ended
-            if ended := await self._touch(step, context, template=template):
-                return ended
-        return j.finish("completed")
+                await self._shipping_notice(self._shipments.pop(0))
+            await self._touch(step, context, template=template)
+        return "completed"
 
-    async def _shipping_notice(self, shipment: Shipment) -> JourneyResult | None:
-        base = self._journey.config.step("shipping")
+    async def _shipping_notice(self, shipment: Shipment) -> None:
+        base = self._nurture.step("shipping")
         step = base.model_copy(update={"name": f"shipping_{shipment.shipment_id}"[:64]})
         context = {"order_id": shipment.order_id, "tracking_url": shipment.tracking_url}
-        return await self._touch(step, context)
+        await self._touch(step, context)
 
     async def _touch(
         self, step: StepConfig, context: Mapping[str, str | None], template: str | None = None
-    ) -> JourneyResult | None:
+    ) -> None:
         """Send, unless the first week already had its emails (skipped and recorded)."""
-        j = self._journey
-        config: NurtureConfig = j.config  # type: ignore[assignment]
-        first_week_ends = j.entered_at + config.first_week
-        if workflow.now() < first_week_ends and j.sent_since(j.entered_at) >= config.first_week_max:
-            j.skip(step, f"first_week_limit: {config.first_week_max} emails in {config.first_week}")
-            return None
-        return await self._send(
+        limit, week = self._nurture.first_week_max, self._nurture.first_week
+        if workflow.now() < self.entered_at + week and self.sent_since(self.entered_at) >= limit:
+            self.skip(step, "first_week_limit", f"{limit} emails in {week}")
+            return
+        await self.send(
             step,
-            ordered_outcome="repeat_customer",
             template=template,
             context={"tracking_url": None, **context},
             ignore_order_id=self._first_order,

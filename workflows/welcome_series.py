@@ -17,17 +17,18 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.common import JourneyWorkflow
+from workflows.base import Condition, Journey
 
 with workflow.unsafe.imports_passed_through():
-    from core.contracts import JourneyResult, OrderSeen, WelcomeInput
+    from core.contracts import JourneyResult, OrderSeen, SendOutcome, WelcomeInput
+    from journeys.config import StepConfig
 
 
 @workflow.defn(name="WelcomeSeries")
-class WelcomeSeries(JourneyWorkflow):
+class WelcomeSeries(Journey):
     @workflow.init
     def __init__(self, inp: WelcomeInput) -> None:
-        self._begin(inp)
+        super().__init__(inp)
         self._ordered = False
 
     @workflow.signal
@@ -36,57 +37,46 @@ class WelcomeSeries(JourneyWorkflow):
 
     @workflow.run
     async def run(self, inp: WelcomeInput) -> JourneyResult:
-        j = self._journey
+        return await self.walk(self.timeline(inp))
 
+    async def timeline(self, inp: WelcomeInput) -> str:
         # Day 0, 2, 5: welcome with the first-order coupon, help, feedback.
         for name in ("welcome", "need_help", "feedback"):
-            if ended := await self._step(name):
-                return ended
+            await self._step(name)
 
         # Around day 7: what did they do since the welcome?
-        await self._wait_for("thank_you")
-        if self._exit:
-            return j.finish(self._exit)
-        facts = await j.facts()
+        await self._wait_for(inp.config.step("thank_you"))
+        facts = await self.facts()
         if facts.ordered:
-            await j.decide("day_7", "ordered", "ordered since signing up")
+            await self.decide("day_7", "ordered", "ordered since signing up")
             await self._step("thank_you", context={"order_id": "latest"})
-            return j.finish("ordered")
+            return "ordered"
         if facts.opened:
-            await j.decide("day_7", "gift_offer", "opened or clicked, not ordered")
-            if ended := await self._step("gift_offer"):
-                return ended
+            await self.decide("day_7", "gift_offer", "opened or clicked, not ordered")
+            await self._step("gift_offer")
         else:
-            await j.decide("day_7", "reactivation", "opened nothing since the welcome")
-            await j.tag("reactivation")
+            await self.decide("day_7", "reactivation", "opened nothing since the welcome")
+            await self.tag("reactivation")
 
         # Around day 12: the gift branch splits on order again; everyone left: preferences.
-        await self._wait_for("preferences")
-        if self._exit:
-            return j.finish(self._exit)
-        if j.state.branches["day_7"].startswith("gift_offer") and (await j.facts()).ordered:
-            await j.decide("day_12", "ordered", "ordered after the gift offer")
-            return j.finish("ordered")
-        if ended := await self._step("preferences"):
-            return ended
-        return j.finish("completed")
+        await self._wait_for(inp.config.step("preferences"))
+        if self.branch("day_7") == "gift_offer" and (await self.facts()).ordered:
+            await self.decide("day_12", "ordered", "ordered after the gift offer")
+            return "ordered"
+        await self._step("preferences")
+        return "completed"
 
-    def _leaving_or_ordered(self) -> bool:
-        return self._exit is not None or self._ordered
+    def _ordered_ends(self, step: StepConfig) -> Condition | None:
+        """An order ends the series at a step with on_order = "exit" (and wakes its wait)."""
+        return (lambda: self._ordered) if step.on_order == "exit" else None
 
-    async def _wait_for(self, name: str) -> None:
-        step = self._journey.config.step(name)
-        wake = self._leaving_or_ordered if step.on_order == "exit" else self._leaving
-        await self._journey.wait_until(self._journey.entered_at + step.after, step=step, wake=wake)
+    async def _wait_for(self, step: StepConfig) -> None:
+        await self.wait_until(self.entered_at + step.after, step, also=self._ordered_ends(step))
 
-    async def _step(self, name: str, **send: Any) -> JourneyResult | None:
-        """Wait for the step's day and send it; a result when the series ends here."""
-        j = self._journey
-        step = j.config.step(name)
-        await self._wait_for(name)
-        if self._exit:
-            return j.finish(self._exit)
+    async def _step(self, name: str, **send: Any) -> SendOutcome:
+        """Wait for the step's day and send it."""
+        step = self.config.step(name)
+        await self._wait_for(step)
         if self._ordered and step.on_order == "exit":
-            return j.finish("ordered")
-        wake = self._leaving_or_ordered if step.on_order == "exit" else self._leaving
-        return await self._send(step, wake=wake, **send)
+            self.leave("ordered")
+        return await self.send(step, also=self._ordered_ends(step), **send)

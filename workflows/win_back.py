@@ -14,18 +14,20 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.common import SEND_ACTIVITY_TIMEOUT, JourneyWorkflow
+from workflows.base import Journey
 
 with workflow.unsafe.imports_passed_through():
-    from core.contracts import Engagement, JourneyResult, OrderSeen, SunsetInput, WinBackInput
+    from core.contracts import Engagement, JourneyResult, OrderSeen, WinBackInput
     from journeys.config import StepConfig
 
 
 @workflow.defn(name="WinBack")
-class WinBack(JourneyWorkflow):
+class WinBack(Journey):
+    ordered_outcome = "won_back"
+
     @workflow.init
     def __init__(self, inp: WinBackInput) -> None:
-        self._begin(inp)
+        super().__init__(inp)
         self._ordered = self._engaged = False
 
     @workflow.signal
@@ -38,64 +40,49 @@ class WinBack(JourneyWorkflow):
         self._engaged = True
 
     def _reacted(self) -> bool:
-        return self._exit is not None or self._ordered or self._engaged
+        return self._ordered or self._engaged
 
     @workflow.run
     async def run(self, inp: WinBackInput) -> JourneyResult:
-        j, config = self._journey, inp.config
+        return await self.walk(self.timeline(inp))
+
+    async def timeline(self, inp: WinBackInput) -> str:
+        config = inp.config
         if inp.group == "win_back":
             offer, picks = config.step("win_back_offer"), "new_arrivals"
         else:
             offer, picks = config.step("repurchase_offer"), "best_sellers"
-        if ended := await self._email(offer, picks):
-            return ended
+        await self._email(offer, picks)
 
         # Wait for an open, a click or an order until the last call is due.
         last_call = config.step("last_call")
-        await j.wait_until(j.entered_at + last_call.after, step=last_call, wake=self._reacted)
-        if ended := await self._reaction("offer"):
-            return ended
-        if ended := await self._email(last_call, None):
-            return ended
+        await self.wait_until(self.entered_at + last_call.after, last_call, also=self._reacted)
+        await self._end_on_reaction("offer")
+        await self._email(last_call, None)
 
         # The last call: nothing within sunset_after -> sunset the address.
         called_at = workflow.now()
-        await j.wait_until(
+        await self.wait_until(
             called_at + config.sunset_after,
-            step=last_call,
-            wake=self._reacted,
+            last_call,
+            also=self._reacted,
             summary=f"wait {config.sunset_after} for a sign of life before sunset",
         )
-        if ended := await self._reaction("last_call"):
-            return ended
+        await self._end_on_reaction("last_call")
         reason = f"no open, click or order within {config.sunset_after} of the last call"
-        await j.decide("after_last_call", "sunset", reason)
-        await workflow.execute_activity(
-            "sunset_customer",
-            SunsetInput(customer_id=j.customer_id, reason=reason),
-            start_to_close_timeout=SEND_ACTIVITY_TIMEOUT,
-            summary="sunset the address",
-        )
-        return j.finish("sunset")
+        await self.decide("after_last_call", "sunset", reason)
+        await self.sunset(reason)
+        return "sunset"
 
-    async def _reaction(self, after: str) -> JourneyResult | None:
+    async def _end_on_reaction(self, after: str) -> None:
         """End the journey if the customer reacted (signals, confirmed by the store)."""
-        j = self._journey
-        if self._exit:
-            return j.finish(self._exit)
-        facts = await j.facts()
+        facts = await self.facts()
         if self._ordered or facts.ordered:
-            await j.decide(f"after_{after}", "ordered", "ordered")
-            return j.finish("won_back")
+            await self.decide(f"after_{after}", "ordered", "ordered")
+            self.leave("won_back")
         if self._engaged or facts.opened:
-            await j.decide(f"after_{after}", "engaged", "opened or clicked")
-            return j.finish("stayed" if after == "last_call" else "engaged")
-        return None
+            await self.decide(f"after_{after}", "engaged", "opened or clicked")
+            self.leave("stayed" if after == "last_call" else "engaged")
 
-    async def _email(self, step: StepConfig, picks: str | None) -> JourneyResult | None:
-        return await self._send(
-            step,
-            ordered_outcome="won_back",
-            context={"picks": picks} if picks else {},
-            wake=self._reacted,
-        )
+    async def _email(self, step: StepConfig, picks: str | None) -> None:
+        await self.send(step, context={"picks": picks} if picks else {}, also=self._reacted)

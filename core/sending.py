@@ -1,0 +1,52 @@
+"""What one send of one step asks the gate: built in one place, from the journey's config and
+the step, for the workflows' send path and the bench alike (so both treat quiet hours,
+the cap, the holdout and "ordered since entering" the same way)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from core.contracts import SendStepInput
+from journeys.config import JourneyConfig, StepConfig
+
+
+def send_step_input(
+    config: JourneyConfig,
+    step: StepConfig,
+    *,
+    workflow_id: str,
+    run_chain_id: str,
+    customer_id: str,
+    entered_at: datetime,
+    now: datetime,
+    template: str | None = None,
+    requires_active_cart: bool = False,
+    ignore_order_id: str | None = None,
+    order_skus: list[str] | None = None,
+    context: dict[str, Any] | None = None,
+) -> SendStepInput:
+    """The gate's input for ``step``: transactional steps skip quiet hours; a step with
+    ``on_order = "send"`` goes out whatever was ordered (no order check)."""
+    quiet = config.quiet_hours
+    return SendStepInput(
+        journey=config.name,
+        workflow_id=workflow_id,
+        run_chain_id=run_chain_id,
+        step=step.name,
+        template=template or step.template,
+        subject=step.subject,
+        customer_id=customer_id,
+        entered_at=entered_at,
+        now=now,
+        holdout_share=config.holdout_share,
+        frequency_cap=config.frequency_cap,
+        coupon=step.coupon,
+        requires_active_cart=requires_active_cart,
+        transactional=step.transactional,
+        quiet_hours=quiet if quiet.enabled and not step.transactional else None,
+        check_orders=step.on_order != "send",
+        ignore_order_id=ignore_order_id,
+        order_skus=order_skus,
+        context=context or {},
+    )

@@ -1,0 +1,362 @@
+"""The one base every journey workflow stands on: its signals and query, the one send path,
+the waits, and the one way to leave. Deterministic code only.
+
+A journey module holds its timeline and nothing else: ``timeline`` returns the outcome when
+the journey runs to its end, and the base ends it early when it must (the customer left, an
+order arrived where the step says so, a bounce, ...). Every send and every wait may end the
+journey: they raise :class:`JourneyEnded`, which :meth:`Journey.walk` turns into the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, NoReturn
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from workflows.records import SEND_ACTIVITY_TIMEOUT, Records
+
+with workflow.unsafe.imports_passed_through():
+    from core.contracts import (
+        CustomerLeft,
+        Engagement,
+        JourneyInput,
+        JourneyResult,
+        JourneyState,
+        ReasonCode,
+        SendOutcome,
+        SendStepInput,
+        StepRecord,
+        describe,
+    )
+    from core.ids import JOURNEY_OUTCOME, JOURNEY_STEP
+    from core.rules import ends_journey
+    from core.sending import send_step_input
+    from journeys.config import StepConfig
+
+ENGAGEMENTS_KEPT = 50  # bounded: history and state stay small
+
+Condition = Callable[[], bool]
+
+
+class JourneyEnded(Exception):
+    """The journey ends here with ``outcome``. Raised by the base's sends and waits (and by
+    :meth:`Journey.leave`); caught by :meth:`Journey.walk`, never seen outside the run."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+class Journey(Records):
+    """One customer's pass through one journey. A journey class derives from it, calls
+    ``super().__init__(inp)`` in its ``@workflow.init``, and its ``@workflow.run`` is
+    ``return await self.walk(self.timeline(inp))``.
+
+    Signals every journey has: ``customer_left`` (unsubscribe, complaint, hard bounce: leave
+    now), ``engaged`` (open/click), and the operators' ``pause``, ``resume`` and ``wake``
+    (python -m starter pause ...): sends are held while paused, not lost. Query: ``state``."""
+
+    # The outcome a journey reports when the gate finds an order that ends it.
+    ordered_outcome: ClassVar[str] = "ordered"
+    # Set where a journey's held sends once ignored its exits (cart recovery): runs that held
+    # a send before this patch keep holding until the gate is asked again.
+    exit_ends_holds_patch: ClassVar[str | None] = None
+
+    def __init__(self, inp: JourneyInput) -> None:
+        info = workflow.info()
+        self.config = inp.config
+        self.customer_id = inp.customer_id
+        self._workflow_id = info.workflow_id
+        self._run_chain_id = info.first_execution_run_id
+        self._state = JourneyState(
+            journey=inp.config.name,
+            customer_id=inp.customer_id,
+            entered_at=workflow.now(),
+            step="entered",
+        )
+        self._exit: str | None = None
+        self._paused_by: str | None = None
+        self._resumes = 0
+        self._branches: dict[str, str] = {}
+        self._holding = False  # a send is held (paused or deferred)
+        self._exit_ends_holds: bool | None = None if self.exit_ends_holds_patch else True
+
+    # -- signals and query -----------------------------------------------------------------
+
+    @workflow.signal
+    def customer_left(self, left: CustomerLeft) -> None:
+        self.exit(left.reason)
+
+    @workflow.signal
+    def engaged(self, engagement: Engagement) -> None:
+        if len(self._state.engagements) < ENGAGEMENTS_KEPT:
+            self._state.engagements.append(engagement)
+
+    @workflow.signal
+    def pause(self, why: dict[str, Any] | None = None) -> None:
+        self._paused_by = str((why or {}).get("reason") or "operator")
+        self._state.paused = self._paused_by
+
+    @workflow.signal
+    def resume(self, _: dict[str, Any] | None = None) -> None:
+        self._paused_by, self._state.paused = None, None
+        self._resumes += 1
+
+    @workflow.signal
+    def wake(self, _: dict[str, Any] | None = None) -> None:
+        """A paused journey was resumed: look at held sends again."""
+        self._resumes += 1
+
+    @workflow.query
+    def state(self) -> JourneyState:
+        return self._state
+
+    # -- running and leaving ---------------------------------------------------------------
+
+    async def walk(self, timeline: Awaitable[str]) -> JourneyResult:
+        """Run the timeline to its outcome, or to the point where the journey ended."""
+        try:
+            outcome = await timeline
+        except JourneyEnded as ended:
+            outcome = ended.outcome
+        self._state.outcome = outcome
+        self._state.step, self._state.next_step, self._state.next_at = "ended", None, None
+        workflow.upsert_search_attributes(
+            [JOURNEY_STEP.value_set("ended"), JOURNEY_OUTCOME.value_set(outcome)]
+        )
+        return JourneyResult(
+            outcome=outcome,
+            sent=[d.step for d in self._state.decisions if d.status == "sent"],
+            decisions=self._state.decisions,
+        )
+
+    def exit(self, outcome: str) -> None:
+        """From a signal: the journey ends with ``outcome`` at once (waits and held sends
+        wake; a send in flight finishes first)."""
+        self._exit = outcome
+        if self._holding:
+            self._decide_exit_ends_holds()
+
+    def leave(self, outcome: str) -> NoReturn:
+        """From the timeline: end the journey here."""
+        raise JourneyEnded(outcome)
+
+    # -- waits -------------------------------------------------------------------------------
+
+    async def wait_until(
+        self,
+        when: datetime,
+        step: StepConfig,
+        *,
+        also: Condition | None = None,
+        summary: str | None = None,
+    ) -> bool:
+        """Sleep until ``when`` (the state names ``step`` as what comes next); True if
+        ``also`` became true first. Ends the journey if the customer leaves meanwhile."""
+        woke = await self._sleep(
+            when,
+            step,
+            wake=lambda: self._exit is not None or (also is not None and also()),
+            summary=summary,
+        )
+        if self._exit is not None:
+            raise JourneyEnded(self._exit)
+        return woke
+
+    async def wait_quiet(
+        self, step: StepConfig, *, last_change: Callable[[], datetime], quiet_for: timedelta
+    ) -> datetime:
+        """Wait until nothing changed for ``quiet_for``: every change (``last_change()``
+        moves) restarts the wait. Returns the last change."""
+
+        def changed_since(at: datetime) -> Condition:
+            return lambda: last_change() != at
+
+        while True:
+            at = last_change()
+            if not await self.wait_until(at + quiet_for, step, also=changed_since(at)):
+                return last_change()
+
+    async def _sleep(
+        self, when: datetime, step: StepConfig, *, wake: Condition, summary: str | None
+    ) -> bool:
+        self._at_step(f"waiting:{step.name}", next_step=step.name, next_at=when)
+        delay = when - workflow.now()
+        if wake():
+            return True
+        if delay <= timedelta(0):
+            return False
+        try:
+            await workflow.wait_condition(
+                wake,
+                timeout=delay,
+                timeout_summary=summary or f"wait until {step.name} ({step.after} in)",
+            )
+        except TimeoutError:
+            return False
+        return True
+
+    # -- the one send path -------------------------------------------------------------------
+
+    async def send(
+        self,
+        step: StepConfig,
+        *,
+        also: Condition | None = None,
+        template: str | None = None,
+        context: dict[str, Any] | None = None,
+        requires_active_cart: bool = False,
+        ignore_order_id: str | None = None,
+        order_skus: list[str] | None = None,
+    ) -> SendOutcome:
+        """Pass ``step`` through the send gate and send it; every decision is recorded.
+        Quiet hours and pauses hold the send; leaving (or ``also``) meanwhile drops it.
+        Ends the journey when the customer left, or when the decision ends it
+        (core.rules.ends_journey: an order only where the step says so)."""
+
+        def request() -> SendStepInput:
+            return send_step_input(
+                self.config,
+                step,
+                workflow_id=self._workflow_id,
+                run_chain_id=self._run_chain_id,
+                customer_id=self.customer_id,
+                entered_at=self.entered_at,
+                now=workflow.now(),
+                template=template,
+                requires_active_cart=requires_active_cart,
+                ignore_order_id=ignore_order_id,
+                order_skus=order_skus,
+                context=context,
+            )
+
+        outcome = await self._send_held(step, request, also)
+        if self._exit is not None:
+            raise JourneyEnded(self._exit)
+        if ends_journey(outcome, step):
+            raise JourneyEnded(self._outcome_of(outcome))
+        return outcome
+
+    def _outcome_of(self, ending: SendOutcome) -> str:
+        """The journey's outcome when this send decision ends it."""
+        if ending.status == "bounced":
+            return "bounced"
+        if ending.code == "ordered":
+            return self.ordered_outcome
+        return ending.code or "ended"
+
+    async def _send_held(
+        self, step: StepConfig, request: Callable[[], SendStepInput], also: Condition | None
+    ) -> SendOutcome:
+        def wake() -> bool:
+            return (self._exit is not None and self._exit_ends_holds is True) or (
+                also is not None and also()
+            )
+
+        def resumed_since(resumes: int) -> Condition:
+            return lambda: wake() or self._resumes != resumes
+
+        while True:
+            if self._paused_by is not None:
+                self._at_step(f"paused:{step.name}", next_step=step.name)
+                with self._hold():
+                    await workflow.wait_condition(lambda: self._paused_by is None or wake())
+                if wake():
+                    outcome = SendOutcome(status="skipped", code="left", detail="while paused")
+                    break
+            resumes = self._resumes
+            outcome = await self._send_once(step, request())
+            self._record(step, outcome)
+            if outcome.status != "deferred" or outcome.retry_at is None:
+                break
+            with self._hold():
+                woke = await self._sleep(
+                    outcome.retry_at,
+                    step,
+                    wake=resumed_since(resumes),
+                    summary=f"{outcome.code or 'deferred'}: "
+                    f"{step.name} moves to {outcome.retry_at:%Y-%m-%d %H:%M} UTC",
+                )
+            if woke and wake():
+                outcome = SendOutcome(status="skipped", code="left", detail="while deferred")
+                break
+        self._at_step(f"{outcome.status}:{step.name}")
+        workflow.logger.info(
+            "%s %s: %s%s",
+            self.config.name,
+            step.name,
+            outcome.status,
+            f" ({outcome.reason})" if outcome.reason else "",
+            extra={"customer_id": self.customer_id},
+        )
+        return outcome
+
+    @contextmanager
+    def _hold(self) -> Iterator[None]:
+        """Around the wait of a held send: an exit pending when it begins, or arriving
+        meanwhile (``exit``), is where the held-send patch is asked."""
+        self._holding = True
+        if self._exit is not None:
+            self._decide_exit_ends_holds()
+        try:
+            yield
+        finally:
+            self._holding = False
+
+    def _decide_exit_ends_holds(self) -> None:
+        """Asked where a pending exit meets a held send, the one place the old and the new
+        path part: ``patched`` is False only in runs that held a send before the patch."""
+        if self._exit_ends_holds is None and self.exit_ends_holds_patch is not None:
+            self._exit_ends_holds = workflow.patched(self.exit_ends_holds_patch)
+
+    async def _send_once(self, step: StepConfig, req: SendStepInput) -> SendOutcome:
+        self._at_step(f"sending:{step.name}")
+        retry = self.config.send_retry
+        outcome: SendOutcome = await workflow.execute_activity(
+            "send_step",
+            req,
+            result_type=SendOutcome,
+            start_to_close_timeout=SEND_ACTIVITY_TIMEOUT,
+            schedule_to_close_timeout=retry.give_up_after,
+            retry_policy=RetryPolicy(
+                initial_interval=retry.initial_interval,
+                backoff_coefficient=retry.backoff,
+                maximum_interval=retry.maximum_interval,
+                non_retryable_error_types=["UnknownCustomer", "TemplateError"],
+            ),
+            summary=f"send {step.name} ({req.template})",
+        )
+        return outcome
+
+    def _record(self, step: StepConfig, outcome: SendOutcome) -> None:
+        self._state.decisions.append(
+            StepRecord(
+                step=step.name,
+                status=outcome.status,
+                reason=outcome.reason,
+                code=outcome.code,
+                at=workflow.now(),
+            )
+        )
+
+    def skip(self, step: StepConfig, code: ReasonCode, detail: str | None = None) -> None:
+        """Record a step the journey itself decided not to send."""
+        self._state.decisions.append(
+            StepRecord(
+                step=step.name,
+                status="skipped",
+                reason=describe(code, detail),
+                code=code,
+                at=workflow.now(),
+            )
+        )
+
+    def _at_step(
+        self, step: str, *, next_step: str | None = None, next_at: datetime | None = None
+    ) -> None:
+        self._state.step, self._state.next_step, self._state.next_at = step, next_step, next_at
+        workflow.upsert_search_attributes([JOURNEY_STEP.value_set(step)])

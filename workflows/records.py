@@ -1,0 +1,115 @@
+"""What a journey knows and records besides its sends: the facts its branches read from the
+store, the branches taken, tags, a sunset. Deterministic code only (activities)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from core.contracts import (
+        DecisionInput,
+        FactsInput,
+        JourneyFacts,
+        JourneyState,
+        SunsetInput,
+        TagInput,
+    )
+    from core.ids import JOURNEY_STEP, run_key_prefix, send_key
+    from journeys.config import JourneyConfig
+
+SEND_ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+
+class Records:
+    """Part of :class:`workflows.base.Journey`, which sets these attributes."""
+
+    config: JourneyConfig
+    customer_id: str
+    _workflow_id: str
+    _run_chain_id: str
+    _state: JourneyState
+    _branches: dict[str, str]
+
+    @property
+    def entered_at(self) -> datetime:
+        return self._state.entered_at
+
+    def sent_since(self, since: datetime) -> int:
+        return sum(1 for d in self._state.decisions if d.status == "sent" and d.at >= since)
+
+    def has_engaged(self, kind: str) -> bool:
+        """Did an ``engaged`` signal of this kind (opened, clicked) arrive?"""
+        return any(e.kind == kind for e in self._state.engagements)
+
+    def branch(self, name: str) -> str | None:
+        """The value of a branch taken (``decide``), or None."""
+        return self._branches.get(name)
+
+    async def facts(
+        self,
+        *,
+        ignore_order_id: str | None = None,
+        order_skus: list[str] | None = None,
+        view_sku: str | None = None,
+        views_after_step: str | None = None,
+    ) -> JourneyFacts:
+        """What the store says the customer did since entering (orders, opens, clicks)."""
+        ids = self._workflow_id, self._run_chain_id
+        facts: JourneyFacts = await workflow.execute_activity(
+            "journey_facts",
+            FactsInput(
+                customer_id=self.customer_id,
+                since=self.entered_at,
+                send_key_prefix=run_key_prefix(*ids),
+                ignore_order_id=ignore_order_id,
+                order_skus=order_skus,
+                view_sku=view_sku,
+                views_after_send=send_key(*ids, views_after_step) if views_after_step else None,
+            ),
+            result_type=JourneyFacts,
+            start_to_close_timeout=SEND_ACTIVITY_TIMEOUT,
+            summary="read what the customer did",
+        )
+        return facts
+
+    async def decide(self, name: str, value: str, reason: str) -> None:
+        """Record a branch taken, in the state (query) and in the store (explain)."""
+        self._branches[name] = value
+        self._state.branches[name] = f"{value}: {reason}"
+        workflow.logger.info(
+            "%s branch %s = %s (%s)",
+            self.config.name,
+            name,
+            value,
+            reason,
+            extra={"customer_id": self.customer_id},
+        )
+        workflow.upsert_search_attributes([JOURNEY_STEP.value_set(f"branch:{value}")])
+        decision = DecisionInput(
+            customer_id=self.customer_id,
+            journey=self.config.name,
+            workflow_id=self._workflow_id,
+            run_chain_id=self._run_chain_id,
+            name=name,
+            value=value,
+            reason=reason,
+            at=workflow.now(),
+        )
+        await self._record_activity("record_decision", decision, f"record branch {name} = {value}")
+
+    async def tag(self, tag: str) -> None:
+        data = TagInput(customer_id=self.customer_id, tag=tag)
+        await self._record_activity("tag_customer", data, f"tag customer {tag}")
+
+    async def sunset(self, reason: str) -> None:
+        """No more marketing email to the address (list cleanup), with the reason."""
+        data = SunsetInput(customer_id=self.customer_id, reason=reason)
+        await self._record_activity("sunset_customer", data, "sunset the address")
+
+    async def _record_activity(self, activity: str, arg: Any, summary: str) -> None:
+        await workflow.execute_activity(
+            activity, arg, start_to_close_timeout=SEND_ACTIVITY_TIMEOUT, summary=summary
+        )
