@@ -18,8 +18,9 @@ from temporalio.testing import ActivityEnvironment
 
 from bench.floor import FLOOR_WORKFLOW, BareJourney
 from bench.stack import FLOOR_QUEUE, BenchStack
-from core.contracts import CartChange, JourneyInput, JourneyResult, SendOutcome, SendStepInput
+from core.contracts import CartChange, JourneyInput, JourneyResult, SendOutcome
 from core.ids import workflow_id
+from core.sending import send_step_input
 from core.starting import start_journey
 from core.zones import zone_at_local_hour
 from starter.api import Journeys
@@ -374,19 +375,16 @@ async def send_throughput(stack: BenchStack, *, n: int, tag: str, seconds: float
         cid = ids[i]
         outcome: SendOutcome = await activity_env.run(
             send_step,
-            SendStepInput(
-                journey=config.name,
+            # What the workflow asks the gate for this step (core.sending, the same builder).
+            send_step_input(
+                config,
+                step,
                 workflow_id=workflow_id("cart_recovery", cid),
                 run_chain_id=chain,
-                step=step.name,
-                template=step.template,
-                subject=step.subject,
                 customer_id=cid,
                 entered_at=now,
                 now=now,
-                frequency_cap=config.frequency_cap,
                 requires_active_cart=True,
-                quiet_hours=config.quiet_hours if config.quiet_hours.enabled else None,
             ),
         )
         sent += outcome.status == "sent"
