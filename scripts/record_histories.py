@@ -63,7 +63,7 @@ HISTORIES = ROOT / "tests" / "histories"
 
 # The workflow code version of each journey: bump it with every `workflow.patched` change.
 CODE_VERSIONS = {
-    "cart_recovery": 2,
+    "cart_recovery": 3,
     "welcome_series": 1,
     "new_customer_nurture": 1,
     "browse_follow_up": 1,
