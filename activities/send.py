@@ -2,8 +2,10 @@
 
 Order of work for one step (the key is workflow id + run chain + step name):
 1. a decision already recorded under the key is returned as it is (retries send nothing);
-2. the gate: unknown customer (error), suppression/unsubscribe, journey preconditions,
-   ordered since entry, frequency cap, holdout; a "no" is recorded with its reason;
+2. the gate: an unknown customer is an error; the store's facts about the customer go to
+   core.rules.send_decision (suppression, unsubscribe, the journey's preconditions, the
+   cap, the holdout; a paused journey and quiet hours defer); a "no" is recorded with its
+   code and detail;
 3. render, claim the key (row in state ``sending``), SMTP, mark ``sent`` at once.
 The only window for a second email is a crash between the SMTP server's accept and step 3's
 final commit (docs/decisions/0002-send-idempotency.md).
@@ -15,7 +17,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from email.message import EmailMessage
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -24,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.context import base_context, extra_context
 from activities.journey import ordered_since
 from activities.mailer import (
     PermanentSmtpError,
@@ -44,7 +47,7 @@ from core.links import Links
 from core.rules import Recipient, cart_state, send_decision
 from store import repo
 from store.db import SessionFactory
-from store.models import Cart, Coupon, Customer, Product, SendLog, utcnow
+from store.models import Cart, Coupon, Customer, SendLog, utcnow
 
 # What an SMTP answer that ends a send is called (the detail is the server's reply).
 SMTP_CODES: dict[str, ReasonCode] = {"bounced": "hard_bounce", "failed": "rejected"}
@@ -57,40 +60,6 @@ class MailSettings:
     mail_from: str
     public_base_url: str
     secret_key: str
-
-
-def _money(value: Any) -> Decimal:
-    try:
-        return Decimal(str(value)).quantize(Decimal("0.01"))
-    except InvalidOperation:
-        return Decimal("0.00")
-
-
-def _cart_context(cart: Cart | None) -> dict[str, Any]:
-    if cart is None:
-        return {"lines": [], "total": Decimal("0.00"), "currency": "EUR", "checkout_url": None}
-    lines = []
-    for item in cart.lines.get("items", []):
-        price = _money(item.get("price", 0))
-        qty = int(item.get("quantity", 1))
-        lines.append(
-            {
-                "sku": item.get("sku", ""),
-                "name": item.get("name", ""),
-                "price": price,
-                "quantity": qty,
-                "line_total": price * qty,
-                "url": item.get("url"),
-                "image_url": item.get("image_url"),
-            }
-        )
-    total = sum((line["line_total"] for line in lines), Decimal("0.00"))
-    return {
-        "lines": lines,
-        "total": total,
-        "currency": cart.currency,
-        "checkout_url": cart.checkout_url,
-    }
 
 
 class SendActivities:
@@ -110,6 +79,18 @@ class SendActivities:
 
     @activity.defn(name="send_step")
     async def send_step(self, req: SendStepInput) -> SendOutcome:
+        decided = await self._decide(req)
+        if isinstance(decided, SendOutcome):
+            return decided
+        customer, context = decided
+        message_id = message_id_for(req.idempotency_key, self._mail.mail_from)
+        msg = self._compose(req, customer, context, message_id)
+        await self._claim(req, customer, message_id, context.get("coupon_code"))
+        return await self._deliver(req.idempotency_key, customer, msg, message_id)
+
+    async def _decide(self, req: SendStepInput) -> SendOutcome | tuple[Customer, dict[str, Any]]:
+        """Steps 1 and 2 in one transaction: the decision recorded before, or the gate's
+        (recorded unless deferred), or the customer and the template's context to send."""
         key = req.idempotency_key
         async with self._sessions.begin() as s:
             existing = await repo.get_send(s, key=key)
@@ -127,20 +108,24 @@ class SendActivities:
                 )
             cart = await repo.get_cart(s, customer_id=customer.id)
             decision = send_decision(req, await self._recipient(s, req, customer, cart))
-            if decision is not None and decision.status == "deferred":
-                _log(customer.id, "send %s deferred: %s", key, decision.reason)
-                return decision
             if decision is not None:
-                if existing is None:
-                    s.add(_row(req, customer, decision))
-                else:
-                    _decided(existing, decision)
+                if decision.status != "deferred":  # a hold is decided again next time
+                    if existing is None:
+                        s.add(_row(req, customer, decision))
+                    else:
+                        _decided(existing, decision)
                 _log(customer.id, "send %s %s: %s", key, decision.status, decision.reason)
                 return decision
             coupon = await self._coupon(s, req)
-            context = self._context(req, customer, cart, coupon)
-            context.update(await _extra_context(s, req, customer))
+            context = base_context(
+                req, customer, cart, coupon, shop_url=self._mail.public_base_url, links=self._links
+            )
+            context.update(await extra_context(s, req, customer))
+        return customer, context
 
+    def _compose(
+        self, req: SendStepInput, customer: Customer, context: dict[str, Any], message_id: str
+    ) -> EmailMessage:
         try:
             rendered = self._renderer.render(
                 template=req.template, subject=req.subject, context=context
@@ -153,12 +138,11 @@ class SendActivities:
             html=self._links.track_html(
                 rendered.html,
                 customer_id=customer.id,
-                send_key=key,
+                send_key=req.idempotency_key,
                 keep={context["unsubscribe_url"], context["stay_url"]},
             ),
         )
-        message_id = message_id_for(key, self._mail.mail_from)
-        msg = build_message(
+        return build_message(
             rendered=rendered,
             mail_from=self._mail.mail_from,
             to_email=customer.email,
@@ -169,7 +153,10 @@ class SendActivities:
             headers={"X-Journey": f"{req.journey}/{req.step}"},
         )
 
-        await self._claim(req, customer, message_id, context.get("coupon_code"))
+    async def _deliver(
+        self, key: str, customer: Customer, msg: EmailMessage, message_id: str
+    ) -> SendOutcome:
+        """Step 3 after the claim: SMTP, then what the server answered, recorded at once."""
         try:
             await self._mailer.send(msg)
         except RecipientRejected as exc:
@@ -247,41 +234,6 @@ class SendActivities:
             expires_at=req.now + req.coupon.valid_for,
         )
 
-    def _context(
-        self, req: SendStepInput, customer: Customer, cart: Cart | None, coupon: Coupon | None
-    ) -> dict[str, Any]:
-        base = self._mail.public_base_url.rstrip("/")
-        cart_ctx = _cart_context(cart)
-        if not cart_ctx["checkout_url"]:
-            cart_ctx["checkout_url"] = f"{base}/cart"
-        return {
-            "customer": {
-                "id": customer.id,
-                "first_name": customer.first_name or "there",
-                "last_name": customer.last_name or "",
-                "email": customer.email,
-            },
-            "first_name": customer.first_name or "there",
-            "cart": cart_ctx,
-            "coupon": (
-                {
-                    "code": coupon.code,
-                    "percent_off": coupon.percent_off,
-                    "expires_at": coupon.expires_at.strftime("%Y-%m-%d"),
-                }
-                if coupon is not None
-                else None
-            ),
-            "coupon_code": coupon.code if coupon is not None else None,
-            "shop_url": base,
-            "unsubscribe_url": self._links.unsubscribe(
-                customer_id=customer.id, journey=req.journey
-            ),
-            "stay_url": self._links.stay(customer_id=customer.id, send_key=req.idempotency_key),
-            "journey": req.journey,
-            "step": req.step,
-        }
-
     async def _claim(
         self, req: SendStepInput, customer: Customer, message_id: str, coupon_code: str | None
     ) -> None:
@@ -336,58 +288,6 @@ class SendActivities:
 def _log(customer_id: str, message: str, *args: Any) -> None:
     """Through the activity logger: every line carries the workflow and the customer."""
     activity.logger.info(message, *args, extra={"customer_id": customer_id})
-
-
-def _product(p: Product) -> dict[str, Any]:
-    return {
-        "sku": p.sku,
-        "name": p.name,
-        "category": p.category,
-        "price": p.price,
-        "url": p.url,
-        "image_url": p.image_url,
-    }
-
-
-async def _extra_context(s: AsyncSession, req: SendStepInput, customer: Customer) -> dict[str, Any]:
-    """Products and orders the template may show; always present so templates can test them."""
-    extra: dict[str, Any] = {
-        "product": None,
-        "accessories": [],
-        "order": None,
-        "cross_sell": [],
-        "birthday_known": bool(customer.attributes.get("birthday")),
-        **{k: v for k, v in req.context.items() if k not in ("product_sku", "order_id")},
-    }
-    picks = req.context.get("picks")
-    if picks in ("new_arrivals", "best_sellers"):
-        found = await repo.picks(s, kind=str(picks))
-        extra["picks"] = [_product(p) for p in found]
-    sku = req.context.get("product_sku")
-    if sku:
-        product = await repo.get_product(s, sku=str(sku))
-        if product is not None:
-            extra["product"] = _product(product)
-            picks = await repo.popular_in_category(
-                s, category=product.category, exclude={product.sku}
-            )
-            extra["accessories"] = [_product(p) for p in picks]
-    order_id = req.context.get("order_id")
-    if order_id:
-        order = await repo.get_order(s, customer_id=customer.id, order_id=str(order_id))
-        if order is not None:
-            lines = order.lines.get("items", [])
-            extra["order"] = {
-                "id": order.id,
-                "total": order.total,
-                "currency": order.currency,
-                "lines": lines,
-            }
-            category = next((line["category"] for line in lines if line.get("category")), None)
-            bought = {str(line.get("sku")) for line in lines}
-            picks = await repo.popular_in_category(s, category=category, exclude=bought)
-            extra["cross_sell"] = [_product(p) for p in picks]
-    return extra
 
 
 def _claim_is_live(row: SendLog) -> bool:
