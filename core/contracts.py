@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, computed_field, model_validator
 
 from core.ids import send_key
 from journeys.config import (
@@ -251,8 +251,11 @@ class SendOutcome(BaseModel):
             data["code"], data["detail"] = _legacy_code(data.get("status"), data.pop("reason"))
         return data
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def reason(self) -> str | None:
+        """For people. Also in the payload: a worker of the version before codes reads it
+        during a rolling deploy (decoding ignores it)."""
         return describe(self.code, self.detail)
 
 
