@@ -1,0 +1,118 @@
+"""An SMTP relay the fault suite controls: it accepts, refuses connections, answers given
+codes at RCPT or AUTH, or drops the line right after the final dot or right after its 250.
+
+Every message it takes is kept with its Message-ID and arrival time: a message counts as
+delivered once the relay has the whole of it (the final dot was read), whatever the client
+heard back; that is what a real relay would pass on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import logging
+import threading
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+USER, PASSWORD = "journeys", "relay-password"
+
+# AUTH without TLS is what this loopback relay wants; aiosmtpd's warnings say it each time.
+warnings.filterwarnings("ignore", module="aiosmtpd")
+logging.getLogger("mail.log").setLevel(logging.ERROR)
+
+
+@dataclass
+class Delivery:
+    message_id: str
+    rcpt: str
+    at: float  # wall clock (time.time())
+    journey_step: str
+
+
+@dataclass
+class Mode:
+    """What the relay does now; the suite flips these while journeys run."""
+
+    rcpt_reply: str | None = None  # e.g. "554 5.7.1 Relay access denied"
+    auth_fails: bool = False  # 535 5.7.8 at AUTH
+    drop_after_dot: int = 0  # the next N messages: read them whole, then hang up unanswered
+    drop_after_250: int = 0  # the next N messages: answer 250, then hang up at once
+
+
+@dataclass
+class Relay:
+    port: int
+    mode: Mode = field(default_factory=Mode)
+    deliveries: list[Delivery] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _controller: Controller | None = None
+
+    def start(self) -> None:
+        self._controller = Controller(
+            _Handler(self),
+            hostname="127.0.0.1",
+            port=self.port,
+            authenticator=self._authenticate,
+            auth_require_tls=False,
+            auth_required=True,
+        )
+        self._controller.start()
+
+    def stop(self) -> None:
+        """Stop listening and close every connection: 'connection refused' from now on."""
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mech: str, data: Any) -> Any:
+        ok = (
+            not self.mode.auth_fails
+            and getattr(data, "login", b"") == USER.encode()
+            and getattr(data, "password", b"") == PASSWORD.encode()
+        )
+        return AuthResult(success=ok)
+
+    def record(self, content: bytes, rcpts: list[str]) -> None:
+        msg = email.message_from_bytes(content, policy=email.policy.compat32)
+        mid = str(msg.get("Message-ID", "")).strip()
+        step = str(msg.get("X-Journey", ""))
+        with self._lock:
+            for rcpt in rcpts:
+                self.deliveries.append(Delivery(mid, rcpt, time.time(), step))
+
+    def counts(self) -> Counter[str]:
+        with self._lock:
+            return Counter(d.message_id for d in self.deliveries)
+
+
+class _Handler:
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if self.relay.mode.rcpt_reply:
+            return self.relay.mode.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.relay.record(bytes(envelope.content), list(envelope.rcpt_tos))
+        mode = self.relay.mode
+        if mode.drop_after_dot > 0:
+            mode.drop_after_dot -= 1
+            server.transport.abort()  # the relay has it; the client never hears back
+            return "250 OK"
+        if mode.drop_after_250 > 0:
+            mode.drop_after_250 -= 1
+            asyncio.get_running_loop().call_later(0.01, server.transport.abort)
+        return "250 OK"
