@@ -252,9 +252,8 @@ async def bench_stack(*, db: str = "sqlite", keep: bool = False) -> AsyncIterato
                 temporal_address=env.client.service_client.config.target_host,
                 secret_key="bench-secret-key-0123456789",
                 api_host="127.0.0.1",
-                api_port=free_port(),
             )
-            worker, floor_worker, api, http = await _processes(parts, workdir, settings)
+            worker, floor_worker, api, http, settings = await _processes(parts, workdir, settings)
             yield BenchStack(
                 workdir=workdir,
                 env=env,
@@ -281,9 +280,10 @@ async def bench_stack(*, db: str = "sqlite", keep: bool = False) -> AsyncIterato
 
 async def _processes(
     parts: AsyncExitStack, workdir: Path, settings: Settings
-) -> tuple[Child, Child, Child, httpx.AsyncClient]:
+) -> tuple[Child, Child, Child, httpx.AsyncClient, Settings]:
     """The journey worker, the floor worker and the HTTP API as processes, ready (polling,
-    healthy), and a client of the API; all stopped when ``parts`` closes."""
+    healthy), a client of the API and the settings with the API's port; all stopped when
+    ``parts`` closes."""
 
     def child(name: str, args: list[str], child_settings: Settings, log: str) -> Child:
         started = Child(name, args, settings_env(child_settings), workdir / log)
@@ -297,19 +297,29 @@ async def _processes(
         settings.model_copy(update={"temporal_task_queue": FLOOR_QUEUE}),
         "floor.log",
     )
-    api = child("HTTP API", [sys.executable, "-m", "starter.http"], settings, "api.log")
     await worker.wait_for_log("worker polling", 60)
     await floor_worker.wait_for_log("worker polling", 60)
-    http = await parts.enter_async_context(
-        httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{settings.api_port}",
-            headers={"Authorization": f"Bearer {WRITE_KEY}"},
-            timeout=30,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
+    # A port found free can be taken before the API binds it (by a second suite on the
+    # machine, say): the API then exits at once, and starts again on another port.
+    for attempt in range(1, 4):
+        settings = settings.model_copy(update={"api_port": free_port()})
+        log = "api.log" if attempt == 1 else f"api{attempt}.log"
+        api = child("HTTP API", [sys.executable, "-m", "starter.http"], settings, log)
+        http = await parts.enter_async_context(
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{settings.api_port}",
+                headers={"Authorization": f"Bearer {WRITE_KEY}"},
+                timeout=30,
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
+            )
         )
-    )
-    await _wait_healthy(http, api, 60)
-    return worker, floor_worker, api, http
+        try:
+            await _wait_healthy(http, api, 60)
+            return worker, floor_worker, api, http, settings
+        except RuntimeError:
+            if attempt == 3 or "address already in use" not in api.tail().lower():
+                raise
+    raise AssertionError("unreachable")
 
 
 async def _wait_healthy(http: httpx.AsyncClient, api: Child, seconds: float) -> None:

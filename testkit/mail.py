@@ -1,39 +1,16 @@
-"""Reading what the catcher caught, and waiting for things that happen on other threads.
-
-Waits poll until their condition holds and give up only after ``PATIENCE`` seconds: on a
-loaded machine (a busy CI runner, two suites at once) a worker can take seconds to get to a
-task, and a wait that gives up early fails a test that is right. A wait that holds returns at
-once, so patience costs nothing when the machine is idle."""
+"""Reading what the catcher caught, and taking it down for a while."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
-from typing import TypeVar
 
 from devstack.catcher import MailCatcher
 from testkit.data import email_for
-
-T = TypeVar("T")
-
-PATIENCE = float(os.environ.get("TEST_PATIENCE_SECONDS", "60"))
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], seconds: float = PATIENCE
-) -> T:
-    """Poll ``probe`` until ``done`` holds for what it returns, or ``seconds`` pass; returns
-    the last value either way (the caller asserts on it, so a failure shows what was seen)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        value = await probe()
-        if done(value) or loop.time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
+from testkit.waiting import PATIENCE, eventually
 
 
 async def wait_for_mail(
@@ -80,8 +57,17 @@ def tracked_links(html: str, kind: str = "c") -> list[str]:
     return re.findall(rf'(/t/{kind}/[^"]+)"', html)
 
 
-async def settle(seconds: float = 0.3) -> None:
-    """Give activities that were just scheduled a moment, before checking that something did
-    NOT happen (the clock does not move meanwhile). Never use it before checking that
-    something did happen: wait for that with ``eventually`` or ``wait_for_mail``."""
-    await asyncio.sleep(seconds)
+@contextmanager
+def smtp_outage(catcher: MailCatcher) -> Iterator[None]:
+    """The catcher is down inside the block: connections to its port are refused. The port
+    stays bound meanwhile (not listening), so no other socket on the machine (an outgoing
+    connection of a second suite, say) can take it before the catcher comes back."""
+    catcher.stop()
+    hold = socket.socket()
+    try:
+        hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hold.bind((catcher.host, catcher.port))
+        yield
+    finally:
+        hold.close()
+        catcher.start()

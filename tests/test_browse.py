@@ -9,6 +9,7 @@ import pytest
 
 from testkit.data import add_customer, email_for
 from testkit.mail import journey_mails, parts, steps_of, tracked_links, wait_for_mail
+from testkit.waiting import PATIENCE
 from workflows.browse_follow_up import BrowseFollowUp
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -57,7 +58,7 @@ async def test_reviews_after_a_week_away_then_a_click_brings_the_recommendation(
         assert answer.status_code == 302
         targets[answer.headers["location"]] = link
     assert set(targets) == {"https://shop.test/reviews/BOOT-4", BOOTS["url"]}
-    result = await asyncio.wait_for(handle.result(), timeout=20)  # no clock moved
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)  # no clock moved
     assert result.outcome == "recommended"
     assert browse_steps(stack, cid) == ["reviews", "recommendation"]
     recommendation, _ = parts(journey_mails(stack.catcher, cid, "browse_follow_up")[1])
@@ -69,7 +70,7 @@ async def test_a_new_view_after_the_reviews_brings_the_recommendation_too(stack)
     handle = await interested(stack, cid)
     await stack.fast_forward(handle, timedelta(days=7, minutes=1))
     await view(stack, cid)
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "recommended"
     assert browse_steps(stack, cid) == ["reviews", "recommendation"]
 
@@ -78,7 +79,7 @@ async def test_no_open_click_or_visit_for_a_week_brings_a_coupon_for_it(stack):
     cid = stack.new_customer_id()
     handle = await interested(stack, cid)
     await stack.fast_forward(handle, timedelta(days=14, minutes=2))
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
 
     assert result.outcome == "completed"
     assert browse_steps(stack, cid) == ["reviews", "coupon"]
@@ -108,6 +109,6 @@ async def test_buying_the_product_ends_the_follow_up_at_once(stack):
     await stack.journeys.order_placed(
         {"customer_id": cid, "order_id": f"o-{cid}", "total": "129.00", "lines": [BOOTS]}
     )
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "bought"
     assert browse_steps(stack, cid) == ["reviews"]

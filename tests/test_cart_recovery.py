@@ -17,6 +17,7 @@ from store.models import Coupon, Event, SendLog
 from testkit.data import HAT, MUG, TEE, abandon_cart, add_customer, email_for
 from testkit.mail import journey_mails, parts, steps_of, tracked_links, wait_for_mail
 from testkit.stack import SECRET
+from testkit.waiting import PATIENCE
 from workflows.cart_recovery import CartRecovery
 
 
@@ -90,7 +91,7 @@ async def test_order_after_first_reminder_ends_the_journey_at_once(stack):
         {"customer_id": cid, "order_id": f"o-{cid}", "total": "39.80", "lines": [TEE]}
     )
     # No clock moves from here: the run can only end by reacting to the order signal.
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
 
     assert result.outcome == "ordered"
     assert result.sent == ["reminder_1"]
@@ -160,7 +161,7 @@ async def test_emptied_cart_ends_the_journey_without_email(stack):
     await stack.fast_forward(handle, timedelta(minutes=10))
     await abandon_cart(stack, cid)  # no lines: emptied
 
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "cart_emptied"
     assert stack.catcher.to(email_for(cid)) == []
 
@@ -200,7 +201,7 @@ async def test_after_a_click_only_the_discount_is_still_sent(stack, http):
     assert (await http.get(tracked_links(html)[0])).status_code == 302  # back to the cart
 
     await stack.fast_forward(handle, timedelta(days=7))
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.sent == ["reminder_1", "discount"]
     assert steps_of(journey_mails(stack.catcher, cid, "cart_recovery")) == result.sent
     skipped = [d for d in result.decisions if d.status == "skipped"]

@@ -15,7 +15,8 @@ from activities.send import SendActivities
 from core.rules import in_holdout
 from store.models import SendLog, Suppression, utcnow
 from testkit.data import TEE, abandon_cart, add_customer, email_for, emails_from_another_journey
-from testkit.mail import wait_for_mail
+from testkit.mail import smtp_outage, wait_for_mail
+from testkit.waiting import PATIENCE, eventually
 from workflows.cart_recovery import CartRecovery
 
 FAST_RETRY = {
@@ -57,6 +58,12 @@ async def _attempts(handle: Any) -> list[int]:
     ]
 
 
+async def _pending_attempt(handle: Any) -> int:
+    """The attempt the run's pending activity is at (0: none pending)."""
+    pending = (await handle.describe()).raw_description.pending_activities
+    return max((p.attempt for p in pending), default=0)
+
+
 async def test_a_send_retried_after_it_was_accepted_and_recorded_sends_nothing_more(
     make_stack, sessions
 ):
@@ -86,17 +93,15 @@ async def test_smtp_down_for_a_while_the_email_arrives_once_after_it_comes_back(
     await add_customer(stack, cid)
     handle = await abandon_cart(stack, cid, TEE)
 
-    stack.catcher.stop()
-    try:
+    with smtp_outage(stack.catcher):
         moving = asyncio.create_task(stack.fast_forward(handle, timedelta(hours=1, minutes=5)))
-        await asyncio.sleep(5)  # several attempts meet a refused connection
+        # several attempts meet a refused connection
+        await eventually(lambda: _pending_attempt(handle), lambda attempt: attempt >= 3)
         assert stack.catcher.to(email_for(cid)) == []
         async with stack.sessions() as s:
             rows = await s.scalar(select(func.count(SendLog.id)).where(SendLog.customer_id == cid))
         assert rows == 0  # nothing recorded as sent while nothing was sent
-    finally:
-        stack.catcher.start()
-    await asyncio.wait_for(moving, timeout=30)
+    await asyncio.wait_for(moving, timeout=PATIENCE)
 
     mails = await wait_for_mail(stack.catcher, email_for(cid), 1)
     await asyncio.sleep(0.5)
@@ -119,7 +124,7 @@ async def test_a_550_for_the_recipient_suppresses_the_address_and_ends_the_journ
     try:
         handle = await abandon_cart(stack, cid, TEE)
         await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
-        result = await asyncio.wait_for(handle.result(), timeout=20)
+        result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     finally:
         del stack.catcher.rcpt_answers[email_for(cid)]
 
@@ -134,7 +139,7 @@ async def test_a_550_for_the_recipient_suppresses_the_address_and_ends_the_journ
     # A later cart for the same address sends nothing: the gate sees the suppression.
     handle = await abandon_cart(stack, cid, TEE)
     await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "suppressed"
     assert stack.catcher.to(email_for(cid)) == []
 

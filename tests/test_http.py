@@ -16,6 +16,7 @@ from store.models import Customer, Event, Suppression
 from testkit.data import TEE, abandon_cart, add_customer, email_for
 from testkit.mail import parts, wait_for_mail
 from testkit.stack import WRITE_KEY
+from testkit.waiting import PATIENCE
 from workflows.cart_recovery import CartRecovery
 
 BEARER = {"Authorization": f"Bearer {WRITE_KEY}"}
@@ -301,7 +302,7 @@ async def test_segment_spec_examples_are_accepted_as_they_are(http, stack):
         "Order Completed",
     ]
     handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "ordered"
 
 
@@ -397,7 +398,7 @@ async def test_one_click_unsubscribe_during_cart_recovery_stops_every_further_em
     )  # no cookie, no login, no write key
     assert answer.status_code == 200
 
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "unsubscribed"
     async with stack.sessions() as s:
         customer = await s.get(Customer, cid)
@@ -408,7 +409,7 @@ async def test_one_click_unsubscribe_during_cart_recovery_stops_every_further_em
     # A new cart later sends nothing either: the gate knows.
     handle = await abandon_cart(stack, cid, TEE)
     await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "unsubscribed"
     assert len(stack.catcher.to(email_for(cid))) == 1
 
@@ -420,7 +421,7 @@ async def test_unsubscribing_from_one_journey_only_keeps_the_rest(http, stack):
     answer = await http.post(_path(url), data={"scope": "journey"})
     assert answer.status_code == 200 and "cart recovery emails" in answer.text
 
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "unsubscribed"
     async with stack.sessions() as s:
         customer = await s.get(Customer, cid)
@@ -453,7 +454,7 @@ async def test_bounces_and_complaints_suppress_the_address(http, stack):
             cid: (await s.get(Suppression, email_for(cid))).reason for cid in (soft, hard, spam)
         }
     assert reasons == {soft: "soft_bounce_limit", hard: "hard_bounce", spam: "complaint"}
-    result = await asyncio.wait_for(running.result(), timeout=20)
+    result = await asyncio.wait_for(running.result(), timeout=PATIENCE)
     assert result.outcome == "hard_bounce"
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from testkit.data import add_customer, email_for
 from testkit.mail import journey_mails, parts, steps_of, wait_for_mail
+from testkit.waiting import PATIENCE
 from workflows.nurture import NewCustomerNurture
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -43,7 +44,7 @@ async def test_the_full_timeline_with_care_for_the_ordered_category(stack):
     )
     await wait_for_mail(stack.catcher, email_for(cid), 2)
     await stack.fast_forward(handle, timedelta(days=60, minutes=1))
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
 
     assert result.outcome == "completed"
     steps = nurture_steps(stack, cid)
@@ -84,7 +85,7 @@ async def test_a_second_order_ends_nurture_at_once(stack):
     await stack.journeys.order_placed(
         {"customer_id": cid, "order_id": f"o2-{cid}", "total": "19.90", "lines": [SHIRT]}
     )
-    result = await asyncio.wait_for(handle.result(), timeout=20)  # no clock moved
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)  # no clock moved
     assert result.outcome == "repeat_customer"
     assert nurture_steps(stack, cid) == ["thanks", "care", "review"]
 

@@ -21,6 +21,7 @@ from settings import Settings
 from starter import ops
 from testkit.data import TEE, abandon_cart, add_customer, email_for, emails_from_another_journey
 from testkit.mail import journey_mails, steps_of, wait_for_mail
+from testkit.waiting import PATIENCE, eventually, eventually_passes
 from workflows.cart_recovery import CartRecovery
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -28,12 +29,7 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 async def runs_of(stack, cid: str, **kw):
     """Visibility is eventually consistent: wait until the runs show up."""
-    for _ in range(50):
-        runs = await ops.customer_runs(stack.client, cid, **kw)
-        if runs:
-            return runs
-        await asyncio.sleep(0.1)
-    return []
+    return await eventually(lambda: ops.customer_runs(stack.client, cid, **kw), bool)
 
 
 async def test_an_operator_finds_a_customers_runs_with_step_and_next_action(stack):
@@ -43,12 +39,15 @@ async def test_an_operator_finds_a_customers_runs_with_step_and_next_action(stac
     handle = await abandon_cart(stack, cid, TEE)
     await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
 
-    runs = await runs_of(stack, cid)
-    assert {r.workflow_id for r in runs} == {f"cart-recovery:{cid}", f"welcome-series:{cid}"}
-    cart = next(r for r in runs if r.journey == "cart_recovery")
-    assert cart.status == "RUNNING" and cart.step == "waiting:reminder_2"
-    assert cart.state is not None and cart.state.next_step == "reminder_2"
-    for run in runs:
+    async def listed():  # the step is a search attribute: visibility catches up with the run
+        runs = await ops.customer_runs(stack.client, cid)
+        assert {r.workflow_id for r in runs} == {f"cart-recovery:{cid}", f"welcome-series:{cid}"}
+        cart = next(r for r in runs if r.journey == "cart_recovery")
+        assert cart.status == "RUNNING" and cart.step == "waiting:reminder_2"
+        assert cart.state is not None and cart.state.next_step == "reminder_2"
+        return runs
+
+    for run in await eventually_passes(listed):
         await stack.client.get_workflow_handle(run.workflow_id).terminate("test done")
 
 
@@ -62,15 +61,17 @@ async def test_explain_lists_every_send_decision_with_its_reason(stack):
     await abandon_cart(stack, cid, TEE)
     cart = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
     await stack.fast_forward(cart, timedelta(hours=1, minutes=5))  # capped by the 2 above
-    await asyncio.sleep(0.5)
 
-    x = await ops.explain(stack.sessions, stack.client, cid)
-    decisions = {(r.journey, r.step): (r.status, r.reason) for r in x.sends}
-    status, reason = decisions[("cart_recovery", "reminder_1")]
-    assert status == "skipped" and (reason or "").startswith("capped")
-    (held,) = x.held
-    assert held["journey"] == "welcome_series" and held["reason"].startswith("quiet_hours")
-    assert x.customer is not None and x.suppression is None
+    async def explained():  # held sends are found through visibility: eventually consistent
+        x = await ops.explain(stack.sessions, stack.client, cid)
+        decisions = {(r.journey, r.step): (r.status, r.reason) for r in x.sends}
+        status, reason = decisions[("cart_recovery", "reminder_1")]
+        assert status == "skipped" and (reason or "").startswith("capped")
+        (held,) = x.held
+        assert held["journey"] == "welcome_series" and held["reason"].startswith("quiet_hours")
+        assert x.customer is not None and x.suppression is None
+
+    await eventually_passes(explained)
     await ops.cancel(stack.client, cid)
 
 
@@ -81,7 +82,7 @@ async def test_cancel_ends_a_customers_running_journeys(stack):
     await runs_of(stack, cid)
     assert await ops.cancel(stack.client, cid) == [f"cart-recovery:{cid}"]
     with pytest.raises(WorkflowFailureError):
-        await asyncio.wait_for(handle.result(), timeout=20)
+        await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert (await handle.describe()).status.name == "CANCELED"
 
 
@@ -108,6 +109,7 @@ async def test_a_paused_journey_holds_its_sends_until_resumed(stack):
     await ops.pause_journey(stack.sessions, stack.client, "cart_recovery", paused=True)
     try:
         handle = await abandon_cart(stack, cid, TEE)
+        await runs_of(stack, cid)  # resuming finds the journey's runs through visibility
         await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
         state = await handle.query(CartRecovery.state)
         assert state.decisions[-1].status == "deferred"

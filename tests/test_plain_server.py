@@ -13,6 +13,7 @@ from testkit.data import TEE, abandon_cart, add_customer, email_for
 from testkit.mail import wait_for_mail
 from testkit.servers import start_plain_server
 from testkit.stack import running_stack, stack_settings
+from testkit.waiting import PATIENCE
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,6 @@ async def test_speedup_runs_the_journey_in_real_time_on_a_plain_server(
         await stack.journeys.order_placed(
             {"customer_id": cid, "order_id": f"o-{cid}", "total": "39.80"}
         )
-        result = await asyncio.wait_for(handle.result(), timeout=20)
+        result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "ordered"
     assert result.sent == ["reminder_1"]

@@ -28,6 +28,7 @@ from store.sweep import birthday_dates, lapsed_page
 from testkit.data import TEE, abandon_cart, add_customer, email_for, lapsed_customer
 from testkit.databases import throwaway_postgres
 from testkit.mail import journey_mails, parts, steps_of, tracked_links, wait_for_mail
+from testkit.waiting import PATIENCE, eventually
 from workflows.sweep import DailySweep
 from workflows.win_back import WinBack
 
@@ -66,7 +67,7 @@ async def sweep(stack, *, as_of: datetime = AS_OF, page_size: int = 3) -> SweepR
         id=f"sweep-{uuid.uuid4().hex[:8]}",
         task_queue=stack.settings.temporal_task_queue,
     )
-    return await asyncio.wait_for(handle.result(), timeout=60)
+    return await asyncio.wait_for(handle.result(), timeout=PATIENCE)
 
 
 def win_back_handle(stack, cid: str, last_order_days: int):
@@ -149,7 +150,7 @@ async def test_an_order_after_the_offer_is_a_win(stack):
     text_part, _ = parts(journey_mails(stack.catcher, cid, "win_back")[0])
     assert "BACK-" in text_part  # the coupon
     await stack.journeys.order_placed({"customer_id": cid, "order_id": f"{cid}-new", "total": "20"})
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "won_back"
 
 
@@ -158,7 +159,7 @@ async def test_an_open_after_the_offer_ends_it_without_a_last_call(stack, http):
     _, html = parts(journey_mails(stack.catcher, cid, "win_back")[0])
     (pixel,) = tracked_links(html, "o")
     assert (await http.get(pixel)).status_code == 200
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "engaged"
     assert steps_of(journey_mails(stack.catcher, cid, "win_back")) == ["win_back_offer"]
 
@@ -174,7 +175,7 @@ async def test_clicking_stay_in_the_last_call_keeps_the_address(stack, http):
 
     answer = await http.get(stay.replace("https://shop.test", ""))
     assert answer.status_code == 200 and "keep getting our emails" in answer.text
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "stayed"
     async with stack.sessions() as s:
         assert await s.get(Suppression, email_for(cid)) is None
@@ -183,7 +184,7 @@ async def test_clicking_stay_in_the_last_call_keeps_the_address(stack, http):
 async def test_no_reaction_within_15_days_of_the_last_call_sunsets_the_address(stack):
     cid, handle = await _offer(stack)
     await stack.fast_forward(handle, timedelta(days=7 + 15, minutes=2))
-    result = await asyncio.wait_for(handle.result(), timeout=20)
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
 
     assert result.outcome == "sunset"
     async with stack.sessions() as s:
@@ -194,7 +195,7 @@ async def test_no_reaction_within_15_days_of_the_last_call_sunsets_the_address(s
     # Sunset: nothing from the other journeys either ...
     cart = await abandon_cart(stack, cid, TEE)
     await stack.fast_forward(cart, timedelta(hours=1, minutes=5))
-    assert (await asyncio.wait_for(cart.result(), timeout=20)).outcome == "suppressed"
+    assert (await asyncio.wait_for(cart.result(), timeout=PATIENCE)).outcome == "suppressed"
     assert journey_mails(stack.catcher, cid, "cart_recovery") == []
     # ... until a later order brings the address back.
     await stack.journeys.order_placed({"customer_id": cid, "order_id": f"{cid}-back", "total": "9"})
@@ -250,14 +251,10 @@ async def test_the_schedule_is_created_once_updated_after_and_runs_the_sweep(sta
         assert described.schedule.spec.time_zone_name == "UTC"
 
         await handle.trigger()
-        for _ in range(100):
-            described = await handle.describe()
-            if described.info.recent_actions:
-                break
-            await asyncio.sleep(0.1)
+        described = await eventually(handle.describe, lambda d: bool(d.info.recent_actions))
         (action,) = described.info.recent_actions
         run = stack.client.get_workflow_handle(action.action.workflow_id)
-        result = await asyncio.wait_for(run.result(), timeout=60)
+        result = await asyncio.wait_for(run.result(), timeout=PATIENCE)
         assert set(result["counts"]) == {"win_back", "repeat_purchase", "birthday"}
     finally:
         await handle.delete()

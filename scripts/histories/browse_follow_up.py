@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from histories.common import Branch, Handle, check, expect_steps, follow, handle_of, html_of
 from testkit.data import add_customer
-from testkit.mail import settle, tracked_links
+from testkit.mail import tracked_links
 from testkit.stack import Stack
+from testkit.waiting import settle
 from workflows.browse_follow_up import BrowseFollowUp
 
 JOURNEY = "browse_follow_up"

@@ -14,6 +14,7 @@ from starter.ingest.service import EventResult
 from testkit.data import email_for
 from testkit.mail import journey_mails, parts, steps_of, wait_for_mail
 from testkit.stack import Stack
+from testkit.waiting import PATIENCE, eventually
 
 Handle = WorkflowHandle[Any, Any]
 Drive = Callable[[Stack, str], Awaitable[Handle]]
@@ -55,17 +56,15 @@ async def expect_mail(stack: Stack, cid: str, count: int) -> None:
 
 
 async def expect_steps(
-    stack: Stack, cid: str, journey: str, *steps: str, seconds: float = 15.0
+    stack: Stack, cid: str, journey: str, *steps: str, seconds: float = PATIENCE
 ) -> None:
     """Wait until the customer has as many of the journey's mails as ``steps``; they must be
     exactly those steps, in that order."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        got = steps_of(journey_mails(stack.catcher, cid, journey))
-        if len(got) >= len(steps) or loop.time() > deadline:
-            break
-        await asyncio.sleep(0.05)
+
+    async def sent() -> list[str]:
+        return steps_of(journey_mails(stack.catcher, cid, journey))
+
+    got = await eventually(sent, lambda got: len(got) >= len(steps), seconds)
     check(got == list(steps), f"{cid}: {journey} mails {got}, expected {list(steps)}")
 
 
@@ -85,6 +84,6 @@ async def follow(stack: Stack, link: str, status: int) -> None:
     check(answer.status_code == status, f"GET {link}: {answer.status_code}, not {status}")
 
 
-async def finished(handle: Handle, seconds: float = 30) -> Any:
+async def finished(handle: Handle, seconds: float = PATIENCE) -> Any:
     """The run's result (a ``JourneyResult``); fetching it again later is fine."""
     return await asyncio.wait_for(handle.result(), timeout=seconds)

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from histories.common import Branch, Handle, check, expect_steps, finished, handle_of
 from testkit.data import add_customer
-from testkit.mail import journey_mails, settle, steps_of
+from testkit.mail import journey_mails, steps_of
 from testkit.stack import Stack
+from testkit.waiting import settle
 from workflows.nurture import NewCustomerNurture
 
 JOURNEY = "new_customer_nurture"

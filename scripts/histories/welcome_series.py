@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 from core.zones import zone_at_local_hour
 from histories.common import Branch, Handle, check, expect_steps, follow, handle_of, html_of
 from testkit.data import add_customer
-from testkit.mail import journey_mails, settle, tracked_links
+from testkit.mail import journey_mails, tracked_links
 from testkit.stack import Stack
+from testkit.waiting import settle
 from workflows.welcome_series import WelcomeSeries
 
 JOURNEY = "welcome_series"
