@@ -1,7 +1,7 @@
 """Journey configuration as validated data.
 
 The starter loads ``journeys/<name>.toml`` into :class:`JourneyConfig` and passes it to the
-workflow as input (ARCHITECTURE.md decision 1): editing a TOML changes new runs only.
+workflow as input (README, "How it works"): editing a TOML changes new runs only.
 This module is imported by workflow code, so it must stay deterministic: no I/O at import.
 """
 
