@@ -87,6 +87,7 @@ def build_activities(
         send.send_step,
         journey.journey_facts,
         journey.record_decision,
+        journey.record_entry,
         journey.tag_customer,
         journey.sunset_customer,
     ]

@@ -7,9 +7,16 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from core.contracts import DecisionInput, FactsInput, JourneyFacts, SunsetInput, TagInput
+from core.contracts import (
+    DecisionInput,
+    EntryInput,
+    FactsInput,
+    JourneyFacts,
+    SunsetInput,
+    TagInput,
+)
 from core.rules import counts_as_order, skus_of
-from store import repo
+from store import repo, reports
 from store.db import SessionFactory
 from store.models import utcnow
 
@@ -103,3 +110,9 @@ class JourneyActivities:
             if customer is not None:
                 tags = set(customer.attributes.get("tags", []))
                 customer.attributes = {**customer.attributes, "tags": sorted(tags | {req.tag})}
+
+    @activity.defn(name="record_entry")
+    async def record_entry(self, req: EntryInput) -> None:
+        """The run entered its journey (once per run: a retry finds it recorded)."""
+        async with self._sessions.begin() as s:
+            await reports.record_entry(s, **req.model_dump())

@@ -329,3 +329,17 @@ class SweepPageResult(BaseModel):
 class SunsetInput(BaseModel):
     customer_id: str
     reason: str
+
+
+class EntryInput(BaseModel):
+    """Activity ``record_entry``: a run entered its journey, in this group (the report's
+    clock and group for every conversion)."""
+
+    customer_id: str
+    journey: str
+    workflow_id: str
+    run_chain_id: str
+    entered_at: datetime
+    group: Literal["treated", "control"]
+    holdout_share: float
+    journey_version: int

@@ -211,3 +211,26 @@ class JourneyPause(Base):
     journey: Mapped[str] = mapped_column(String(64), primary_key=True)
     reason: Mapped[str | None] = mapped_column(Text)
     paused_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JourneyEntry(Base):
+    """A run entering its journey, with the group the customer is in (treated or control)
+    and the journey's clock at entry: what the effect report counts conversions from."""
+
+    __tablename__ = "journey_entries"
+    __table_args__ = (
+        Index("uq_journey_entries_run", "workflow_id", "run_chain_id", unique=True),
+        Index("ix_journey_entries_journey_entered", "journey", "entered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    journey: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    run_chain_id: Mapped[str] = mapped_column(String(64))
+    entered_at: Mapped[datetime]  # the journey's clock (workflow.now()) at entry
+    group: Mapped[str] = mapped_column(String(8))  # treated | control
+    holdout_share: Mapped[float]
+    journey_version: Mapped[int]

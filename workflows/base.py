@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts import (
         CustomerLeft,
         Engagement,
+        EntryInput,
         JourneyInput,
         JourneyResult,
         JourneyState,
@@ -33,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         describe,
     )
     from core.ids import JOURNEY_OUTCOME, JOURNEY_STEP
-    from core.rules import ends_journey
+    from core.rules import ends_journey, in_holdout
     from core.sending import send_step_input
     from journeys.config import StepConfig
 
@@ -119,6 +120,8 @@ class Journey(Records):
 
     async def walk(self, timeline: Awaitable[str]) -> JourneyResult:
         """Run the timeline to its outcome, or to the point where the journey ended."""
+        if workflow.patched("record-entry"):  # runs started before it record no entry
+            await self._record_entry()
         try:
             outcome = await timeline
         except JourneyEnded as ended:
@@ -133,6 +136,21 @@ class Journey(Records):
             sent=[d.step for d in self._state.decisions if d.status == "sent"],
             decisions=self._state.decisions,
         )
+
+    async def _record_entry(self) -> None:
+        """The entry the effect report counts from: when, and treated or control."""
+        share = self.config.holdout_share
+        entry = EntryInput(
+            customer_id=self.customer_id,
+            journey=self.config.name,
+            workflow_id=self._workflow_id,
+            run_chain_id=self._run_chain_id,
+            entered_at=self.entered_at,
+            group="control" if in_holdout(self.customer_id, self.config.name, share) else "treated",
+            holdout_share=share,
+            journey_version=self.config.version,
+        )
+        await self._record_activity("record_entry", entry, "record the entry")
 
     def exit(self, outcome: str) -> None:
         """From a signal: the journey ends with ``outcome`` at once (waits and held sends

@@ -1,0 +1,196 @@
+"""The effect report: did a journey make people buy, by how much, and are we sure?
+
+Per journey (and per step) and per window: treated and control customers, converted, rate,
+revenue and revenue per customer; the lift with its 95 % interval and p-value
+(core.stats); incremental orders and revenue; a verdict in plain words. The counts come
+from store.reports (SQL); this module only puts them together, as JSON or as a table.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from core.stats import Group, Lift, lift, verdict
+from store import reports
+from store.db import SessionFactory
+
+DEFAULT_WINDOWS = "2d,10d,30d"
+_WINDOW = re.compile(r"^(\d+)([dh])$")
+
+
+def parse_windows(text: str) -> list[str]:
+    """``"2d,10d,30d"`` (days or hours) as labels; a bad one names itself."""
+    labels = [part.strip() for part in text.split(",") if part.strip()]
+    for label in labels:
+        if not _WINDOW.match(label) or window_of(label) <= timedelta(0):
+            raise ValueError(f"window {label!r}: expected a number of days or hours, e.g. 10d")
+    if not labels:
+        raise ValueError("no window given: e.g. 2d,10d,30d")
+    return labels
+
+
+def window_of(label: str) -> timedelta:
+    match = _WINDOW.match(label)
+    if match is None:
+        raise ValueError(f"window {label!r}: expected e.g. 10d or 12h")
+    n, unit = int(match[1]), match[2]
+    return timedelta(days=n) if unit == "d" else timedelta(hours=n)
+
+
+def _group(counts: reports.Counts | None) -> Group:
+    c = counts or reports.Counts()
+    return Group(customers=c.customers, converted=c.converted, orders=c.orders, revenue=c.revenue)
+
+
+def _group_json(g: Group) -> dict[str, Any]:
+    rpc = g.revenue_per_customer
+    return {
+        "customers": g.customers,
+        "converted": g.converted,
+        "rate": g.rate,
+        "orders": g.orders,
+        "revenue": float(g.revenue),
+        "revenue_per_customer": float(rpc) if rpc is not None else None,
+    }
+
+
+def _lift_json(found: Lift | None) -> dict[str, Any] | None:
+    if found is None:
+        return None
+    return {
+        "absolute": found.absolute,
+        "relative": found.relative,
+        "ci95": list(found.ci95),
+        "p_value": found.p_value,
+        "incremental_orders": found.incremental_orders,
+        "incremental_revenue": float(found.incremental_revenue),
+    }
+
+
+def figures(
+    label: str, treated_counts: reports.Counts | None, control_counts: reports.Counts | None
+) -> dict[str, Any]:
+    """One window's figures in the report's JSON shape."""
+    treated, control = _group(treated_counts), _group(control_counts)
+    found = lift(treated, control)
+    still_open = sum(c.still_open for c in (treated_counts, control_counts) if c is not None)
+    return {
+        "window": label,
+        "treated": _group_json(treated),
+        "control": _group_json(control),
+        "lift": _lift_json(found),
+        "verdict": verdict(treated, control, found),
+        "still_open": still_open,
+    }
+
+
+async def journey_report(
+    sessions: SessionFactory,
+    journey: str,
+    *,
+    windows: list[str],
+    since: datetime | None = None,
+    as_of: datetime | None = None,
+    steps: bool = True,
+) -> dict[str, Any]:
+    """One journey's report: per window, and per step and window."""
+    at = as_of or datetime.now(UTC)
+    out: dict[str, Any] = {
+        "journey": journey,
+        "since": since.isoformat() if since else None,
+        "as_of": at.isoformat(),
+        "windows": [],
+        "steps": [],
+    }
+    by_step: dict[str, list[dict[str, Any]]] = {}
+    async with sessions() as s:
+        for label in windows:
+            window = window_of(label)
+            counts = await reports.entry_counts(
+                s, journey=journey, window=window, as_of=at, since=since
+            )
+            out["windows"].append(
+                figures(label, counts.get(reports.TREATED), counts.get(reports.CONTROL))
+            )
+            if not steps:
+                continue
+            per_step = await reports.step_counts(
+                s, journey=journey, window=window, as_of=at, since=since
+            )
+            for step in sorted({step for step, _ in per_step}):
+                by_step.setdefault(step, []).append(
+                    figures(
+                        label,
+                        per_step.get((step, reports.TREATED)),
+                        per_step.get((step, reports.CONTROL)),
+                    )
+                )
+    out["steps"] = [{"step": step, "windows": rows} for step, rows in by_step.items()]
+    return out
+
+
+async def all_journeys(
+    sessions: SessionFactory,
+    *,
+    windows: list[str],
+    since: datetime | None = None,
+    as_of: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Every journey with entries: its figures per window (no steps)."""
+    async with sessions() as s:
+        names = await reports.journeys_entered(s, since=since)
+    return [
+        await journey_report(sessions, name, windows=windows, since=since, as_of=as_of, steps=False)
+        for name in names
+    ]
+
+
+# -- as text --------------------------------------------------------------------------------
+
+
+def percent(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 100:+.1f} %" if signed else f"{value * 100:.1f} %"
+
+
+def money(value: float | Decimal | None) -> str:
+    return "-" if value is None else f"{Decimal(str(value)):,.2f}"
+
+
+def as_table(report: dict[str, Any]) -> str:
+    """A journey's report for the terminal."""
+    lines = [f"journey {report['journey']}  (as of {report['as_of'][:16]} UTC)"]
+    lines += _window_lines(report["windows"])
+    for step in report.get("steps", []):
+        lines.append(f"  step {step['step']} (after its send or would-be send)")
+        lines += ["  " + line for line in _window_lines(step["windows"])]
+    return "\n".join(lines)
+
+
+def _window_lines(rows: list[dict[str, Any]]) -> list[str]:
+    out = [
+        f"  {'window':>6}  {'treated':>22}  {'control':>22}  {'lift':>9}  {'95 % CI':>19}"
+        f"  {'p':>6}  {'extra revenue':>13}"
+    ]
+    for row in rows:
+        t, c, found = row["treated"], row["control"], row["lift"]
+        ci = p = extra = "-"
+        if found is not None:
+            ci = f"[{percent(found['ci95'][0], True)}, {percent(found['ci95'][1], True)}]"
+            p, extra = f"{found['p_value']:.3f}", money(found["incremental_revenue"])
+        out.append(
+            f"  {row['window']:>6}  {_cell(t):>22}  {_cell(c):>22}"
+            f"  {percent(found['absolute'], True) if found else '-':>9}  {ci:>19}  {p:>6}"
+            f"  {extra:>13}"
+        )
+        open_note = f" ({row['still_open']} still within the window)" if row["still_open"] else ""
+        out.append(f"  {'':>6}  {row['verdict']}{open_note}")
+    return out
+
+
+def _cell(g: dict[str, Any]) -> str:
+    return f"{g['converted']}/{g['customers']} = {percent(g['rate'])}"

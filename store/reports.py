@@ -1,0 +1,191 @@
+"""The effect report's data: journey entries (who entered when, treated or control) and the
+set-based counts of conversions after them. Every figure is one GROUP BY in the database;
+no rows are loaded into Python.
+
+A customer counts once per journey (their first entry since ``since``); for a step, once
+per step (their first send or would-be send of it). An order converts when it is placed
+(``orders.placed_at``, the event's own time) after that moment and within the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Float, and_, case, func, literal, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Subquery
+
+from store.models import JourneyEntry, Order, SendLog
+
+TREATED, CONTROL = "treated", "control"
+# A step's send log status and the group it stands for.
+STEP_GROUPS = {"sent": TREATED, "held_out": CONTROL}
+
+
+@dataclass(frozen=True)
+class Counts:
+    customers: int = 0
+    converted: int = 0  # customers with at least one order in the window
+    orders: int = 0
+    revenue: Decimal = Decimal(0)
+    still_open: int = 0  # customers whose window has not ended yet at ``as_of``
+
+
+async def record_entry(
+    s: AsyncSession,
+    *,
+    customer_id: str,
+    journey: str,
+    workflow_id: str,
+    run_chain_id: str,
+    entered_at: datetime,
+    group: str,
+    holdout_share: float,
+    journey_version: int,
+) -> None:
+    """Once per run: a second call for the same run changes nothing."""
+    found = await s.scalar(
+        select(JourneyEntry.id).where(
+            JourneyEntry.workflow_id == workflow_id, JourneyEntry.run_chain_id == run_chain_id
+        )
+    )
+    if found is not None:
+        return
+    try:
+        async with s.begin_nested():
+            s.add(
+                JourneyEntry(
+                    customer_id=customer_id,
+                    journey=journey,
+                    workflow_id=workflow_id,
+                    run_chain_id=run_chain_id,
+                    entered_at=entered_at,
+                    group=group,
+                    holdout_share=holdout_share,
+                    journey_version=journey_version,
+                )
+            )
+    except IntegrityError:
+        pass  # recorded meanwhile by another attempt of the same activity
+
+
+async def journeys_entered(s: AsyncSession, *, since: datetime | None = None) -> list[str]:
+    query = select(JourneyEntry.journey).distinct().order_by(JourneyEntry.journey)
+    if since is not None:
+        query = query.where(JourneyEntry.entered_at >= since)
+    return list(await s.scalars(query))
+
+
+async def entry_counts(
+    s: AsyncSession,
+    *,
+    journey: str,
+    window: timedelta,
+    as_of: datetime,
+    since: datetime | None = None,
+) -> dict[str, Counts]:
+    """Per group (treated, control): customers, converted, orders, revenue in ``window``."""
+    e = JourneyEntry
+    first = func.row_number().over(partition_by=e.customer_id, order_by=(e.entered_at, e.id))
+    entries = select(
+        e.customer_id.label("customer_id"),
+        e.group.label("grp"),
+        e.entered_at.label("t0"),
+        literal("").label("step"),
+        first.label("nth"),
+    ).where(e.journey == journey)
+    if since is not None:
+        entries = entries.where(e.entered_at >= since)
+    rows = await _convert(s, entries.subquery("entries"), window=window, as_of=as_of)
+    return {grp: counts for (_, grp), counts in rows.items()}
+
+
+async def step_counts(
+    s: AsyncSession,
+    *,
+    journey: str,
+    window: timedelta,
+    as_of: datetime,
+    since: datetime | None = None,
+) -> dict[tuple[str, str], Counts]:
+    """Per (step, group): after the step's send (treated) or would-be send (held out)."""
+    log = SendLog
+    first = func.row_number().over(
+        partition_by=(log.customer_id, log.step), order_by=(log.decided_at, log.id)
+    )
+    sends = select(
+        log.customer_id.label("customer_id"),
+        case(*((log.status == st, literal(g)) for st, g in STEP_GROUPS.items())).label("grp"),
+        log.decided_at.label("t0"),
+        log.step.label("step"),
+        first.label("nth"),
+    ).where(log.journey == journey, log.status.in_(list(STEP_GROUPS)))
+    if since is not None:
+        sends = sends.where(log.decided_at >= since)
+    return await _convert(s, sends.subquery("sends"), window=window, as_of=as_of)
+
+
+async def _convert(
+    s: AsyncSession, cohort: Subquery, *, window: timedelta, as_of: datetime
+) -> dict[tuple[str, str], Counts]:
+    """Conversions of a cohort (customer_id, grp, t0, step, nth): first the orders of each
+    customer in their window (one row per customer), then the sums per (step, grp)."""
+    c, o = cohort.c, Order
+    dialect = s.get_bind().dialect.name
+    in_window = and_(
+        o.customer_id == c.customer_id,
+        o.placed_at > c.t0,
+        _not_after(o.placed_at, c.t0, window, dialect),
+    )
+    per_customer = (
+        select(
+            c.step,
+            c.grp,
+            c.t0,
+            func.count(o.id).label("orders"),
+            func.coalesce(func.sum(o.total), 0).label("revenue"),
+        )
+        .select_from(cohort)
+        .outerjoin(o, in_window)
+        .where(c.nth == 1)
+        .group_by(c.step, c.grp, c.customer_id, c.t0)
+        .subquery("per_customer")
+    )
+    p = per_customer.c
+    totals = select(
+        p.step,
+        p.grp,
+        func.count().label("customers"),
+        func.sum(case((p.orders > 0, 1), else_=0)).label("converted"),
+        func.sum(p.orders).label("orders"),
+        func.sum(p.revenue).label("revenue"),
+        func.sum(case((p.t0 > as_of - window, 1), else_=0)).label("still_open"),
+    ).group_by(p.step, p.grp)
+    out: dict[tuple[str, str], Counts] = {}
+    for row in await s.execute(totals):
+        out[(row.step, row.grp)] = Counts(
+            customers=int(row.customers),
+            converted=int(row.converted or 0),
+            orders=int(row.orders or 0),
+            revenue=_money(row.revenue),
+            still_open=int(row.still_open or 0),
+        )
+    return out
+
+
+def _not_after(placed: Any, start: Any, window: timedelta, dialect: str) -> ColumnElement[bool]:
+    """placed <= start + window, in the database's own date arithmetic."""
+    seconds = window.total_seconds()
+    if dialect == "postgresql":
+        end = start + func.make_interval(0, 0, 0, 0, 0, 0, literal(seconds, Float))
+        return cast(ColumnElement[bool], placed <= end)
+    # SQLite keeps times as text: compare as Julian days (about a millisecond of precision).
+    return func.julianday(placed) <= func.julianday(start) + seconds / 86400.0
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
