@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from journeys.shop import DEMO_SHOP, Shop
+
 ROOT = Path(__file__).resolve().parent
 VAR_DIR = ROOT / "var"
 
@@ -48,6 +50,54 @@ class Settings(BaseSettings):
     mail_from: str = "Shop <shop@example.com>"
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: str = "dev-secret-change-me"
+
+    # The shop every email speaks for (journeys/shop.py; the base layout shows it). SHOP_URL,
+    # SHOP_NAME, SHOP_POSTAL_ADDRESS and SHOP_SUPPORT_EMAIL are required outside
+    # development/test; there an unset one takes the demo shop's value (make run, the tests).
+    shop_url: str = Field("", pattern=r"^(https?://\S+)?$")  # the storefront, not the API
+    shop_name: str = ""
+    shop_postal_address: str = ""
+    shop_support_email: str = ""
+    shop_logo_url: str = Field("", pattern=r"^(https?://\S+)?$")
+    shop_sign_off: str = ""
+    shop_brand_color: str = Field("#222222", pattern=r"^#(?:[0-9a-fA-F]{3}){1,2}$")
+
+    def shop_problem(self) -> str | None:
+        """What is wrong with the SHOP_* settings for production, or None."""
+        required = ("shop_url", "shop_name", "shop_postal_address", "shop_support_email")
+        missing = [name.upper() for name in required if not getattr(self, name).strip()]
+        if not missing:
+            return None
+        return (
+            f"{', '.join(missing)} not set: every email shows the shop's storefront, name, "
+            "postal address (CAN-SPAM) and support address; set them for "
+            f"ENVIRONMENT={self.environment} (development or test use a demo shop)"
+        )
+
+    @model_validator(mode="after")
+    def _require_shop(self) -> Settings:
+        if self.environment not in ("development", "test"):
+            problem = self.shop_problem()
+            if problem:
+                raise ValueError(problem)
+            return self
+        for name in ("shop_url", "shop_name", "shop_postal_address", "shop_support_email"):
+            if not getattr(self, name).strip():  # the demo shop's value
+                setattr(self, name, getattr(DEMO_SHOP, name.removeprefix("shop_")))
+        self.shop_logo_url = self.shop_logo_url or DEMO_SHOP.logo_url
+        return self
+
+    @property
+    def shop(self) -> Shop:
+        return Shop(
+            url=self.shop_url,
+            name=self.shop_name,
+            postal_address=self.shop_postal_address,
+            support_email=self.shop_support_email,
+            logo_url=self.shop_logo_url,
+            sign_off=self.shop_sign_off,
+            brand_color=self.shop_brand_color,
+        )
 
     # HTTP API (python -m starter.http; started by make run)
     api_host: str = "127.0.0.1"

@@ -80,6 +80,7 @@ def build_activities(
             mail_from=settings.mail_from,
             public_base_url=settings.public_base_url,
             secret_key=settings.secret_key,
+            shop=settings.shop,
         ),
     )
     journey = JourneyActivities(sessions=sessions)

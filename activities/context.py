@@ -1,4 +1,4 @@
-"""What a template sees: the customer, the cart, the coupon, the shop's links, and the
+"""What a template sees: the customer, the cart, the coupon, the shop and its links, and the
 products and orders a step's context names. Reads the store; decides nothing."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import SendStepInput
 from core.links import Links
+from journeys.shop import Shop
 from store import repo
 from store.models import Cart, Coupon, Customer, Product
 
@@ -54,22 +55,28 @@ def base_context(
     cart: Cart | None,
     coupon: Coupon | None,
     *,
-    shop_url: str,
+    shop: Shop,
     links: Links,
 ) -> dict[str, Any]:
-    """What every template sees: the customer, the cart, the coupon, the shop's links."""
-    base = shop_url.rstrip("/")
+    """What every template sees: the customer, the cart, the coupon, the shop and its links.
+
+    ``first_name`` is empty when unknown: templates and subjects say what they say without
+    it (``{% if first_name %}``), never "Hi there". Shop links are under ``shop_url`` (the
+    storefront); a checkout link from the shop's events wins over the storefront's /cart.
+    """
+    shop_ctx = shop.context()
     cart_ctx = _cart_context(cart)
     if not cart_ctx["checkout_url"]:
-        cart_ctx["checkout_url"] = f"{base}/cart"
+        cart_ctx["checkout_url"] = f"{shop_ctx['url']}/cart"
+    first_name = (customer.first_name or "").strip()
     return {
         "customer": {
             "id": customer.id,
-            "first_name": customer.first_name or "there",
+            "first_name": first_name,
             "last_name": customer.last_name or "",
             "email": customer.email,
         },
-        "first_name": customer.first_name or "there",
+        "first_name": first_name,
         "cart": cart_ctx,
         "coupon": (
             {
@@ -81,7 +88,8 @@ def base_context(
             else None
         ),
         "coupon_code": coupon.code if coupon is not None else None,
-        "shop_url": base,
+        "shop": shop_ctx,
+        "shop_url": shop_ctx["url"],
         "unsubscribe_url": links.unsubscribe(customer_id=customer.id, journey=req.journey),
         "stay_url": links.stay(customer_id=customer.id, send_key=req.idempotency_key),
         "journey": req.journey,
@@ -108,6 +116,8 @@ async def extra_context(s: AsyncSession, req: SendStepInput, customer: Customer)
         "order": None,
         "cross_sell": [],
         "birthday_known": bool(customer.attributes.get("birthday")),
+        "picks": [],
+        "tracking_url": None,
         **{k: v for k, v in req.context.items() if k not in ("product_sku", "order_id")},
     }
     picks = req.context.get("picks")

@@ -45,6 +45,7 @@ from activities.render import (
 from core.contracts import ReasonCode, SendOutcome, SendStepInput, describe
 from core.links import Links
 from core.rules import Recipient, cart_state, send_decision
+from journeys.shop import Shop
 from store import repo
 from store.db import SessionFactory
 from store.models import Cart, Coupon, Customer, SendLog, utcnow
@@ -60,6 +61,7 @@ class MailSettings:
     mail_from: str
     public_base_url: str
     secret_key: str
+    shop: Shop
 
 
 class SendActivities:
@@ -118,7 +120,7 @@ class SendActivities:
                 return decision
             coupon = await self._coupon(s, req)
             context = base_context(
-                req, customer, cart, coupon, shop_url=self._mail.public_base_url, links=self._links
+                req, customer, cart, coupon, shop=self._mail.shop, links=self._links
             )
             context.update(await extra_context(s, req, customer))
         return customer, context

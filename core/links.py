@@ -51,7 +51,11 @@ class Links:
 
         body = _HREF.sub(rewrite, body)
         pixel = self.open_pixel(customer_id=customer_id, send_key=send_key)
-        img = f'<img src="{html.escape(pixel)}" width="1" height="1" alt="" style="display:none">'
+        # 1x1 and visible to the client: a display:none image is not fetched by some clients.
+        img = (
+            f'<img src="{html.escape(pixel)}" width="1" height="1" alt="" '
+            'style="display:block;width:1px;height:1px;border:0">'
+        )
         if "</body>" in body:
             return body.replace("</body>", f"{img}\n</body>", 1)
         return body + img

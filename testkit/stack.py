@@ -68,6 +68,7 @@ def stack_settings(
         "smtp_port": catcher.port,
         "mail_from": "Example Shop <shop@shop.test>",
         "public_base_url": "https://shop.test",
+        "shop_url": "https://shop.test",  # the storefront (the demo shop's other settings)
         "secret_key": SECRET,
         "api_write_key": WRITE_KEY,
         "journeys_dir": journeys_dir,

@@ -227,6 +227,7 @@ async def test_transactional_mail_still_reaches_sunset_and_unsubscribed_addresse
             mail_from=stack.settings.mail_from,
             public_base_url=stack.settings.public_base_url,
             secret_key=stack.settings.secret_key,
+            shop=stack.settings.shop,
         ),
     )
 
