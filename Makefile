@@ -1,6 +1,9 @@
 # The two commands of the README: `make run` and `make test`. Both install what they need.
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+# The laptop commands run in development unless told otherwise: an unset ENVIRONMENT is
+# production, where the placeholder SECRET_KEY and API_WRITE_KEY are refused.
+DEV := ENVIRONMENT=$${ENVIRONMENT:-development}
 
 .PHONY: setup run test lint demo mail migrate worker bench
 
@@ -10,7 +13,7 @@ setup:
 	@$(UV) sync --frozen --quiet
 
 run: setup  ## Temporal dev server + SMTP catcher + worker on embedded defaults (or your settings)
-	@$(UV) run --frozen python -m devstack
+	@$(DEV) $(UV) run --frozen python -m devstack
 
 test: setup  ## lint, type-check, the whole test suite against real parts, compose validation
 	@scripts/ensure_postgres.sh
@@ -22,13 +25,13 @@ test: setup  ## lint, type-check, the whole test suite against real parts, compo
 	STRICT=1 bash scripts/validate_compose.sh
 
 demo: setup  ## with `make run` up: a customer abandons a cart; the email shows up in ~2 s
-	@JOURNEY_SPEEDUP=$${JOURNEY_SPEEDUP:-3600} $(UV) run --frozen python -m starter demo
+	@$(DEV) JOURNEY_SPEEDUP=$${JOURNEY_SPEEDUP:-3600} $(UV) run --frozen python -m starter demo
 
 mail: setup  ## list the mail the local catcher kept (SHOW=N prints message N)
-	@$(UV) run --frozen python -m starter mail $(if $(SHOW),--show $(SHOW))
+	@$(DEV) $(UV) run --frozen python -m starter mail $(if $(SHOW),--show $(SHOW))
 
 migrate: setup
-	@$(UV) run --frozen python -m store.migrate
+	@$(DEV) $(UV) run --frozen python -m store.migrate
 
 bench: setup  ## benchmarks (BENCHMARKS.md): own dev server, catcher, DB, worker, API; SIZE=smoke for a quick run
 	@$(UV) run --frozen python -m bench --size $(or $(SIZE),full)

@@ -1,17 +1,21 @@
 """Links inside emails: click tracking, the open pixel, unsubscribe. Tokens are signed
 (core/tokens.py); a click token carries its target URL, so the redirect can only go
-to links that were in that email."""
+to links that were in that email. The "keep writing to me" link expires (``STAY_DAYS``): an
+old email cannot lift a later sunset."""
 
 from __future__ import annotations
 
 import html
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from core import tokens
 
 _HREF = re.compile(r'href="(https?://[^"]+)"')
+STAY_DAYS = 60  # a last call's "keep writing to me" link works this long after the send
+_MUST_EXPIRE = frozenset({"stay"})  # a token for these without an expiry counts as expired
 
 
 @dataclass(frozen=True)
@@ -19,16 +23,20 @@ class Links:
     base_url: str
     secret: str
 
-    def _url(self, kind: str, payload: dict[str, Any], purpose: str) -> str:
-        token = tokens.sign(payload, secret=self.secret, purpose=purpose)
+    def _url(
+        self, kind: str, payload: dict[str, Any], purpose: str, expires_at: float | None = None
+    ) -> str:
+        token = tokens.sign(payload, secret=self.secret, purpose=purpose, expires_at=expires_at)
         return f"{self.base_url.rstrip('/')}/{kind}/{token}"
 
     def unsubscribe(self, *, customer_id: str, journey: str) -> str:
         return self._url("u", {"c": customer_id, "j": journey}, "unsubscribe")
 
-    def stay(self, *, customer_id: str, send_key: str) -> str:
-        """The "keep writing to me" link of a last call: one click, no login."""
-        return self._url("s", {"c": customer_id, "k": send_key}, "stay")
+    def stay(self, *, customer_id: str, send_key: str, now: float | None = None) -> str:
+        """The "keep writing to me" link of a last call: a page with one button, no login;
+        it expires ``STAY_DAYS`` after ``now`` (the send)."""
+        expires_at = (time.time() if now is None else now) + STAY_DAYS * 86400
+        return self._url("s", {"c": customer_id, "k": send_key}, "stay", expires_at)
 
     def open_pixel(self, *, customer_id: str, send_key: str) -> str:
         return self._url("t/o", {"c": customer_id, "k": send_key}, "open")
@@ -37,7 +45,20 @@ class Links:
         return self._url("t/c", {"c": customer_id, "k": send_key, "u": url}, "click")
 
     def read(self, token: str, purpose: str) -> dict[str, Any] | None:
-        return tokens.verify(token, secret=self.secret, purpose=purpose)
+        """The payload of a genuine, unexpired token for ``purpose``; else None."""
+        payload = tokens.verify(token, secret=self.secret, purpose=purpose)
+        return None if payload is None or self._out_of_time(payload, purpose) else payload
+
+    def expired(self, token: str, purpose: str) -> bool:
+        """True for a genuine token for ``purpose`` whose time is up (a page says so)."""
+        payload = tokens.verify(token, secret=self.secret, purpose=purpose)
+        return payload is not None and self._out_of_time(payload, purpose)
+
+    @staticmethod
+    def _out_of_time(payload: dict[str, Any], purpose: str) -> bool:
+        if purpose in _MUST_EXPIRE and tokens.EXPIRES not in payload:
+            return True  # signed before links expired: as old as can be
+        return tokens.expired(payload)
 
     def track_html(self, body: str, *, customer_id: str, send_key: str, keep: set[str]) -> str:
         """Every http(s) link through the click tracker (but ``keep``), plus the open pixel."""

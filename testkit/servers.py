@@ -21,7 +21,7 @@ async def start_time_skipping_server() -> WorkflowEnvironment:
         ts_config=TimeSkippingConfig(enabled=False),
         data_converter=pydantic_data_converter,
         search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_existing_path=temporal_cli(Settings()),
+        dev_server_existing_path=temporal_cli(Settings(environment="test")),
         dev_server_extra_args=[
             "--dynamic-config-value",
             "frontend.WorkflowTimeSkippingEnabled=true",
@@ -36,7 +36,7 @@ async def start_plain_server(
     return await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_existing_path=temporal_cli(Settings()),
+        dev_server_existing_path=temporal_cli(Settings(environment="test")),
         dev_server_database_filename=str(database) if database else None,
         dev_server_log_level=log_level,
         dev_server_extra_args=[

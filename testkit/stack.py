@@ -72,6 +72,7 @@ def stack_settings(
         "secret_key": SECRET,
         "api_write_key": WRITE_KEY,
         "journeys_dir": journeys_dir,
+        "health_probe_seconds": 0,  # tests stop a part and expect /healthz to see it at once
     }
     return Settings(**{**values, **more})
 

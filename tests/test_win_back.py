@@ -173,7 +173,9 @@ async def test_clicking_stay_in_the_last_call_keeps_the_address(stack, http):
     stay = next(line.split(": ", 1)[1] for line in text_part.splitlines() if "/s/" in line)
     assert stay in html  # the stay link is not rewritten through the tracker
 
-    answer = await http.get(stay.replace("https://shop.test", ""))
+    page = await http.get(stay.replace("https://shop.test", ""))  # a page; GET changes nothing
+    assert page.status_code == 200 and '<form method="post">' in page.text
+    answer = await http.post(stay.replace("https://shop.test", ""))  # its button
     assert answer.status_code == 200 and "keep getting our emails" in answer.text
     result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "stayed"

@@ -3,10 +3,13 @@
     python -m starter.http        (make run starts it on API_HOST:API_PORT)
 
 Endpoints (README "HTTP API" has a curl example for each), one router module each:
-  ingest       POST /v1/identify, /v1/track, /v1/batch   write key as Basic user or Bearer
+  ingest       POST /v1/identify, /v1/track, /v1/batch (and page, screen, group, alias:
+               accepted, ignored); write key as Basic user, Bearer or writeKey in the body;
+               checked before the body is read (``body``); calls validated in ``segment``
   tracking     GET  /t/o/<token> open pixel              GET /t/c/<token> click redirect
-  unsubscribe  GET  /u/<token> page, POST /u/<token> RFC 8058 one-click; GET /s/<token> stay
-  health       GET  /healthz  Temporal, database and SMTP reachability
+  unsubscribe  GET  /u/<token> page, POST /u/<token> RFC 8058 one-click;
+               GET /s/<token> "keep writing to me" page, POST /s/<token> its button
+  health       GET  /healthz  Temporal, database and SMTP reachability (a cached summary)
 Shared dependencies (settings, links, the Journeys API, the write key) are in ``deps``.
 """
 
@@ -15,10 +18,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic.json_schema import models_json_schema
+from sqlalchemy.exc import DBAPIError
 from temporalio.service import RPCError
 
 from core.links import Links
@@ -27,7 +34,7 @@ from settings import Settings
 from starter.api import Journeys
 from starter.client import connect
 from starter.http import health, ingest, tracking, unsubscribe
-from starter.http.segment import CallInvalid
+from starter.http.deps import CallInvalid
 from store.db import make_engine, make_session_factory
 
 log = logging.getLogger("starter.http")
@@ -58,12 +65,39 @@ def create_app(settings: Settings, journeys: Journeys | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.links = Links(base_url=settings.public_base_url, secret=settings.secret_key)
+    app.state.health = health.Health()
     if journeys is not None:
         app.state.journeys = journeys
     for router in (ingest.router, tracking.router, unsubscribe.router, health.router):
         app.include_router(router)
     _answer_errors(app)
+    _document_bodies(app)
     return app
+
+
+def _document_bodies(app: FastAPI) -> None:
+    """The ingestion routes read their bodies themselves (after the write key): their
+    schemas and the write key's schemes are added to the OpenAPI components here."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            _, defs = models_json_schema(
+                [(m, "validation") for m in ingest.REQUEST_BODIES.values()],
+                ref_template="#/components/schemas/{model}",
+            )
+            components = spec.setdefault("components", {})
+            components.setdefault("schemas", {}).update(defs.get("$defs", {}))
+            components["securitySchemes"] = ingest.WRITE_KEY_SCHEMES
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _answer_errors(app: FastAPI) -> None:
@@ -92,7 +126,17 @@ def _answer_errors(app: FastAPI) -> None:
         log.warning("Temporal call failed: %s", exc)
         return JSONResponse(
             status_code=503,
-            content={"detail": f"Temporal is unavailable ({exc}); nothing was recorded, retry"},
+            content={"detail": "Temporal is unavailable; nothing was recorded, retry"},
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _store_down(request: Request, exc: DBAPIError) -> JSONResponse:
+        log.error("store call failed: %s", exc)
+        return JSONResponse(
+            status_code=503,
+            content={"detail": "the store is unavailable; nothing was recorded, retry"},
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(JourneyConfigError)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 
@@ -32,22 +31,41 @@ LinksDep = Annotated[Links, Depends(the_links)]
 JourneysDep = Annotated[Journeys, Depends(the_journeys)]
 
 
-def write_key(request: Request, settings: SettingsDep) -> None:
-    """The write key as the HTTP Basic user name (as Segment sends it) or a Bearer token."""
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    key: str | None = None
+def unauthorized() -> HTTPException:
+    return HTTPException(
+        status_code=401,
+        detail="missing or wrong write key: send it as the HTTP Basic user name (as Segment "
+        "does), as 'Authorization: Bearer <key>', or as \"writeKey\" in the JSON body",
+        headers={"WWW-Authenticate": 'Basic realm="shop-journeys"'},
+    )
+
+
+def header_write_key(request: Request) -> str | None:
+    """The write key of the Authorization header: the HTTP Basic user name (as Segment
+    sends it) or a Bearer token; "" for a header that holds none; None without a header."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.strip().partition(" ")
     if scheme.lower() == "basic":
         try:
-            key = base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
+            return base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
         except (binascii.Error, UnicodeDecodeError):
-            key = None
-    elif scheme.lower() == "bearer":
-        key = value.strip()
-    if not key or not hmac.compare_digest(key.encode(), settings.api_write_key.encode()):
-        raise HTTPException(
-            status_code=401,
-            detail="missing or wrong write key: send it as the HTTP Basic user name "
-            "(as Segment does) or as 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": 'Basic realm="shop-journeys"'},
-        )
+            return ""
+    if scheme.lower() == "bearer":
+        return value.strip()
+    return ""
+
+
+class CallInvalid(Exception):
+    """A body or call that must not be recorded: 422 with ``errors``, FastAPI-style
+    {loc, msg, type}, naming where the caller wrote the field."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def invalid(loc: list[Any] | tuple[Any, ...], msg: str, kind: str) -> CallInvalid:
+    """One error at ``loc``: ``raise invalid(["body", "batch"], "...", "too_long")``."""
+    return CallInvalid([{"loc": list(loc), "msg": msg, "type": kind}])

@@ -1,13 +1,21 @@
-"""GET /healthz: Temporal, database and SMTP reachability."""
+"""GET /healthz: is Temporal, the store and the SMTP server reachable? A summary only.
+
+Cheap on purpose, since anyone may call it: the three probes run together at most once per
+HEALTH_PROBE_SECONDS and concurrent requests share one round; answers in between repeat the
+last summary. Each part is "ok", "error: timeout" or "error: unreachable"; what went wrong
+is logged, never answered (an error text can name hosts, users or versions).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 import aiosmtplib
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -15,27 +23,62 @@ from settings import Settings
 from starter.api import Journeys
 from starter.http.deps import JourneysDep, SettingsDep
 
+log = logging.getLogger("starter.http")
 router = APIRouter(tags=["operations"])
+PROBE_TIMEOUT = 3.0  # seconds per part
+
+Summary = dict[str, str]
+
+
+class Health:
+    """The last probe round's summary and when it was taken; one round at a time."""
+
+    def __init__(self) -> None:
+        self._summary: Summary | None = None
+        self._taken = 0.0
+        self._lock = asyncio.Lock()
+
+    async def summary(self, every: float, probe: Callable[[], Awaitable[Summary]]) -> Summary:
+        async with self._lock:  # a request that waited here gets the round it waited for
+            if self._summary is None or time.monotonic() - self._taken >= every:
+                self._summary = await probe()
+                self._taken = time.monotonic()
+            return self._summary
+
+
+def the_health(request: Request) -> Health:
+    return request.app.state.health  # type: ignore[no-any-return]
 
 
 @router.get("/healthz")
-async def healthz(j: JourneysDep, settings: SettingsDep) -> JSONResponse:
-    """Reachability of Temporal, the database and the SMTP server; 503 if one is down."""
-    checks = {
-        "temporal": _check(j.client.service_client.check_health()),
-        "database": _check(_db_ok(j)),
-        "smtp": _check(_smtp_ok(settings)),
-    }
-    results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+async def healthz(
+    health: Annotated[Health, Depends(the_health)], j: JourneysDep, settings: SettingsDep
+) -> JSONResponse:
+    """{"temporal": ..., "database": ..., "smtp": ...}, each "ok", "error: timeout" or
+    "error: unreachable"; 200 when all are ok, else 503."""
+    results = await health.summary(settings.health_probe_seconds, lambda: _probe(j, settings))
     healthy = all(v == "ok" for v in results.values())
     return JSONResponse(status_code=200 if healthy else 503, content=results)
 
 
-async def _check(probe: Awaitable[Any]) -> str:
+async def _probe(j: Journeys, settings: Settings) -> Summary:
+    checks = {
+        "temporal": _check("temporal", j.client.service_client.check_health()),
+        "database": _check("database", _db_ok(j)),
+        "smtp": _check("smtp", _smtp_ok(settings)),
+    }
+    return dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+
+
+async def _check(part: str, probe: Awaitable[Any]) -> str:
     try:
-        await asyncio.wait_for(probe, timeout=3)
+        await asyncio.wait_for(probe, timeout=PROBE_TIMEOUT)
+    except TimeoutError:
+        log.warning("health: %s did not answer within %s s", part, PROBE_TIMEOUT)
+        return "error: timeout"
     except Exception as exc:  # a health check reports every failure, whatever it is
-        return f"error: {type(exc).__name__}: {exc}"[:300]
+        log.warning("health: %s unreachable: %s: %s", part, type(exc).__name__, exc)
+        return "error: unreachable"
     return "ok"
 
 
@@ -48,7 +91,7 @@ async def _smtp_ok(settings: Settings) -> None:
     smtp = aiosmtplib.SMTP(
         hostname=settings.smtp_target_host,
         port=settings.smtp_port,
-        timeout=3,
+        timeout=PROBE_TIMEOUT,
         use_tls=settings.smtp_use_tls,
         start_tls=False,
     )

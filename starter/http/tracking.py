@@ -1,7 +1,13 @@
-"""Tracking links: GET /t/o/<token> (open pixel), GET /t/c/<token> (click redirect)."""
+"""Tracking links: GET /t/o/<token> (open pixel), GET /t/c/<token> (click redirect).
+
+A genuine link always answers (the pixel, the 302), whatever happens to recording it: a
+store or Temporal that fails is logged, one that is slow is left to finish in the
+background after ``RECORD_WAIT`` seconds. Only a forged or altered token gets 404.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import uuid
@@ -9,17 +15,16 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
-from temporalio.service import RPCError
 
 from starter.api import Journeys
 from starter.http.deps import JourneysDep, LinksDep
 from starter.http.pages import NO_CACHE
-from starter.ingest.service import UnknownCustomer
 
 log = logging.getLogger("starter.http")
 router = APIRouter(prefix="/t", tags=["tracking"])
 
+RECORD_WAIT = 3.0  # seconds a recipient waits at most for their open or click to be recorded
+_pending: set[asyncio.Task[None]] = set()  # recordings that outlived RECORD_WAIT
 # A transparent 1x1 GIF.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
@@ -63,7 +68,17 @@ async def click(token: str, j: JourneysDep, links: LinksDep) -> RedirectResponse
 
 async def _record_quietly(j: Journeys, event: dict[str, Any]) -> None:
     """Tracking must never break the customer's click or mail client."""
+    task = asyncio.create_task(_record(j, event))
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout=RECORD_WAIT)
+    except TimeoutError:
+        log.warning("tracking event still being recorded after %s s; answering", RECORD_WAIT)
+        _pending.add(task)  # keep a reference until it ends
+        task.add_done_callback(_pending.discard)
+
+
+async def _record(j: Journeys, event: dict[str, Any]) -> None:
     try:
         await j.engaged(event)
-    except (UnknownCustomer, RPCError, ValidationError, OSError) as exc:
-        log.warning("tracking event not recorded: %s", exc)
+    except Exception:  # whatever failed, the recipient gets their pixel or redirect
+        log.exception("tracking event not recorded (%s of %s)", event["kind"], event["send_key"])

@@ -1,5 +1,6 @@
 """What a recipient clicks: GET/POST /u/<token> (unsubscribe page, RFC 8058 one-click),
-GET /s/<token> ("keep writing to me" from a win-back last call). No cookie, no login."""
+GET/POST /s/<token> ("keep writing to me" from a win-back last call: a page, then its
+button; the link expires). No cookie, no login."""
 
 from __future__ import annotations
 
@@ -21,11 +22,31 @@ router = APIRouter(tags=["unsubscribe"])
 
 
 @router.get("/s/{token}", response_class=HTMLResponse)
+async def stay_page(token: str, links: LinksDep) -> HTMLResponse:
+    """ "Keep writing to me" from a win-back last call: a page with one button. Nothing
+    happens on GET, so a link scanner that fetches every URL of an email lifts no sunset."""
+    payload = _stay_payload(links, token)
+    if isinstance(payload, HTMLResponse):
+        return payload
+    return HTMLResponse(
+        page(
+            "Keep getting our emails?",
+            """<form method="post">
+<p>Press the button and we will keep writing to you.</p>
+<p><button type="submit">Keep writing to me</button></p>
+</form>""",
+        ),
+        headers=NO_CACHE,
+    )
+
+
+@router.post("/s/{token}", response_class=HTMLResponse)
 async def stay(token: str, j: JourneysDep, links: LinksDep) -> HTMLResponse:
-    """ "Keep writing to me" from a win-back last call: one click, no login."""
-    payload = links.read(token, "stay")
-    if payload is None:
-        raise HTTPException(status_code=404, detail="unknown link")
+    """The page's button: ends the countdown to sunset, lifts a sunset. No login; the link
+    works for ``STAY_DAYS`` after the email (core/links.py), then answers 410."""
+    payload = _stay_payload(links, token)
+    if isinstance(payload, HTMLResponse):
+        return payload
     try:
         await j.stay(customer_id=payload["c"], send_key=payload["k"])
     except UnknownCustomer as exc:
@@ -34,6 +55,24 @@ async def stay(token: str, j: JourneysDep, links: LinksDep) -> HTMLResponse:
         page("Thank you", "<p>Glad to hear it: you will keep getting our emails.</p>"),
         headers=NO_CACHE,
     )
+
+
+def _stay_payload(links: Links, token: str) -> dict[str, Any] | HTMLResponse:
+    """The payload of a good stay token; a 410 page for an expired one; 404 for the rest."""
+    if (payload := links.read(token, "stay")) is not None:
+        return payload
+    if links.expired(token, "stay"):
+        return HTMLResponse(
+            page(
+                "This link has expired",
+                "<p>This link was in an email sent a while ago and works no longer. "
+                "Nothing was changed. If you want to keep getting our emails, use the "
+                "link in our most recent email, or tell us in your account settings.</p>",
+            ),
+            status_code=410,
+            headers=NO_CACHE,
+        )
+    raise HTTPException(status_code=404, detail="unknown link")
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)
