@@ -17,6 +17,7 @@ run: setup  ## Temporal dev server + SMTP catcher + worker on embedded defaults 
 
 test: setup  ## lint, type-check, the whole test suite against real parts, compose validation
 	@scripts/ensure_postgres.sh
+	@command -v chromium >/dev/null || apt-get install -y -q chromium chromium-driver || sudo apt-get install -y -q chromium chromium-driver  # the report page is checked in it
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy .

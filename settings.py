@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     journeys_dir: Path = ROOT / "journeys"
     journey_speedup: float = Field(1.0, gt=0)
 
+    # --- Effect report (issue 15): /reports and /v1/reports/* ask for this operator login
+    # (HTTP Basic), never the write key. No password set: nobody can log in (401).
+    admin_user: str = "admin"
+    admin_password: str = ""
+
     @property
     def embedded_temporal(self) -> bool:
         return not self.temporal_address

@@ -6,6 +6,7 @@ python -m starter order ID ORDER_ID --total 12.50
 python -m starter schedule [--trigger]
 python -m starter mail [--show N]
 python -m starter demo [--email E]
+python -m starter report [--journey J] [--since DATE] [--windows 2d,10d,30d] [--format F]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 from core.zones import zone_at_local_hour
 from journeys.config import JourneyConfigError
 from settings import Settings, get_settings
-from starter import ops
+from starter import ops, reports
 from starter.api import Journeys
 from starter.client import connect
 from starter.ingest.service import EventResult, UnknownCustomer
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="a customer abandons a cart; wait for the email in the catcher")
     d.add_argument("--email", default=None)
     d.add_argument("--timeout", type=float, default=60.0)
+    reports.add_command(sub)
     return p
 
 
@@ -302,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     if args.command == "mail":
         return list_mail(settings, args.show)
+    if args.command == "report":
+        return asyncio.run(reports.run_command(args, settings.database_url))
     try:
         return asyncio.run(_run(args, settings))
     except ValidationError as exc:

@@ -8,6 +8,7 @@ from store.reports (SQL); this module only puts them together, as JSON or as a t
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +16,7 @@ from typing import Any
 
 from core.stats import Group, Lift, lift, verdict
 from store import reports
-from store.db import SessionFactory
+from store.db import SessionFactory, make_engine, make_session_factory
 
 DEFAULT_WINDOWS = "2d,10d,30d"
 _WINDOW = re.compile(r"^(\d+)([dh])$")
@@ -194,3 +195,48 @@ def _window_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def _cell(g: dict[str, Any]) -> str:
     return f"{g['converted']}/{g['customers']} = {percent(g['rate'])}"
+
+
+# -- python -m starter report ---------------------------------------------------------------
+
+
+def add_command(sub: Any) -> None:
+    """The ``report`` subcommand's arguments (on ``python -m starter``'s subparsers)."""
+    r = sub.add_parser("report", help="did the journeys make people buy? (lift vs holdout)")
+    r.add_argument("--journey", help="only this journey (with its steps)")
+    r.add_argument("--since", type=_date, help="entries from this date (UTC), e.g. 2026-03-01")
+    r.add_argument("--windows", type=parse_windows, default=DEFAULT_WINDOWS, help="2d,10d,30d")
+    r.add_argument("--format", choices=("table", "json", "html"), default="table")
+
+
+def _date(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+async def run_command(args: Any, database_url: str) -> int:
+    from starter import report_page  # here: it imports this module
+
+    windows = parse_windows(args.windows) if isinstance(args.windows, str) else args.windows
+    engine = make_engine(database_url)
+    try:
+        sessions = make_session_factory(engine)
+        if args.journey:
+            found = [
+                await journey_report(sessions, args.journey, windows=windows, since=args.since)
+            ]
+        else:
+            found = await all_journeys(sessions, windows=windows, since=args.since)
+    finally:
+        await engine.dispose()
+    if args.format == "json":
+        print(json.dumps(found[0] if args.journey else {"journeys": found}, indent=2))
+    elif args.format == "html":
+        print(
+            report_page.journey_page(found[0])
+            if args.journey
+            else report_page.overview(found, windows=windows)
+        )
+    else:
+        print("\n\n".join(as_table(r) for r in found) or "no journey has recorded an entry yet")
+    return 0

@@ -33,7 +33,7 @@ from journeys.config import JourneyConfigError
 from settings import Settings
 from starter.api import Journeys
 from starter.client import connect
-from starter.http import health, ingest, tracking, unsubscribe
+from starter.http import health, ingest, reports, tracking, unsubscribe
 from starter.http.deps import CallInvalid
 from store.db import make_engine, make_session_factory
 
@@ -70,6 +70,7 @@ def create_app(settings: Settings, journeys: Journeys | None = None) -> FastAPI:
         app.state.journeys = journeys
     for router in (ingest.router, tracking.router, unsubscribe.router, health.router):
         app.include_router(router)
+    app.include_router(reports.router)  # the effect report, behind the operator login
     _answer_errors(app)
     _document_bodies(app)
     return app

@@ -1,0 +1,109 @@
+"""The effect report over HTTP, behind the operator login (ADMIN_USER / ADMIN_PASSWORD,
+HTTP Basic; never the write key):
+
+  GET /v1/reports/journeys             every journey's figures per window (JSON)
+  GET /v1/reports/journeys/{journey}   one journey's, per window and per step (JSON)
+  GET /reports, /reports/{journey}     the same as pages a marketer reads (charts inline)
+
+Query: ``since`` (ISO date or time, UTC if no zone), ``windows`` (e.g. ``2d,10d,30d``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
+
+from starter import report_page
+from starter.http.deps import JourneysDep, SettingsDep
+from starter.reports import DEFAULT_WINDOWS, all_journeys, journey_report, parse_windows
+
+REALM = 'Basic realm="reports", charset="UTF-8"'
+
+
+def operator(request: Request, settings: SettingsDep) -> str:
+    """The operator's login, checked in constant time; 401 asks the browser for it."""
+    if not settings.admin_password:
+        # Nobody can log in: a 401 that says why (not a 5xx: nothing is broken).
+        raise HTTPException(401, "no operator login is set up: set ADMIN_PASSWORD")
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    try:
+        user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        user = password = ""
+    ok = scheme.lower() == "basic"
+    ok &= secrets.compare_digest(user.encode(), settings.admin_user.encode())
+    ok &= secrets.compare_digest(password.encode(), settings.admin_password.encode())
+    if not ok:
+        raise HTTPException(401, "operator login required", headers={"WWW-Authenticate": REALM})
+    return user
+
+
+def _since(since: str | None) -> datetime | None:
+    if not since:
+        return None
+    try:
+        at = datetime.fromisoformat(since)
+    except ValueError as exc:
+        raise HTTPException(422, f"since {since!r}: expected an ISO date, e.g. 2026-03-01") from exc
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _windows(windows: str) -> list[str]:
+    try:
+        return parse_windows(windows)
+    except ValueError as exc:
+        raise HTTPException(422, f"windows: {exc}") from exc
+
+
+router = APIRouter(tags=["reports"], dependencies=[Depends(operator)])
+Since = Annotated[str | None, Query(description="ISO date or time (UTC)")]
+Windows = Annotated[str, Query(description="e.g. 2d,10d,30d")]
+PAGE_HEADERS = {"Content-Security-Policy": report_page.CONTENT_SECURITY_POLICY}
+
+
+async def _one(journeys: JourneysDep, journey: str, since: str | None, windows: str) -> Any:
+    report = await journey_report(
+        journeys.sessions, journey, windows=_windows(windows), since=_since(since)
+    )
+    if not any(w["treated"]["customers"] + w["control"]["customers"] for w in report["windows"]):
+        raise HTTPException(404, f"no entries of journey {journey!r} (since {since or 'ever'})")
+    return report
+
+
+@router.get("/v1/reports/journeys")
+async def journeys_json(
+    journeys: JourneysDep, since: Since = None, windows: Windows = DEFAULT_WINDOWS
+) -> dict[str, Any]:
+    found = await all_journeys(journeys.sessions, windows=_windows(windows), since=_since(since))
+    return {"journeys": found}
+
+
+@router.get("/v1/reports/journeys/{journey}")
+async def journey_json(
+    journey: str, journeys: JourneysDep, since: Since = None, windows: Windows = DEFAULT_WINDOWS
+) -> dict[str, Any]:
+    report: dict[str, Any] = await _one(journeys, journey, since, windows)
+    return report
+
+
+@router.get("/reports", response_class=HTMLResponse)
+async def overview_page(
+    journeys: JourneysDep, since: Since = None, windows: Windows = DEFAULT_WINDOWS
+) -> HTMLResponse:
+    chosen = _windows(windows)
+    found = await all_journeys(journeys.sessions, windows=chosen, since=_since(since))
+    return HTMLResponse(report_page.overview(found, windows=chosen), headers=PAGE_HEADERS)
+
+
+@router.get("/reports/{journey}", response_class=HTMLResponse)
+async def journey_html(
+    journey: str, journeys: JourneysDep, since: Since = None, windows: Windows = DEFAULT_WINDOWS
+) -> HTMLResponse:
+    report = await _one(journeys, journey, since, windows)
+    return HTMLResponse(report_page.journey_page(report), headers=PAGE_HEADERS)

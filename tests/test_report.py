@@ -1,0 +1,217 @@
+"""The effect report end to end: customers walk cart recovery with a 50 % holdout on the real
+dev server (virtual time moves each run past its first reminder), orders arrive for a known
+subset at known times after entry, and the report (JSON over HTTP, the page in a real
+headless Chromium) shows exactly the expected figures per window."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from core.rules import in_holdout
+from settings import ROOT
+from starter.http import create_app
+from store.models import JourneyEntry, Order
+from testkit.data import abandon_cart, add_customer
+from testkit.live_api import serving
+from testkit.stack import Stack
+from testkit.waiting import eventually
+
+CUSTOMERS = 120
+WINDOWS = ("2d", "10d", "30d")
+ADMIN = ("ops", "report-password-0123")
+TEE = {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90"}
+
+
+def _orders_of(i: int, treated: bool) -> list[tuple[timedelta, Decimal]]:
+    """The known subset: (time after entry, total) of customer ``i``'s orders."""
+    out = []
+    if i % 4 == 0:
+        out.append((timedelta(days=1), Decimal("10.00")))  # in every window
+    if i % 4 == 1 and treated:
+        out += [(timedelta(days=5), Decimal("20.00")), (timedelta(days=6), Decimal("5.00"))]
+    if i % 5 == 2:
+        out.append((timedelta(days=20), Decimal("30.00")))  # 30 days only
+    if i % 7 == 3:
+        out.append((timedelta(hours=-2), Decimal("99.00")))  # before entering: never
+    if i % 11 == 4:
+        out.append((timedelta(days=45), Decimal("7.00")))  # after every window
+    return out
+
+
+def _expected(ids: list[str], journey: str) -> dict[str, dict[str, tuple[int, int, float]]]:
+    """Per window and group: (customers, converted, revenue), computed here by hand."""
+    out: dict[str, dict[str, tuple[int, int, float]]] = {}
+    for label, days in zip(WINDOWS, (2, 10, 30), strict=True):
+        customers = {"treated": 0, "control": 0}
+        converted = {"treated": 0, "control": 0}
+        revenue = {"treated": Decimal(0), "control": Decimal(0)}
+        for i, cid in enumerate(ids):
+            treated = not in_holdout(cid, journey, 0.5)
+            group = "treated" if treated else "control"
+            window = timedelta(days=days)
+            inside = [t for after, t in _orders_of(i, treated) if timedelta(0) < after <= window]
+            customers[group] += 1
+            converted[group] += bool(inside)
+            revenue[group] += sum(inside, Decimal(0))
+        out[label] = {g: (customers[g], converted[g], float(revenue[g])) for g in customers}
+    return out
+
+
+async def _walk_customers(stack: Stack) -> list[str]:
+    ids = [stack.new_customer_id() for _ in range(CUSTOMERS)]
+    handles = []
+    for cid in ids:
+        await add_customer(stack, cid)
+        handles.append(await abandon_cart(stack, cid, TEE))
+    for chunk in range(0, len(handles), 20):  # past the first reminder (1 h), in virtual time
+        await asyncio.gather(
+            *(stack.fast_forward(h, timedelta(hours=2)) for h in handles[chunk : chunk + 20])
+        )
+    return ids
+
+
+async def _place_orders(stack: Stack, ids: list[str], journey: str) -> None:
+    async def entries() -> dict[str, JourneyEntry]:
+        async with stack.sessions() as s:
+            rows = await s.scalars(select(JourneyEntry).where(JourneyEntry.customer_id.in_(ids)))
+            return {e.customer_id: e for e in rows}
+
+    entered = await eventually(entries, lambda found: len(found) == len(ids))
+    assert len(entered) == len(ids)
+    async with stack.sessions.begin() as s:
+        for i, cid in enumerate(ids):
+            e = entered[cid]
+            assert e.journey == journey and e.holdout_share == 0.5
+            assert (e.group == "control") == in_holdout(cid, journey, 0.5)
+            for n, (after, total) in enumerate(_orders_of(i, e.group == "treated")):
+                s.add(
+                    Order(
+                        id=f"{cid}-o{n}",
+                        customer_id=cid,
+                        total=total,
+                        currency="EUR",
+                        placed_at=e.entered_at + after,
+                    )
+                )
+
+
+def _auth() -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(":".join(ADMIN).encode()).decode()}
+
+
+async def test_report_shows_the_lift_of_a_journey_with_a_holdout_per_window(
+    make_stack: Any,
+) -> None:
+    stack: Stack = await make_stack(cart_recovery={"holdout_share": 0.5})
+    journey = "cart_recovery"
+    ids = await _walk_customers(stack)
+    await _place_orders(stack, ids, journey)
+    settings = stack.settings.model_copy(
+        update={"admin_user": ADMIN[0], "admin_password": ADMIN[1]}
+    )
+    app = create_app(settings, journeys=stack.journeys)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://shop.test") as http:
+        assert (await http.get(f"/v1/reports/journeys/{journey}")).status_code == 401
+        wrong = {"Authorization": "Basic " + base64.b64encode(b"ops:nope").decode()}
+        assert (await http.get("/reports", headers=wrong)).status_code == 401
+        answer = await http.get(f"/v1/reports/journeys/{journey}", headers=_auth())
+        assert answer.status_code == 200, answer.text
+
+    report = answer.json()
+    assert [w["window"] for w in report["windows"]] == list(WINDOWS)
+    (first_step, *_) = report["steps"]  # sent to the treated, held out of the control
+    assert first_step["windows"][0]["treated"]["customers"] > 0
+    assert first_step["windows"][0]["control"]["customers"] > 0
+    # the store is shared by the session's tests: this test's customers are the entries
+    # since its first one
+    await _assert_own_figures(stack, ids, journey)
+    await _open_in_chromium(app, journey)
+
+
+async def _assert_own_figures(stack: Stack, ids: list[str], journey: str) -> None:
+    """The report since this test's first entry equals the figures computed by hand."""
+    from starter.reports import journey_report
+
+    async with stack.sessions() as s:
+        first = await s.scalar(
+            select(JourneyEntry.entered_at)
+            .where(JourneyEntry.customer_id.in_(ids))
+            .order_by(JourneyEntry.entered_at)
+            .limit(1)
+        )
+    report = await journey_report(stack.sessions, journey, windows=list(WINDOWS), since=first)
+    expected = _expected(ids, journey)
+    for row in report["windows"]:
+        for group in ("treated", "control"):
+            got = row[group]
+            assert (got["customers"], got["converted"], got["revenue"]) == expected[row["window"]][
+                group
+            ], (
+                row["window"],
+                group,
+            )
+        t, c = expected[row["window"]]["treated"], expected[row["window"]]["control"]
+        assert row["lift"]["absolute"] == pytest.approx(t[1] / t[0] - c[1] / c[0])
+        lo, hi = row["lift"]["ci95"]
+        assert lo <= row["lift"]["absolute"] <= hi
+
+
+async def _open_in_chromium(app: Any, journey: str) -> None:
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver_path, (
+        "the report page is checked in Debian's chromium: apt-get install -y chromium "
+        "chromium-driver (make test does)"
+    )
+    async with serving(app) as base:
+        seen = await asyncio.to_thread(_browse, chromium, driver_path, f"{base}/reports/{journey}")
+    requests, console, svg_marks, title = seen
+    assert title.startswith("Effect of")
+    assert svg_marks >= len(WINDOWS), "the lift chart did not render its intervals"
+    assert console == [], console
+    leaving = [u for u in requests if not u.startswith(base) and not u.startswith("data:")]
+    assert leaving == [], f"the page asked for something off this machine: {leaving}"
+
+
+def _browse(chromium: str, driver_path: str, url: str) -> tuple[list[str], list[Any], int, str]:
+    import json
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,1400"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": _auth()})
+        driver.get(url)
+        marks = len(driver.find_elements(By.CSS_SELECTOR, "svg line.ci"))
+        title = driver.title
+        out = ROOT / "var" / "report-page.png"
+        Path(out).parent.mkdir(exist_ok=True)
+        driver.save_screenshot(str(out))
+        logged = driver.get_log("browser")  # type: ignore[no-untyped-call]
+        console = [e for e in logged if e.get("level") == "SEVERE"]
+        requests = []
+        for entry in driver.get_log("performance"):  # type: ignore[no-untyped-call]
+            message = json.loads(entry["message"])["message"]
+            if message.get("method") == "Network.requestWillBeSent":
+                requests.append(message["params"]["request"]["url"])
+        return requests, console, marks, title
+    finally:
+        driver.quit()
