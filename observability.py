@@ -3,6 +3,9 @@
 - Logs: one JSON object per line (LOG_FORMAT=json, the default) with the workflow id, run id
   and customer id wherever they are known (Temporal's workflow and activity loggers add the
   workflow's; journey code adds ``customer_id``), or plain text (LOG_FORMAT=text).
+  Logs carry ids, not addresses: a customer id that looks like an email address or phone
+  number is written as its ref (``core.ids.customer_ref``), and so is any email address in a
+  message or traceback, in both formats.
 - Metrics: the Temporal SDK's own (workflow and activity task latencies, failures, sticky
   cache...) for Prometheus on ``METRICS_BIND`` (default 127.0.0.1:9464, /metrics).
 """
@@ -11,33 +14,48 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from core.ids import customer_ref
 from settings import Settings
 
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _CONTEXT_KEYS = ("workflow_id", "run_id", "workflow_type", "activity_type", "attempt")
+
+
+def scrub(text: str, customer_id: object = None) -> str:
+    """``text`` with the record's customer id and every email address replaced by refs."""
+    if isinstance(customer_id, str) and customer_ref(customer_id) != customer_id:
+        text = text.replace(customer_id, customer_ref(customer_id))
+    return _EMAIL.sub(lambda m: customer_ref(m.group()), text)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record), getattr(record, "customer_id", None))
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        customer = getattr(record, "customer_id", None)
         out: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": scrub(record.getMessage(), customer),
         }
         for source in ("temporal_workflow", "temporal_activity"):
             context = getattr(record, source, None)
             if isinstance(context, dict):
                 out.update({k: context[k] for k in _CONTEXT_KEYS if k in context})
-        customer = getattr(record, "customer_id", None)
         if customer is not None:
-            out["customer_id"] = customer
+            out["customer_id"] = customer_ref(str(customer))
         if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
+            out["exception"] = scrub(self.formatException(record.exc_info), customer)
         return json.dumps(out, default=str)
 
 
@@ -46,7 +64,7 @@ def configure_logging(settings: Settings) -> None:
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())

@@ -120,6 +120,31 @@ class Settings(BaseSettings):
     journeys_dir: Path = ROOT / "journeys"
     journey_speedup: float = Field(1.0, gt=0)
 
+    # --- Security for a real cluster (issue 18; README "Security: TLS, encryption, ids") ---
+    # TLS, mTLS and API keys come from Temporal's own TEMPORAL_* variables and profiles
+    # (temporalio.envconfig, read in starter/client.py); these are ours:
+    # AES-GCM payload keys "k2:<base64 32 bytes>,k1:<base64>": the first encrypts, all decrypt.
+    payload_keys: str = ""
+    # HMAC key naming customers whose id looks like an email address or phone number in
+    # workflow ids and search attributes (core/ids.py). Never change it while runs live.
+    id_hash_key: str = ""
+    # Codec server (python -m starter.codec_server; started by make run): the Temporal UI's
+    # "codec endpoint". Empty token: no auth check (development only).
+    codec_server_host: str = "127.0.0.1"
+    codec_server_port: int = 8089
+    codec_server_token: str = ""
+    codec_server_origins: str = "http://127.0.0.1:8233,http://localhost:8233"
+
+    # --- Effect report (issue 15): /reports and /v1/reports/* ask for this operator login
+    # (HTTP Basic), never the write key. No password set: nobody can log in (401).
+    admin_user: str = "admin"
+    admin_password: str = ""
+
+    @model_validator(mode="after")
+    def _require_encryption(self) -> Settings:
+        if self.environment in ("development", "test"):
+            return self
+
     # --- Effect report (issue 15): /reports and /v1/reports/* ask for this operator login
     # (HTTP Basic), never the write key. No password set: nobody can log in (401).
     admin_user: str = "admin"

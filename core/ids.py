@@ -6,10 +6,20 @@ Send keys name one email of one run; they are the idempotency key of the send lo
 Message-ID's left part and what the tracking links carry.
 
 Search attribute keys live here too: they are the ids operators search by in the UI.
+
+Ids, search attributes, summaries and memo are not encrypted (the payload codec covers
+payloads only), so a customer id that looks like an email address or a phone number never
+appears in them in clear: ``customer_ref`` replaces it with ``h-<HMAC>`` under a key the
+processes set once at start (``use_id_key``; ID_HASH_KEY). Plain ids (``c-42``) stay as they
+are, so existing runs and tests keep their ids; an operator still types the customer id, and
+the CLI hashes it the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,14 +35,49 @@ SEARCH_ATTRIBUTES = (CUSTOMER_ID, JOURNEY, JOURNEY_STEP, JOURNEY_OUTCOME)
 DAILY_SWEEP = "daily-sweep"
 
 
+# Only for development and tests; every process that talks to Temporal sets its key from
+# settings (starter.client.connect), and settings refuse to run without one in production.
+DEVELOPMENT_ID_KEY = b"journeys: development-only customer id key"
+_id_key = DEVELOPMENT_ID_KEY
+
+# A phone number: digits (7 or more) with the usual separators and an optional leading "+".
+_PHONE = re.compile(r"\+?[\d\s().\-/]+")
+
+
+def use_id_key(key: bytes) -> None:
+    """Set the key of ``customer_ref`` for this process. It must never change while runs
+    live: their workflow ids were built with it."""
+    global _id_key
+    if not key:
+        raise ValueError("the customer id key is empty")
+    _id_key = key
+
+
+def looks_personal(customer_id: str) -> bool:
+    """An email address (anything with an @) or a phone number."""
+    if "@" in customer_id:
+        return True
+    digits = sum(ch.isdigit() for ch in customer_id)
+    return digits >= 7 and _PHONE.fullmatch(customer_id.strip()) is not None
+
+
+def customer_ref(customer_id: str) -> str:
+    """How a customer is named outside encrypted payloads: the id itself, or ``h-<24 hex>``
+    (HMAC-SHA256) when it looks like an email address or a phone number."""
+    if not looks_personal(customer_id):
+        return customer_id
+    digest = hmac.new(_id_key, customer_id.encode(), hashlib.sha256).hexdigest()
+    return f"h-{digest[:24]}"
+
+
 def journey_slug(journey: str) -> str:
     """``cart_recovery`` -> ``cart-recovery``: how a journey's name reads in workflow ids."""
     return journey.replace("_", "-")
 
 
 def workflow_id(journey: str, customer_id: str) -> str:
-    """The one live run of ``journey`` for a customer: ``cart-recovery:<customer>``."""
-    return f"{journey_slug(journey)}:{customer_id}"
+    """The one live run of ``journey`` for a customer: ``cart-recovery:<customer ref>``."""
+    return f"{journey_slug(journey)}:{customer_ref(customer_id)}"
 
 
 def win_back_id(customer_id: str, last_order_at: datetime) -> str:

@@ -1,5 +1,8 @@
 """The one way to start a journey: id, id-reuse policy, search attributes, memo, summary.
 
+Ids, search attributes, memo and summary are stored unencrypted: they carry the customer's
+ref (``core.ids.customer_ref``) and the journey's name and version, never an address.
+
 The starter (events), the daily sweep (win-back, birthdays), the bench and the history
 recordings all start runs through ``start_journey``, so a run looks the same in the
 Temporal UI whoever started it, and "once ever" / "one live run" hold everywhere.
@@ -19,7 +22,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from core.contracts import JourneyInput
-from core.ids import CUSTOMER_ID, JOURNEY, workflow_id
+from core.ids import CUSTOMER_ID, JOURNEY, customer_ref, workflow_id
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,9 @@ ENTRIES: dict[str, Entry] = {
 
 
 def summary(journey: str, customer_id: str) -> str:
-    """What the Temporal UI shows as the run's summary."""
-    return f"{journey.replace('_', ' ').capitalize()} for {customer_id}"
+    """What the Temporal UI shows as the run's summary: the customer's ref, never an
+    address (summaries, memo and search attributes are not encrypted)."""
+    return f"{journey.replace('_', ' ').capitalize()} for {customer_ref(customer_id)}"
 
 
 async def start_journey(
@@ -75,7 +79,7 @@ async def start_journey(
             id_reuse_policy=entry.reuse,
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(CUSTOMER_ID, inp.customer_id),
+                    SearchAttributePair(CUSTOMER_ID, customer_ref(inp.customer_id)),
                     SearchAttributePair(JOURNEY, config.name),
                 ]
             ),

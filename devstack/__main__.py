@@ -6,6 +6,8 @@ worker; prints where to look; Ctrl-C (or SIGTERM) stops everything in reverse or
 - SMTP_HOST empty -> the local SMTP catcher on SMTP_PORT (Maildir CATCHER_MAILDIR);
   set -> that relay.
 - The HTTP API (python -m starter.http) on API_HOST:API_PORT, always.
+- PAYLOAD_KEYS set -> payloads encrypted, and the codec server (python -m starter.codec_server)
+  on CODEC_SERVER_HOST:CODEC_SERVER_PORT, the embedded UI's codec endpoint.
 - DATABASE_URL -> that database (default SQLite file var/journeys.db), migrated first.
 """
 
@@ -27,6 +29,7 @@ from temporalio.service import RPCError
 
 from core.ids import SEARCH_ATTRIBUTES
 from settings import ROOT, VAR_DIR, Settings, get_settings, temporal_cli
+from starter.client import connect
 from store.migrate import upgrade
 
 PY = sys.executable
@@ -84,7 +87,13 @@ def _dev_server_args(settings: Settings) -> list[str]:
     ]
     for key in SEARCH_ATTRIBUTES:
         args += ["--search-attribute", f"{key.name}=Keyword"]
+    if settings.payload_keys:
+        args += ["--ui-codec-endpoint", _codec_url(settings)]
     return args
+
+
+def _codec_url(settings: Settings) -> str:
+    return f"http://{settings.codec_server_host}:{settings.codec_server_port}"
 
 
 async def _ensure_search_attributes(client: Client, namespace: str) -> None:
@@ -108,12 +117,12 @@ async def _ensure_search_attributes(client: Client, namespace: str) -> None:
             )
 
 
-async def _connect(target: str, namespace: str, seconds: float = 60) -> Client:
+async def _connect(settings: Settings, seconds: float = 60) -> Client:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while True:
         try:
-            return await Client.connect(target, namespace=namespace)
+            return await connect(settings)
         except RuntimeError:
             if loop.time() > deadline:
                 raise
@@ -142,7 +151,7 @@ async def run() -> int:
             proc = _spawn(_dev_server_args(settings), "temporal.log")
             children.append(("Temporal dev server", proc))
             await _wait_port("127.0.0.1", settings.temporal_dev_port, "Temporal dev server", proc)
-        client = await _connect(settings.temporal_target, settings.temporal_namespace)
+        client = await _connect(settings)
         if not settings.embedded_temporal:
             await _ensure_search_attributes(client, settings.temporal_namespace)
 
@@ -166,6 +175,11 @@ async def run() -> int:
         api = _spawn([PY, "-m", "starter.http"], "api.log")
         children.append(("HTTP API", api))
         await _wait_port(settings.api_host, settings.api_port, "HTTP API", api)
+        if settings.payload_keys:
+            codec = _spawn([PY, "-m", "starter.codec_server"], "codec.log")
+            children.append(("codec server", codec))
+            host, port = settings.codec_server_host, settings.codec_server_port
+            await _wait_port(host, port, "codec server", codec)
 
         _banner(settings)
         while not stop.is_set():
@@ -215,6 +229,7 @@ def _banner(settings: Settings) -> None:
         f"Store        {settings.database_url.split('@')[-1]}",
         f"HTTP API     http://{settings.api_host}:{settings.api_port} "
         f"(docs at /docs, write key from API_WRITE_KEY)",
+        f"Codec server {_codec_url(settings) if settings.payload_keys else 'off: no PAYLOAD_KEYS'}",
         "Logs         var/temporal.log, var/catcher.log, var/worker.log, var/api.log",
         "Try          make demo        (a cart-recovery email in ~2 s)",
         "             make mail        (list caught mail)",

@@ -14,7 +14,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from core.contracts import JourneyState
-from core.ids import CUSTOMER_ID, JOURNEY, JOURNEY_OUTCOME, JOURNEY_STEP
+from core.ids import CUSTOMER_ID, JOURNEY, JOURNEY_OUTCOME, JOURNEY_STEP, customer_ref
 from store import repo
 from store.db import SessionFactory
 from store.models import Customer, JourneyDecision, SendLog
@@ -39,8 +39,9 @@ def _quote(value: str) -> str:
 async def customer_runs(
     client: Client, customer_id: str, *, running_only: bool = False, with_state: bool = True
 ) -> list[Run]:
-    """The customer's journey runs, newest first (search attribute CustomerId)."""
-    query = f"{CUSTOMER_ID.name} = {_quote(customer_id)}"
+    """The customer's journey runs, newest first (search attribute CustomerId: the id, or
+    its hash when it looks like an email address or phone number)."""
+    query = f"{CUSTOMER_ID.name} = {_quote(customer_ref(customer_id))}"
     if running_only:
         query += " AND ExecutionStatus = 'Running'"
     return await _runs(client, query, with_state=with_state)
