@@ -144,11 +144,13 @@ class Settings(BaseSettings):
     def _require_encryption(self) -> Settings:
         if self.environment in ("development", "test"):
             return self
-
-    # --- Effect report (issue 15): /reports and /v1/reports/* ask for this operator login
-    # (HTTP Basic), never the write key. No password set: nobody can log in (401).
-    admin_user: str = "admin"
-    admin_password: str = ""
+        for name, value in (("PAYLOAD_KEYS", self.payload_keys), ("ID_HASH_KEY", self.id_hash_key)):
+            if len(value) < 16:
+                raise ValueError(
+                    f"{name} is not set: outside development histories are encrypted and "
+                    "personal customer ids hashed; see README 'Security: TLS, encryption, ids'"
+                )
+        return self
 
     @property
     def embedded_temporal(self) -> bool:
