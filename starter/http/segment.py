@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from starter.http.deps import CallInvalid, invalid
 from starter.ingest import profiles
@@ -53,10 +61,17 @@ def _utc(value: datetime) -> datetime:
 Timestamp = Annotated[datetime, AfterValidator(_utc)]  # a Segment time, in UTC
 
 
+def _as_text(value: Any) -> Any:
+    """Some libraries send numeric ids; Segment's spec has strings."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class _Call(BaseModel):
     model_config = _LOOSE
 
-    user_id: Id | None = Field(None, validation_alias=AliasChoices("userId", "user_id"))
+    user_id: Annotated[Id | None, BeforeValidator(_as_text)] = Field(
+        None, validation_alias=AliasChoices("userId", "user_id")
+    )
     anonymous_id: str | int | None = Field(
         None, validation_alias=AliasChoices("anonymousId", "anonymous_id")
     )
