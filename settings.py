@@ -83,10 +83,11 @@ class Settings(BaseSettings):
             if problem:
                 raise ValueError(problem)
             return self
+        if not self.shop_url.strip() and not self.shop_logo_url:
+            self.shop_logo_url = DEMO_SHOP.logo_url  # the demo shop's, with its storefront
         for name in ("shop_url", "shop_name", "shop_postal_address", "shop_support_email"):
             if not getattr(self, name).strip():  # the demo shop's value
                 setattr(self, name, getattr(DEMO_SHOP, name.removeprefix("shop_")))
-        self.shop_logo_url = self.shop_logo_url or DEMO_SHOP.logo_url
         return self
 
     @property

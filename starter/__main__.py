@@ -231,9 +231,16 @@ async def _demo(journeys: Journeys, settings: Settings, args: argparse.Namespace
     result = await journeys.cart_updated(
         {
             "customer_id": cid,
-            "checkout_url": f"{settings.public_base_url}/checkout/{cid}",
+            "checkout_url": f"{settings.shop_url}/checkout/{cid}",  # the storefront's
             "lines": [
-                {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "quantity": 2},
+                {
+                    "sku": "TEE-1",
+                    "name": "Blue T-shirt",
+                    "price": "19.90",
+                    "quantity": 2,
+                    "url": f"{settings.shop_url}/p/tee-1",
+                    "image_url": f"{settings.shop_url}/img/tee-1.jpg",
+                },
                 {"sku": "MUG-7", "name": "Coffee mug", "price": "8.50"},
             ],
         }
