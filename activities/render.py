@@ -53,7 +53,12 @@ class Rendered:
 
 
 class Renderer:
-    def __init__(self, templates_dir: Path) -> None:
+    """``old_subjects``: give subjects with a bare ``{{ first_name }}`` (configs of runs that
+    started before subjects read well without a name) "there" for a missing name; the
+    template checks turn it off, so a new config with such a subject fails ``make test``."""
+
+    def __init__(self, templates_dir: Path, *, old_subjects: bool = True) -> None:
+        self._old_subjects = old_subjects
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(templates_dir)),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
@@ -63,12 +68,24 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self._subjects = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+        self._compiled: dict[str, jinja2.Template] = {}
+
+    def _subject(self, subject: str, context: dict[str, Any]) -> str:
+        """The subject line, compiled once per text. Subjects written before templates read
+        well without a name put ``{{ first_name }}`` in bare; runs started with such a config
+        keep the greeting they began with ("there") instead of a dangling comma."""
+        compiled = self._compiled.get(subject)
+        if compiled is None:
+            compiled = self._compiled[subject] = self._subjects.from_string(subject)
+        if self._old_subjects and "first_name" in subject and "if first_name" not in subject:
+            context = {**context, "first_name": context.get("first_name") or "there"}
+        return compiled.render(context)
 
     def render(self, *, template: str, subject: str, context: dict[str, Any]) -> Rendered:
         try:
             html = self._env.get_template(f"{template}.html.j2").render(context)
             text = self._env.get_template(f"{template}.txt.j2").render(context)
-            subj = self._subjects.from_string(subject).render(context)
+            subj = self._subject(subject, context)
         except jinja2.TemplateNotFound as exc:
             raise TemplateMissing(f"template {exc.name} not found") from exc
         except jinja2.UndefinedError as exc:

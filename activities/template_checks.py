@@ -93,7 +93,7 @@ class _Sample:
 
 def check_templates(journeys_dir: Path) -> list[Problem]:
     """Every problem found in every journey of ``journeys_dir`` (empty: all good)."""
-    renderer = Renderer(journeys_dir / "templates")
+    renderer = Renderer(journeys_dir / "templates", old_subjects=False)
     problems: list[Problem] = []
     for path in sorted(journeys_dir.glob("*.toml")):
         try:

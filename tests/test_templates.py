@@ -92,6 +92,17 @@ def test_subjects_read_well_with_and_without_a_first_name() -> None:
     }
 
 
+def test_a_run_started_with_an_old_bare_first_name_subject_keeps_its_greeting() -> None:
+    """Runs carry their config: one started before the subjects were rewritten still has
+    "Welcome, {{ first_name }}!" and must not read "Welcome, !" for a customer without a name."""
+    renderer = Renderer(JOURNEYS / "templates")
+    welcome = _any_config("welcome_series").step("welcome")
+    context = sample_context("welcome_series", welcome, drop="first_name")
+    old = "Welcome, {{ first_name }}! Here is {{ coupon.percent_off }}% off your first order"
+    subject = renderer.render(template=welcome.template, subject=old, context=context).subject
+    assert subject == "Welcome, there! Here is 10% off your first order"
+
+
 def test_cart_block_shows_product_images_and_links_from_events_and_their_checkout_link() -> None:
     renderer = Renderer(JOURNEYS / "templates")
     step = _any_config("cart_recovery").step("reminder_1")
