@@ -1,16 +1,25 @@
 """Python API a shop backend calls: record the event, then start or signal journeys.
 
-Each call validates its input once (pydantic; errors name the field), records the event in
-one transaction and talks to Temporal *before* committing, so a failure leaves nothing
-behind and the shop can simply deliver the event again. The same message id twice is
-recorded and routed once. Field names are ours or Segment's (starter/ingest/events.py);
-which model and handler an event gets is the table's (starter/ingest/table.py).
+Each call validates its input once (pydantic; errors name the field) and commits the event
+with what it means (cart, order, consent, suppression) and its Temporal work (outbox rows)
+in one short transaction: once a call returns, the event is kept, whether Temporal is up or
+not (ARCHITECTURE.md decision 10). The work is delivered at once when Temporal takes it
+(the result names the outcome: ``started``, ``signalled``...) or later by the relay
+(``queued``). The same message id twice is recorded and routed once. Field names are ours
+or Segment's (starter/ingest/events.py); which model and handler an event gets is the
+table's (starter/ingest/table.py).
+
+The relay (starter/outbox.py) runs as a background task of the process that uses this API:
+``await journeys.start()`` (the HTTP app's lifespan does; the first event starts it too)
+delivers rows left from before, ``await journeys.close()`` stops it. Use
+``async with Journeys(...) as journeys:`` to have both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from types import TracebackType
 from typing import Any, overload
 
 from pydantic import BaseModel
@@ -24,19 +33,61 @@ from starter.ingest.events import CustomerProfile, Identify
 from starter.ingest.runs import Runs
 from starter.ingest.service import EventResult, Ingest
 from starter.ingest.table import Ready, other, ready
+from starter.outbox import Relay
 from store.db import SessionFactory
 
 Input = Mapping[str, Any] | BaseModel
 
 
 class Journeys:
-    def __init__(self, *, client: Client, sessions: SessionFactory, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        client: Client,
+        sessions: SessionFactory,
+        settings: Settings,
+        answer_within: float = 5.0,
+    ) -> None:
+        """``answer_within``: how long a call waits for Temporal to take its work before
+        it answers ``queued`` (the relay delivers it later)."""
+        runs = Runs(client, task_queue=settings.temporal_task_queue)
         self._ingest = Ingest(
             sessions=sessions,
-            runs=Runs(client, task_queue=settings.temporal_task_queue),
+            runs=runs,
+            relay=Relay(
+                sessions,
+                runs,
+                task_queue=settings.temporal_task_queue,
+                answer_within=answer_within,
+            ),
             configs=JourneyLoader(settings.journeys_dir, speedup=settings.journey_speedup),
             settings=settings,
         )
+
+    async def start(self) -> None:
+        """Start delivering work left in the outbox (from before a restart, or refused by
+        Temporal when it was down) in the background."""
+        self._ingest.relay.start()
+
+    async def close(self) -> None:
+        """Stop the relay; what it did not deliver stays in the store for the next one."""
+        await self._ingest.relay.close()
+
+    async def __aenter__(self) -> Journeys:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def relay(self) -> Relay:
+        return self._ingest.relay
 
     @property
     def client(self) -> Client:
@@ -153,7 +204,8 @@ class Journeys:
     # -- engagement and everything else ---------------------------------------------------
 
     async def engaged(self, event: Input) -> EventResult:
-        """An open or a click (``kind``), recorded against its send; its run is told."""
+        """An open or a click (``kind``), recorded against its send; its run is told. The
+        first open and the first click of an email count; repeats are only counted."""
         kind = event.get("kind") if isinstance(event, Mapping) else getattr(event, "kind", None)
         name = "Email Link Clicked" if kind == "clicked" else "Email Opened"
         return await self._run(ready(name, event))

@@ -8,9 +8,11 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     Numeric,
     String,
     Text,
@@ -75,7 +77,9 @@ class Customer(Base):
 
 
 class Event(Base):
-    """Every event received, once: ``message_id`` is the sender's id and is unique."""
+    """Every event received, once: ``message_id`` is the sender's id (or the event's own
+    identity, e.g. the first open of one email) and is unique; the same one again only
+    counts in ``repeats``."""
 
     __tablename__ = "events"
 
@@ -84,8 +88,35 @@ class Event(Base):
     customer_id: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str] = mapped_column(String(100))
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    occurred_at: Mapped[datetime]
+    occurred_at: Mapped[datetime]  # when it happened (the sender's time, skew-corrected)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    repeats: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class Outbox(Base):
+    """Work for Temporal that an accepted event carries (start a journey, signal a run),
+    committed with the event and delivered after the commit, in order per customer, until
+    Temporal takes it (ARCHITECTURE.md decision 10). A delivered row is deleted."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_queue_customer", "task_queue", "customer_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    task_queue: Mapped[str] = mapped_column(String(200))  # the starter's; its relay delivers
+    customer_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # start | signal
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[str | None] = mapped_column(String(200))  # the event's message id
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    parked_at: Mapped[datetime | None]  # Temporal refused it for good: skipped, kept to see
 
 
 class Order(Base):
@@ -110,7 +141,11 @@ class Cart(Base):
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     checkout_url: Mapped[str | None] = mapped_column(String(2000))
     status: Mapped[str] = mapped_column(String(16), default="active")  # active|emptied|ordered
+    # Event times: the last change of any kind, and the last time the cart came whole
+    # ("Checkout Started"). A whole cart older than the last change, or a product added or
+    # removed before the cart last came whole, changes nothing.
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    replaced_at: Mapped[datetime | None]
 
 
 class SendLog(Base):

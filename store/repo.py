@@ -2,6 +2,11 @@
 
 The caller owns the transaction (``async with sessions.begin() as s``), so a handler that
 records an event, a cart and an order commits all of it or nothing.
+
+Concurrency (PostgreSQL, READ COMMITTED): first inserts are ``INSERT ... ON CONFLICT``, so
+two first events of a customer never collide; whoever reads a customer's row to change it
+(carts, counters, opt-outs in ``attributes``) locks it first with ``lock_customer``, so
+changes of one customer are made one after the other and none is lost.
 """
 
 from __future__ import annotations
@@ -10,10 +15,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import (
@@ -41,9 +45,10 @@ async def upsert_customer(
     timezone: str | None = None,
     attributes: dict[str, Any] | None = None,
 ) -> Customer:
-    customer = await session.get(Customer, customer_id)
-    if customer is None:
-        customer = Customer(
+    """Create the customer or update what is given; returns the row, locked."""
+    created = await session.execute(
+        _insert(session)(Customer)
+        .values(
             id=customer_id,
             email=email,
             first_name=first_name,
@@ -52,8 +57,13 @@ async def upsert_customer(
             subscribed=True,
             attributes=attributes or {},
         )
-        session.add(customer)
-    else:
+        .on_conflict_do_nothing(index_elements=[Customer.id])
+        .returning(Customer.id)
+    )
+    is_new = created.scalar_one_or_none() is not None
+    customer = await lock_customer(session, customer_id=customer_id)
+    assert customer is not None  # inserted above or there before
+    if not is_new:
         customer.email = email
         if first_name is not None:
             customer.first_name = first_name
@@ -84,6 +94,22 @@ async def get_customer(session: AsyncSession, *, customer_id: str) -> Customer |
     return await session.get(Customer, customer_id)
 
 
+async def lock_customer(session: AsyncSession, *, customer_id: str) -> Customer | None:
+    """The customer's row, locked until the transaction ends (SELECT ... FOR UPDATE on
+    PostgreSQL; SQLite's write lock is the whole database's already)."""
+    return await session.scalar(
+        select(Customer)
+        .where(Customer.id == customer_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def _insert(session: AsyncSession) -> Any:
+    """INSERT with ON CONFLICT, as the session's database writes it."""
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
 async def existing_customer_ids(session: AsyncSession, *, customer_ids: set[str]) -> set[str]:
     if not customer_ids:
         return set()
@@ -100,23 +126,32 @@ async def record_event(
     properties: dict[str, Any],
     occurred_at: datetime,
 ) -> bool:
-    """Insert the event; False if an event with this message id was recorded before."""
-    if await session.scalar(select(Event.id).where(Event.message_id == message_id)) is not None:
-        return False
-    try:
-        async with session.begin_nested():
-            session.add(
-                Event(
-                    message_id=message_id,
-                    customer_id=customer_id,
-                    name=name,
-                    properties=properties,
-                    occurred_at=occurred_at,
-                )
-            )
-    except IntegrityError:  # a concurrent delivery of the same message won the race
-        return False
-    return True
+    """Insert the event; False if an event with this message id was recorded before (then
+    this one only counts as a repeat of it). A concurrent delivery of the same message waits
+    for the first one's transaction and then counts as its repeat."""
+    inserted = await session.execute(
+        _insert(session)(Event)
+        .values(
+            message_id=message_id,
+            customer_id=customer_id,
+            name=name,
+            properties=properties,
+            occurred_at=occurred_at,
+            received_at=utcnow(),
+            repeats=0,
+        )
+        .on_conflict_do_nothing(index_elements=[Event.message_id])
+        .returning(Event.id)
+    )
+    if inserted.scalar_one_or_none() is not None:
+        return True
+    await session.execute(
+        update(Event)
+        .where(Event.message_id == message_id)
+        .values(repeats=Event.repeats + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return False
 
 
 async def set_cart(
@@ -127,18 +162,28 @@ async def set_cart(
     currency: str,
     checkout_url: str | None,
     at: datetime,
+    whole: bool = True,
 ) -> Cart:
-    cart = await session.get(Cart, customer_id)
-    status = "active" if lines else "emptied"
-    if cart is None:
-        cart = Cart(customer_id=customer_id)
-        session.add(cart)
-    cart.lines = {"items": lines}
-    cart.currency = currency
-    cart.checkout_url = checkout_url
-    cart.status = status
-    cart.updated_at = at
-    await session.flush()
+    """Keep the customer's cart as it is now; ``at``: the event time of the change,
+    ``whole``: the change gave the whole cart (not one product). One atomic upsert, so a
+    first cart written twice at once does not collide."""
+    values: dict[str, Any] = {
+        "lines": {"items": lines},
+        "currency": currency,
+        "checkout_url": checkout_url,
+        "status": "active" if lines else "emptied",
+        "updated_at": at,
+    }
+    if whole:
+        values["replaced_at"] = at
+    stmt = _insert(session)(Cart).values(customer_id=customer_id, **values)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Cart.customer_id], set_={k: stmt.excluded[k] for k in values}
+        )
+    )
+    cart = await session.get(Cart, customer_id, populate_existing=True)
+    assert cart is not None
     return cart
 
 
@@ -156,11 +201,11 @@ async def record_order(
     lines: list[dict[str, Any]],
     placed_at: datetime,
 ) -> bool:
-    """Insert the order and close the customer's cart; False if the order was known."""
-    if await session.get(Order, order_id) is not None:
-        return False
-    session.add(
-        Order(
+    """Insert the order and close the customer's cart unless the cart changed after it;
+    False if the order id was recorded before (the same order again counts once)."""
+    inserted = await session.execute(
+        _insert(session)(Order)
+        .values(
             id=order_id,
             customer_id=customer_id,
             total=total,
@@ -168,7 +213,11 @@ async def record_order(
             lines={"items": lines},
             placed_at=placed_at,
         )
+        .on_conflict_do_nothing(index_elements=[Order.id])
+        .returning(Order.id)
     )
+    if inserted.scalar_one_or_none() is None:
+        return False
     cart = await session.get(Cart, customer_id)
     if cart is not None and cart.updated_at <= placed_at:
         cart.status = "ordered"
@@ -218,12 +267,19 @@ async def suppress(
     reason: str,
     detail: str | None = None,
 ) -> None:
-    """Suppress the address; the first reason recorded stays."""
-    if await session.get(Suppression, email.lower()) is None:
-        session.add(
-            Suppression(email=email.lower(), customer_id=customer_id, reason=reason, detail=detail)
+    """Suppress the address; the first reason recorded stays (also when two suppress it at
+    the same moment)."""
+    await session.execute(
+        _insert(session)(Suppression)
+        .values(
+            email=email.lower(),
+            customer_id=customer_id,
+            reason=reason,
+            detail=detail,
+            created_at=utcnow(),
         )
-        await session.flush()
+        .on_conflict_do_nothing(index_elements=[Suppression.email])
+    )
 
 
 async def lift_suppression(session: AsyncSession, *, email: str, reasons: tuple[str, ...]) -> bool:
@@ -283,9 +339,10 @@ async def upsert_products(
     """Keep the catalogue of products seen in events; count what is ordered.
 
     One INSERT ... ON CONFLICT DO UPDATE per product, so two events about a new product at
-    the same moment cannot collide, and concurrent orders never lose a count."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    for line in lines:
+    the same moment cannot collide, and concurrent orders never lose a count. Products are
+    written in SKU order: two transactions lock shared rows in the same order (no deadlock)."""
+    insert = _insert(session)
+    for line in sorted(lines, key=lambda item: str(item.get("sku") or "")):
         sku = line.get("sku")
         if not sku or not line.get("name"):
             continue

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.testing._timeskipping import TimeSkippingConfig
 
 from core.ids import SEARCH_ATTRIBUTES
+from devstack.catcher import free_port
 from settings import Settings, temporal_cli
 
 
@@ -30,10 +32,12 @@ async def start_time_skipping_server() -> WorkflowEnvironment:
 
 
 async def start_plain_server(
-    *, database: Path | None = None, log_level: str = "warn"
+    *, database: Path | None = None, log_level: str = "warn", port: int | None = None
 ) -> WorkflowEnvironment:
-    """Dev server in real time; its SQLite (in memory, or the file ``database``) in WAL mode."""
+    """Dev server in real time; its SQLite (in memory, or the file ``database``) in WAL mode;
+    on ``port`` if given (else a free one)."""
     return await WorkflowEnvironment.start_local(
+        port=port,
         data_converter=pydantic_data_converter,
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_existing_path=temporal_cli(Settings(environment="test")),
@@ -46,3 +50,37 @@ async def start_plain_server(
             "synchronous=normal",
         ],
     )
+
+
+class StoppableServer:
+    """A plain dev server a test can stop and start again: the same port and database file,
+    so runs survive and clients connected to ``target`` reach it again (Temporal down for
+    a while, as in an outage or a cluster upgrade)."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self.port = free_port()
+        self._env: WorkflowEnvironment | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> WorkflowEnvironment:
+        """The running server's environment (a new one after each start)."""
+        assert self._env is not None, "the server is stopped"
+        return self._env
+
+    async def connect(self) -> Client:
+        """A client of its own (it outlives stops and starts), with the project's converter."""
+        return await Client.connect(self.target, data_converter=pydantic_data_converter)
+
+    async def start(self) -> WorkflowEnvironment:
+        self._env = await start_plain_server(database=self.database, port=self.port)
+        return self._env
+
+    async def stop(self) -> None:
+        if self._env is not None:
+            await self._env.shutdown()
+            self._env = None

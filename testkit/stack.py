@@ -88,20 +88,28 @@ async def running_stack(
     send_class: type[SendActivities] = SendActivities,
 ) -> AsyncIterator[Stack]:
     """A worker built as worker.py builds it (polling ``settings``' task queue) and the
-    starter API, on ``env``'s server (through ``client`` if given); stopped on exit."""
+    starter API with its outbox relay, on ``env``'s server (through ``client`` if given);
+    stopped on exit."""
     use_client = client or env.client
     mailer = make_mailer(settings)
     try:
-        async with build_worker(
-            use_client, settings=settings, sessions=sessions, mailer=mailer, send_class=send_class
-        ) as worker:
+        async with (
+            build_worker(
+                use_client,
+                settings=settings,
+                sessions=sessions,
+                mailer=mailer,
+                send_class=send_class,
+            ) as worker,
+            Journeys(client=use_client, sessions=sessions, settings=settings) as journeys,
+        ):
             yield Stack(
                 env=env,
                 client=use_client,
                 settings=settings,
                 sessions=sessions,
                 catcher=catcher,
-                journeys=Journeys(client=use_client, sessions=sessions, settings=settings),
+                journeys=journeys,
                 worker=worker,
             )
     finally:

@@ -49,12 +49,12 @@ def create_app(settings: Settings, journeys: Journeys | None = None) -> FastAPI:
             yield
             return
         engine = make_engine(settings.database_url)
-        app.state.journeys = Journeys(
+        async with Journeys(  # its outbox relay runs as long as the app does
             client=await connect(settings),
             sessions=make_session_factory(engine),
             settings=settings,
-        )
-        yield
+        ) as app.state.journeys:
+            yield
         await engine.dispose()
 
     app = FastAPI(

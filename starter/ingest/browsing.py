@@ -9,22 +9,22 @@ from core.contracts import BrowseInput, ProductView
 from core.rules import counts_as_order, skus_of
 from journeys.config import BrowseConfig
 from starter.ingest.events import ProductViewed
-from starter.ingest.service import Call, EventResult, done, signalled
+from starter.ingest.service import SIGNALLED, Call, Handled, done
 from store import repo
 
 EVER = datetime.min.replace(tzinfo=UTC)
 
 
-async def product_viewed(call: Call, e: ProductViewed) -> EventResult:
+async def product_viewed(call: Call, e: ProductViewed) -> Handled:
     await repo.upsert_products(call.s, lines=[e.line()])
     config = call.config("browse_follow_up", BrowseConfig)
     view = ProductView(sku=e.sku)
     if await _views(call, e) >= config.min_views and not await _bought(call, e.sku):
         inp = BrowseInput(customer_id=e.customer_id, config=config, sku=e.sku)
-        await call.runs.start(inp, signal=("product_viewed", view))
+        await call.start(inp, signal=("product_viewed", view))
         return done(e, "started_or_signalled")
-    told = await call.runs.signal(e.concerns(), "product_viewed", view)
-    return done(e, signalled(told))
+    await call.signal(e.concerns(), "product_viewed", view)
+    return done(e, SIGNALLED)
 
 
 async def _views(call: Call, e: ProductViewed) -> int:

@@ -1,22 +1,33 @@
 """Leaving the list and coming back: unsubscribes, re-subscribes, bounces, complaints.
 
-A suppression is recorded in the event's transaction and every run the customer is in is
-told to leave; the send gate re-checks it before each send anyway.
+A suppression is recorded in the event's transaction, so the send gate (which reads the
+store) honours it from the commit on, whether Temporal is up or not; every run the customer
+is in is told to leave through the outbox. Consent changes take effect in the order they
+arrive, not by their event time: an unsubscribe is never dropped as late.
 """
 
 from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import CustomerLeft
 from core.ids import workflow_id
 from core.rules import LIFTED_BY_CONSENT
 from starter.ingest.events import Complaint, EmailBounced, Subscribed, Unsubscribed
 from starter.ingest.runs import LIVE_JOURNEYS, live_runs
-from starter.ingest.service import Call, EventResult, Ingest, done, known_customer, signalled
+from starter.ingest.service import (
+    SIGNALLED,
+    Call,
+    Handled,
+    Ingest,
+    done,
+    in_transaction,
+    known_customer,
+)
 from store import repo
-from store.models import Customer
 
 
-async def unsubscribed(call: Call, e: Unsubscribed) -> EventResult:
+async def unsubscribed(call: Call, e: Unsubscribed) -> Handled:
     """From now on no marketing email (or none of one journey) goes to the customer."""
     customer = call.customer
     if e.journey is None:
@@ -35,7 +46,7 @@ async def unsubscribed(call: Call, e: Unsubscribed) -> EventResult:
     return await _left(call, runs, "unsubscribed", e)
 
 
-async def subscribed(call: Call, e: Subscribed) -> EventResult:
+async def subscribed(call: Call, e: Subscribed) -> Handled:
     customer = call.customer
     customer.subscribed = True
     customer.attributes = {
@@ -45,7 +56,7 @@ async def subscribed(call: Call, e: Subscribed) -> EventResult:
     return done(e, "recorded")
 
 
-async def email_bounced(call: Call, e: EmailBounced) -> EventResult:
+async def email_bounced(call: Call, e: EmailBounced) -> Handled:
     """Hard bounce: suppressed at once. Soft: suppressed after SOFT_BOUNCE_LIMIT in a row."""
     customer = call.customer
     reason = "hard_bounce" if e.hard else None
@@ -60,16 +71,19 @@ async def email_bounced(call: Call, e: EmailBounced) -> EventResult:
     return await _left(call, live_runs(customer), reason, e)
 
 
-async def complaint(call: Call, e: Complaint) -> EventResult:
+async def complaint(call: Call, e: Complaint) -> Handled:
     await _suppress(call, "complaint", e.detail)
     return await _left(call, live_runs(call.customer), "complaint", e)
 
 
 async def lift_sunset(ingest: Ingest, customer_id: str) -> None:
     """ "Keep writing to me": a sunset address comes back (nothing else is lifted)."""
-    async with ingest.sessions.begin() as s:
-        customer: Customer = await known_customer(s, customer_id)
+
+    async def lift(s: AsyncSession) -> None:
+        customer = await known_customer(s, customer_id)
         await repo.lift_suppression(s, email=customer.email, reasons=("sunset",))
+
+    await in_transaction(ingest.sessions, lift)
 
 
 async def _suppress(call: Call, reason: str, detail: str | None) -> None:
@@ -81,6 +95,6 @@ async def _suppress(call: Call, reason: str, detail: str | None) -> None:
 
 async def _left(
     call: Call, runs: list[str], reason: str, e: Unsubscribed | EmailBounced | Complaint
-) -> EventResult:
-    told = await call.runs.tell(runs, "customer_left", CustomerLeft(reason=reason))
-    return done(e, signalled(told))
+) -> Handled:
+    await call.tell(runs, "customer_left", CustomerLeft(reason=reason))
+    return done(e, SIGNALLED)

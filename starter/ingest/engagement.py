@@ -1,14 +1,20 @@
-"""Opens and clicks of our emails, and every event nobody routes."""
+"""Opens and clicks of our emails, and every event nobody routes.
+
+The first open and the first click of each email are recorded and told to its run; every
+further one (a second look, an image proxy, a forwarded email) only counts as a repeat of
+that event (``events.repeats``): no new row, no new signal, so a run's history cannot grow
+with them.
+"""
 
 from __future__ import annotations
 
 from core.contracts import Engagement
 from core.ids import parse_send_key
 from starter.ingest.events import EmailEngaged, OtherEvent
-from starter.ingest.service import Call, EventResult, done, signalled
+from starter.ingest.service import SIGNALLED, Call, Handled, done
 
 
-async def engaged(call: Call, e: EmailEngaged) -> EventResult:
+async def engaged(call: Call, e: EmailEngaged) -> Handled:
     """Recorded against its send; the send's run is told. Engagement ends a run of soft
     bounces: the address takes mail."""
     customer = call.customer
@@ -18,10 +24,10 @@ async def engaged(call: Call, e: EmailEngaged) -> EventResult:
     if key is None:
         return done(e, "recorded")
     engagement = Engagement(kind=e.kind, step=key.step, url=e.url)
-    told = await call.runs.signal(key.workflow_id, "engaged", engagement)
-    return done(e, signalled(told))
+    await call.signal(key.workflow_id, "engaged", engagement)
+    return done(e, SIGNALLED)
 
 
-async def recorded_only(call: Call, e: OtherEvent) -> EventResult:
+async def recorded_only(call: Call, e: OtherEvent) -> Handled:
     """Kept in the event log for later journeys; nothing is told."""
     return done(e, "recorded")

@@ -55,12 +55,43 @@ def _aware(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _not_after_now(value: datetime) -> datetime:
+    """An event cannot have happened after it arrived: a time ahead of ours (a fast clock)
+    is taken as now."""
+    return min(value, _now())
+
+
 Zone = Annotated[str, AfterValidator(_zone)]
 Timestamp = Annotated[datetime, AfterValidator(_aware)]
+EventTime = Annotated[datetime, AfterValidator(_aware), AfterValidator(_not_after_now)]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def event_time(
+    *,
+    timestamp: datetime | None,
+    original_timestamp: datetime | None = None,
+    sent_at: datetime | None = None,
+    received_at: datetime | None = None,
+    now: datetime | None = None,
+) -> datetime:
+    """When a Segment call happened, on our clock (ARCHITECTURE.md decision 19).
+
+    A call relayed by Segment carries ``receivedAt``: its ``timestamp`` is corrected for
+    clock skew already and is taken as it is. A call straight from a client carries the
+    client's clock: its ``timestamp`` (or ``originalTimestamp``) is moved by ``now - sentAt``
+    (the client's clock skew plus the time on the way), as Segment computes it. No time is
+    later than ``now``; a call with no time happened when it arrived."""
+    arrived = now or _now()
+    when = timestamp or original_timestamp
+    if when is None:
+        return arrived
+    if received_at is None and sent_at is not None:
+        when = when + (arrived - sent_at)
+    return min(when, arrived)
 
 
 @cache
@@ -98,11 +129,17 @@ class Event(_Strict):
     customer_id: Id
     # The sender's id of this event; the same id twice is recorded and routed once.
     message_id: str | None = Field(None, min_length=1, max_length=200)
-    occurred_at: Timestamp = Field(default_factory=_now)
+    # When it happened (default: when it arrived); decisions that depend on order use it.
+    occurred_at: EventTime = Field(default_factory=_now)
 
     def recorded(self) -> dict[str, Any]:
         """What the event log keeps besides customer, message id and time."""
         return self.model_dump(mode="json", exclude={"customer_id", "message_id", "occurred_at"})
+
+    def identity(self) -> str | None:
+        """What makes two of these the same event whatever their message ids (None: only
+        the message id does)."""
+        return None
 
     def concerns(self) -> str | None:
         """The journey run this event is about (named in the result), if one."""
@@ -310,6 +347,11 @@ class EmailEngaged(Event):
     def recorded(self) -> dict[str, Any]:
         key = parse_send_key(self.send_key)
         return {"send_key": self.send_key, "step": key.step if key else None, "url": self.url}
+
+    def identity(self) -> str | None:
+        """The first open and the first click of one email count; repeats (a second look,
+        an image proxy, a forwarded email) are counted on it, not recorded or signalled."""
+        return f"{self.kind}:{self.send_key}" if self.send_key else None
 
     def concerns(self) -> str | None:
         key = parse_send_key(self.send_key)

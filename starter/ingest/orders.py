@@ -1,5 +1,11 @@
 """Orders: every run the customer is in hears of it; the first one starts the nurture;
-a shipment reaches the nurture's shipping notice."""
+a shipment reaches the nurture's shipping notice.
+
+An order counts once by its ``order_id``: the same order again (re-delivered with another
+message id or none) changes nothing and tells no run, so it can never end a newer cart
+recovery as "ordered". An order placed before the cart last changed (it arrived late) does
+not close that cart: cart recovery is not told of it.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,14 @@ from core.rules import LIFTED_BY_ORDER, main_category
 from journeys.config import NurtureConfig
 from starter.ingest.events import OrderCompleted, OrderShipped
 from starter.ingest.runs import live_runs
-from starter.ingest.service import Call, EventResult, done, signalled
+from starter.ingest.service import SIGNALLED, Call, Handled, done
 from store import repo
 
 
-async def order_placed(call: Call, e: OrderCompleted) -> EventResult:
+async def order_placed(call: Call, e: OrderCompleted) -> Handled:
     lines = [line.line() for line in e.lines]
+    cart = await repo.get_cart(call.s, customer_id=e.customer_id)
+    closes_cart = cart is None or cart.updated_at <= e.occurred_at
     recorded = await repo.record_order(
         call.s,
         order_id=e.order_id,
@@ -24,32 +32,37 @@ async def order_placed(call: Call, e: OrderCompleted) -> EventResult:
         lines=lines,
         placed_at=e.occurred_at,
     )
-    if recorded:  # an order brings a sunset address back: the customer is engaged again
-        await repo.lift_suppression(call.s, email=call.customer.email, reasons=LIFTED_BY_ORDER)
+    if not recorded:  # this order was here before
+        return Handled("none", e.concerns(), recorded=False)
+    # An order brings a sunset address back: the customer is engaged again.
+    await repo.lift_suppression(call.s, email=call.customer.email, reasons=LIFTED_BY_ORDER)
     await repo.upsert_products(call.s, lines=lines, ordered=True)
     notice = OrderSeen(order_id=e.order_id, skus=[line.sku for line in e.lines])
-    told = await call.runs.tell(live_runs(call.customer), "order_placed", notice)
+    runs = live_runs(call.customer)
+    if not closes_cart:
+        runs.remove(workflow_id("cart_recovery", e.customer_id))
+    await call.tell(runs, "order_placed", notice)
     if await repo.count_orders(call.s, customer_id=e.customer_id) == 1:
         await _start_nurture(call, e)
         return done(e, "started", workflow_id=workflow_id("new_customer_nurture", e.customer_id))
-    return done(e, signalled(told))
+    return done(e, SIGNALLED)
 
 
 async def _start_nurture(call: Call, e: OrderCompleted) -> None:
     config = call.config("new_customer_nurture", NurtureConfig)
     category = main_category(line.category for line in e.lines)
-    await call.runs.start(
+    await call.start(
         NurtureInput(
             customer_id=e.customer_id, config=config, order_id=e.order_id, category=category
         )
     )
 
 
-async def order_shipped(call: Call, e: OrderShipped) -> EventResult:
+async def order_shipped(call: Call, e: OrderShipped) -> Handled:
     shipment = Shipment(
         order_id=e.order_id,
         shipment_id=e.shipment,
         tracking_url=str(e.tracking_url) if e.tracking_url else None,
     )
-    told = await call.runs.signal(e.concerns(), "order_shipped", shipment)
-    return done(e, signalled(told))
+    await call.signal(e.concerns(), "order_shipped", shipment)
+    return done(e, SIGNALLED)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from core.contracts import WelcomeInput
 from journeys.config import WelcomeConfig
 from starter.ingest.events import CustomerProfile, Identify, SignedUp
@@ -11,8 +13,11 @@ from starter.ingest.service import (
     Call,
     EmailRequired,
     EventResult,
+    Handled,
     Ingest,
+    Took,
     done,
+    in_transaction,
     record,
 )
 from store import repo
@@ -23,7 +28,7 @@ IDENTIFY = "Identify"  # an identify call is kept in the event log under this na
 async def upsert_profile(
     ingest: Ingest, p: CustomerProfile, *, attributes: dict[str, Any] | None = None
 ) -> None:
-    async with ingest.sessions.begin() as s:
+    async def upsert(s: AsyncSession) -> None:
         await repo.upsert_customer(
             s,
             customer_id=p.customer_id,
@@ -34,19 +39,22 @@ async def upsert_profile(
             attributes=attributes,
         )
 
+    await in_transaction(ingest.sessions, upsert)
+
 
 async def identify(ingest: Ingest, e: Identify) -> EventResult:
     """Create or update the profile; traits we do not know become attributes. A new
-    customer needs an email address."""
-    async with ingest.sessions.begin() as s:
-        current = await repo.get_customer(s, customer_id=e.customer_id)
+    customer needs an email address. Traits take effect in the order calls arrive."""
+
+    async def upsert(s: AsyncSession) -> EventResult:
+        if not await record(s, IDENTIFY, e):
+            return EventResult(recorded=False)
+        current = await repo.lock_customer(s, customer_id=e.customer_id)
         email = e.traits.email or (current.email if current else None)
-        if email is None:
+        if email is None:  # raising rolls the recorded event back
             raise EmailRequired(
                 f"customer {e.customer_id!r} is new: the first identify needs an email"
             )
-        if not await record(s, IDENTIFY, e):
-            return EventResult(recorded=False)
         extra = e.traits.model_dump(mode="json", exclude=set(type(e.traits).model_fields))
         await repo.upsert_customer(
             s,
@@ -59,14 +67,16 @@ async def identify(ingest: Ingest, e: Identify) -> EventResult:
         )
         return EventResult(recorded=True, action="recorded")
 
+    return await in_transaction(ingest.sessions, upsert)
+
 
 async def known_customers(ingest: Ingest, customer_ids: set[str]) -> set[str]:
     async with ingest.sessions() as s:
         return await repo.existing_customer_ids(s, customer_ids=customer_ids)
 
 
-async def signed_up(call: Call, e: SignedUp) -> EventResult:
+async def signed_up(call: Call, e: SignedUp) -> Handled:
     """A new account: the welcome series starts, once per customer ever."""
     config = call.config("welcome_series", WelcomeConfig)
-    started = await call.runs.start(WelcomeInput(customer_id=e.customer_id, config=config))
-    return done(e, "started" if started else "already_welcomed")
+    await call.start(WelcomeInput(customer_id=e.customer_id, config=config))
+    return done(e, Took("started", "already_welcomed"))

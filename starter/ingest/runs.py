@@ -1,9 +1,10 @@
-"""How the ingestion service reaches journeys: start one (through core.starting, the one
-way), signal a live run, tell every run a customer is in that they ordered or left."""
+"""How the outbox relay reaches journeys: start one (through core.starting, the one way)
+or signal a live run; and which runs a customer may be in (told when they order or leave).
+
+Handlers never call these: they write the work to the outbox (``Call.start``/``signal``/
+``tell`` in service.py) and starter/outbox.py delivers it after the commit."""
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 from pydantic import BaseModel
 from temporalio.client import Client
@@ -37,15 +38,25 @@ class Runs:
     def client(self) -> Client:
         return self._client
 
+    @property
+    def task_queue(self) -> str:
+        return self._task_queue
+
     async def start(
-        self, inp: JourneyInput, *, signal: tuple[str, BaseModel] | None = None
+        self,
+        inp: JourneyInput,
+        *,
+        signal: tuple[str, BaseModel] | None = None,
+        run_id: str | None = None,
     ) -> bool:
         """Start the journey (``signal``: signal-with-start, so a live run gets the signal
         instead); False when its id policy refused a second run."""
-        return await start_journey(self._client, inp, task_queue=self._task_queue, signal=signal)
+        return await start_journey(
+            self._client, inp, task_queue=self._task_queue, signal=signal, run_id=run_id
+        )
 
     async def signal(self, wf_id: str, signal: str, arg: BaseModel) -> bool:
-        """Signal the live run, if there is one."""
+        """Signal the live run; False when there is none (NOT_FOUND: nobody to tell)."""
         try:
             await self._client.get_workflow_handle(wf_id).signal(signal, arg)
         except RPCError as exc:
@@ -53,10 +64,3 @@ class Runs:
                 return False
             raise
         return True
-
-    async def tell(self, wf_ids: Iterable[str], signal: str, arg: BaseModel) -> bool:
-        """Signal each of these runs that is live; True if one was."""
-        told = False
-        for wf_id in wf_ids:
-            told |= await self.signal(wf_id, signal, arg)
-        return told

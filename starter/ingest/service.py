@@ -1,30 +1,46 @@
 """What every handler shares: the service's parts, one call's transaction, the result.
 
-``handle`` is the one path of a tracked event: in one transaction the customer must exist
-and the event is recorded once, under the name the table gave it; then its handler runs.
-Handlers talk to Temporal *before* the commit, so a failure leaves nothing behind and the
-shop can simply deliver the event again. The same message id twice is recorded and routed
-once (the duplicate names the run it concerns and does nothing more).
+``handle`` is the one path of a tracked event (ARCHITECTURE.md decision 10: accept, commit,
+then deliver). In ONE short transaction: the event is recorded once (the same message id
+again only counts as a repeat), the customer's row is locked (so their events are applied
+one after the other, on PostgreSQL too), and the handler writes what the event means for
+the store (cart, order, consent, suppression: the send gate reads it from the commit on)
+and the Temporal work it carries (starts, signals) as outbox rows. After the commit the
+relay delivers that work (starter/outbox.py): the answer waits for it a moment, so a
+journey still starts within milliseconds, and says ``queued`` when Temporal did not take it
+in time; the relay keeps trying until it does. No transaction waits on Temporal, and
+Temporal being down refuses no event.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TypeVar, overload
 
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.contracts import JourneyInput
+from core.ids import workflow_id
 from journeys.config import Config, JourneyConfig
 from journeys.loader import JourneyLoader
 from settings import Settings
 from starter.ingest.events import Event
 from starter.ingest.runs import Runs
-from store import repo
+from starter.outbox import Relay, signal_payload, start_payload
+from store import outbox, repo
 from store.db import SessionFactory
 from store.models import Customer
+
+T = TypeVar("T")
+# PostgreSQL's "try again" answers: a deadlock, a serialization failure. The transaction
+# was rolled back whole; running it again is safe (handlers only write to the store).
+RETRY_SQLSTATES = {"40P01", "40001"}
+ATTEMPTS = 5
 
 
 class UnknownCustomer(LookupError):
@@ -39,11 +55,34 @@ class EmailRequired(UnknownCustomer):
 class EventResult:
     recorded: bool  # False: a duplicate of an event recorded before; nothing was done
     workflow_id: str | None = None
-    action: str = "none"  # started | started_or_signalled | signalled | recorded | none
+    # started | started_or_signalled | signalled | recorded | already_welcomed | outdated |
+    # none; or queued: accepted and committed, its journeys hear of it when Temporal takes it
+    action: str = "none"
 
     @property
     def duplicate(self) -> bool:
         return not self.recorded
+
+
+@dataclass(frozen=True)
+class Took:
+    """An action that depends on whether Temporal took the event's work (a run started,
+    or a live run was reached)."""
+
+    yes: str
+    no: str
+
+
+SIGNALLED = Took("signalled", "recorded")
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What a handler did, before its Temporal work is delivered."""
+
+    action: str | Took
+    workflow_id: str | None = None
+    recorded: bool = True
 
 
 @dataclass(frozen=True)
@@ -52,21 +91,21 @@ class Ingest:
 
     sessions: SessionFactory
     runs: Runs
+    relay: Relay
     configs: JourneyLoader
     settings: Settings
 
 
-@dataclass(frozen=True)
+@dataclass
 class Call:
-    """One event being handled: its open transaction, its customer, the service."""
+    """One event being handled: its open transaction, its (locked) customer, the service,
+    and the outbox rows it wrote."""
 
     s: AsyncSession
     customer: Customer
     ingest: Ingest
-
-    @property
-    def runs(self) -> Runs:
-        return self.ingest.runs
+    source: str  # the event's message id, kept on its outbox rows
+    work: list[int] = field(default_factory=list)
 
     @overload
     def config(self, name: str) -> JourneyConfig: ...
@@ -77,22 +116,62 @@ class Call:
     def config(self, name: str, model: type[JourneyConfig] = JourneyConfig) -> JourneyConfig:
         return self.ingest.configs.config(name, model)
 
+    async def start(
+        self,
+        inp: JourneyInput,
+        *,
+        signal: tuple[str, BaseModel] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Start the journey after the commit (``signal``: signal-with-start, so a live run
+        gets the signal instead)."""
+        payload = start_payload(inp, signal=signal, run_id=run_id)
+        wf_id = run_id or workflow_id(inp.config.name, inp.customer_id)
+        await self._enqueue("start", wf_id, payload)
+
+    async def signal(self, wf_id: str, name: str, arg: BaseModel) -> None:
+        """Signal the run after the commit, if it is live then."""
+        await self._enqueue("signal", wf_id, signal_payload(name, arg))
+
+    async def tell(self, wf_ids: Iterable[str], name: str, arg: BaseModel) -> None:
+        """Signal each of these runs that is live."""
+        for wf_id in wf_ids:
+            await self.signal(wf_id, name, arg)
+
+    async def _enqueue(self, kind: str, wf_id: str, payload: dict[str, object]) -> None:
+        row_id = await outbox.enqueue(
+            self.s,
+            task_queue=self.ingest.runs.task_queue,
+            customer_id=self.customer.id,
+            kind=kind,
+            workflow_id=wf_id,
+            payload=dict(payload),
+            source=self.source,
+        )
+        self.work.append(row_id)
+
 
 E = TypeVar("E", bound=Event)
-Handler = Callable[[Call, E], Awaitable[EventResult]]
+Handler = Callable[[Call, E], Awaitable[Handled]]
 
 
 def message_id_of(name: str, event: Event) -> str:
-    """The sender's id, or one derived from the payload: identical payloads count once."""
-    if event.message_id:
-        return event.message_id
+    """The event's identity (the first open of one email), else the sender's id, else one
+    derived from the payload: identical payloads count once."""
+    own = event.identity() or event.message_id
+    if own:
+        return own if len(own) <= 200 else f"{name}:{_digest(own)}"
     body = event.model_dump(mode="json", exclude={"message_id"})
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
-    return f"{name}:{digest}"
+    return f"{name}:{_digest(json.dumps(body, sort_keys=True))}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 async def known_customer(s: AsyncSession, customer_id: str) -> Customer:
-    customer = await repo.get_customer(s, customer_id=customer_id)
+    """The customer, locked until the transaction ends."""
+    customer = await repo.lock_customer(s, customer_id=customer_id)
     if customer is None:
         raise UnknownCustomer(
             f"unknown customer {customer_id!r}: send the customer's profile "
@@ -113,19 +192,50 @@ async def record(s: AsyncSession, name: str, e: Event) -> bool:
     )
 
 
+async def in_transaction(
+    sessions: SessionFactory, work: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    """Run ``work`` in one transaction, again when PostgreSQL asks for it (a deadlock)."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            async with sessions.begin() as s:
+                return await work(s)
+        except DBAPIError as exc:
+            code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+            if code not in RETRY_SQLSTATES or attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def handle(ingest: Ingest, name: str, handler: Handler[E], e: E) -> EventResult:
-    """Record ``e`` as ``name`` and run its handler, in one transaction."""
-    async with ingest.sessions.begin() as s:
-        customer = await known_customer(s, e.customer_id)
+    """Record ``e`` as ``name`` and run its handler in one transaction; then deliver."""
+    source = message_id_of(name, e)
+    calls: list[Call] = []
+
+    async def work(s: AsyncSession) -> Handled:
         if not await record(s, name, e):
-            return EventResult(recorded=False, workflow_id=e.concerns())
-        return await handler(Call(s, customer, ingest), e)
+            return Handled("none", e.concerns(), recorded=False)
+        call = Call(s, await known_customer(s, e.customer_id), ingest, source)
+        calls[:] = [call]
+        return await handler(call, e)
+
+    handled = await in_transaction(ingest.sessions, work)
+    rows = calls[0].work if calls and handled.recorded else []
+    return await settle(ingest, e.customer_id, rows, handled)
 
 
-def done(e: Event, action: str, *, workflow_id: str | None = None) -> EventResult:
-    """A handled event's result; it names the run the event concerns unless told another."""
-    return EventResult(recorded=True, workflow_id=workflow_id or e.concerns(), action=action)
+async def settle(ingest: Ingest, customer_id: str, rows: list[int], h: Handled) -> EventResult:
+    """Deliver the committed work now if Temporal takes it in time; the result says so."""
+    took = await ingest.relay.settle(customer_id, rows)
+    if took is None:
+        action = "queued"
+    elif isinstance(h.action, Took):
+        action = h.action.yes if any(took.values()) else h.action.no
+    else:
+        action = h.action
+    return EventResult(recorded=h.recorded, workflow_id=h.workflow_id, action=action)
 
 
-def signalled(told: bool) -> str:
-    return "signalled" if told else "recorded"
+def done(e: Event, action: str | Took, *, workflow_id: str | None = None) -> Handled:
+    """A handled event; it names the run the event concerns unless told another."""
+    return Handled(action, workflow_id or e.concerns())

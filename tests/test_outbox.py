@@ -1,0 +1,220 @@
+"""What is accepted is kept: events are committed first and handed to Temporal after, by an
+outbox relay that delivers in order per customer and retries until Temporal takes them."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from core.contracts import CartChange
+from core.links import Links
+from devstack.catcher import free_port
+from starter.api import Journeys
+from starter.http import create_app
+from store import outbox
+from store.models import Event, Suppression
+from testkit.data import MUG, TEE, abandon_cart, add_customer, email_for
+from testkit.mail import parts, wait_for_mail
+from testkit.servers import StoppableServer
+from testkit.stack import Stack, running_stack, stack_settings
+from testkit.waiting import eventually
+from workflows.cart_recovery import CartRecovery
+
+
+async def _pending(stack: Stack, customer_id: str | None = None) -> int:
+    async with stack.sessions() as s:
+        if customer_id is None:
+            return await outbox.pending(s, task_queue=stack.settings.temporal_task_queue)
+        return len(await outbox.rows_of(s, customer_id=customer_id))
+
+
+async def _all_delivered(stack: Stack) -> None:
+    assert await eventually(lambda: _pending(stack), lambda n: n == 0) == 0
+
+
+@pytest.fixture
+async def server(tmp_path) -> AsyncIterator[StoppableServer]:
+    server = StoppableServer(tmp_path / "temporal.db")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_with_temporal_stopped_an_unsubscribe_and_a_cart_are_kept_and_acted_on_later(
+    server, catcher, sessions, db_url, journeys_dir
+):
+    client = await server.connect()
+    settings = stack_settings(
+        database_url=db_url,
+        catcher=catcher,
+        journeys_dir=journeys_dir(),
+        journey_speedup=360,  # the first reminder 10 s after the cart
+    )
+    async with running_stack(
+        server.env, settings=settings, sessions=sessions, catcher=catcher, client=client
+    ) as stack:
+        stack.journeys.relay.answer_within = 1.0
+        app = create_app(stack.settings, journeys=stack.journeys)
+        transport = httpx.ASGITransport(app=app)
+        http = httpx.AsyncClient(transport=transport, base_url="https://shop.test")
+        gone, buyer, late = (
+            f"{name}-{settings.temporal_task_queue}" for name in ("gone", "buyer", "late")
+        )
+        for cid in (gone, buyer, late):
+            await add_customer(stack, cid)
+        await abandon_cart(stack, gone, TEE)
+        await abandon_cart(stack, buyer, TEE)
+
+        await server.stop()
+        links = Links(base_url=settings.public_base_url, secret=settings.secret_key)
+        path = links.unsubscribe(customer_id=gone, journey="cart_recovery")
+        began = time.monotonic()
+        answer = await http.post(
+            path.replace("https://shop.test", ""),
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert time.monotonic() - began < 5  # not Temporal's ten seconds of retries
+        cart = await stack.journeys.cart_updated({"customer_id": late, "lines": [TEE]})
+        assert cart.recorded and cart.action == "queued"
+        # A cart change, then an order: the run must hear them in this order.
+        await stack.journeys.product_added({"customer_id": buyer, **MUG})
+        await stack.journeys.order_placed(
+            {"customer_id": buyer, "order_id": f"o-{buyer}", "total": "48.30"}
+        )
+        async with stack.sessions() as s:  # the send gate reads this from the commit on
+            assert (await s.get(Suppression, email_for(gone))) is not None
+        assert await _pending(stack, late) == 1
+
+        await server.start()
+        (mail,) = await wait_for_mail(catcher, email_for(late), 1)
+        assert mail["X-Journey"] == "cart_recovery/reminder_1"
+        bought = client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{buyer}")
+        assert (await asyncio.wait_for(bought.result(), timeout=60)).outcome == "ordered"
+        await _all_delivered(stack)
+        described = await bought.describe()  # no second run started after the order
+        assert described.status == WorkflowExecutionStatus.COMPLETED
+        left = client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{gone}")
+        assert (await asyncio.wait_for(left.result(), timeout=60)).outcome == "unsubscribed"
+        assert catcher.to(email_for(gone)) == []
+        await http.aclose()
+
+
+async def test_work_a_process_left_in_the_outbox_is_delivered_in_order_by_the_next(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    nowhere = await Client.connect(
+        f"127.0.0.1:{free_port()}", lazy=True, data_converter=pydantic_data_converter
+    )
+    first = Journeys(
+        client=nowhere, sessions=stack.sessions, settings=stack.settings, answer_within=0.2
+    )
+    cart = await first.cart_updated({"customer_id": cid, "lines": [TEE]})
+    order = await first.order_placed({"customer_id": cid, "order_id": f"o-{cid}", "total": "39.80"})
+    assert (cart.action, order.action) == ("queued", "queued")
+    await first.relay.close(grace=0)  # the process ends; its rows are free at once
+
+    handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
+    await _all_delivered(stack)  # by the stack's relay, started by running_stack
+    result = await asyncio.wait_for(handle.result(), timeout=30)
+    assert result.outcome == "ordered" and result.sent == []
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_a_signal_to_a_run_that_does_not_exist_counts_as_delivered(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    result = await stack.journeys.order_shipped({"customer_id": cid, "order_id": f"o-{cid}"})
+    assert result.action == "recorded"  # delivered: nobody was listening
+    assert await _pending(stack, cid) == 0
+
+
+async def test_a_row_temporal_can_never_take_is_parked_and_the_next_one_goes(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    async with stack.sessions.begin() as s:
+        await outbox.enqueue(
+            s,
+            task_queue=stack.settings.temporal_task_queue,
+            customer_id=cid,
+            kind="signal",
+            workflow_id=f"cart-recovery:{cid}",
+            payload={"name": "cart_updated", "arg": {"type": "NoSuchContract", "value": {}}},
+            source="broken",
+        )
+    result = await stack.journeys.cart_updated({"customer_id": cid, "lines": [TEE]})
+    assert result.action == "started_or_signalled"
+    async with stack.sessions() as s:
+        (parked,) = await outbox.rows_of(s, customer_id=cid)
+    assert parked.parked_at is not None and "NoSuchContract" in str(parked.last_error)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_no_transaction_waits_on_temporal(stack, monkeypatch):
+    """Eight events of eight customers while Temporal takes 0.5 s per call: on SQLite a
+    transaction held across the call would make them wait for each other (4 s and more)."""
+    runs = stack.journeys.ingest.runs
+    start, signal = runs.start, runs.signal
+
+    async def slow_start(*args, **kwargs):
+        await asyncio.sleep(0.5)
+        return await start(*args, **kwargs)
+
+    async def slow_signal(*args, **kwargs):
+        await asyncio.sleep(0.5)
+        return await signal(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "start", slow_start)
+    monkeypatch.setattr(runs, "signal", slow_signal)
+    customers = [stack.new_customer_id() for _ in range(8)]
+    for cid in customers:
+        await add_customer(stack, cid)
+    began = time.monotonic()
+    results = await asyncio.gather(
+        *(stack.journeys.cart_updated({"customer_id": c, "lines": [TEE]}) for c in customers)
+    )
+    elapsed = time.monotonic() - began
+    assert [r.action for r in results] == ["started_or_signalled"] * 8
+    assert elapsed < 2.5, elapsed
+
+
+async def test_fifty_loads_of_one_pixel_are_one_open_and_one_signal(http, stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    handle = await abandon_cart(stack, cid, TEE)
+    await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
+    (mail,) = await wait_for_mail(stack.catcher, email_for(cid), 1)
+    _, html = parts(mail)
+    pixel = re.search(r'<img src="https://shop\.test(/t/o/[^"]+)"', html)
+    click = re.search(r'href="https://shop\.test(/t/c/[^"]+)"', html)
+    assert pixel and click
+
+    for _ in range(50):
+        assert (await http.get(pixel.group(1))).status_code == 200
+    for _ in range(3):
+        assert (await http.get(click.group(1))).status_code == 302
+
+    async with stack.sessions() as s:
+        rows = (await s.scalars(select(Event).where(Event.customer_id == cid))).all()
+    engagement = {e.name: e.repeats for e in rows if e.name.startswith("Email")}
+    assert engagement == {"Email Opened": 49, "Email Link Clicked": 2}
+    history = await handle.fetch_history()
+    engaged = [
+        e
+        for e in history.events
+        if e.workflow_execution_signaled_event_attributes.signal_name == "engaged"
+    ]
+    assert len(engaged) == 2  # the first open and the first click
+    await handle.signal(CartRecovery.cart_updated, CartChange(empty=True))
