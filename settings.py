@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     smtp_use_tls: bool = False
     smtp_timeout_seconds: float = 30.0
     smtp_pool_size: int = 4
+    # The send path (docs/decisions/0002, 0007): a send waits this long at most for a pool
+    # connection (then it is retried); after SMTP_BREAKER_FAILURES relay-side failures in a
+    # row sending pauses for every journey, and a probe goes after the cool-down.
+    smtp_pool_wait_seconds: float = Field(60.0, gt=0)
+    smtp_breaker_failures: int = Field(5, ge=1)
+    smtp_breaker_cooldown_seconds: float = Field(30.0, ge=0)
     catcher_maildir: Path = VAR_DIR / "mail"
 
     # Messages

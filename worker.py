@@ -18,11 +18,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.breaker import BreakerPolicy
 from activities.journey import JourneyActivities
 from activities.mailer import SmtpPool
 from activities.render import Renderer
 from activities.send import MailSettings, SendActivities
 from activities.sweep import SweepActivities
+from core.sending import SEND_START_TO_CLOSE
 from journeys.loader import JourneyLoader
 from observability import configure_logging, runtime_with_metrics
 from settings import Settings, get_settings
@@ -63,6 +65,23 @@ def make_mailer(settings: Settings) -> SmtpPool:
     )
 
 
+# The longest SMTP path of one send, in timeouts of one command: connect and greeting, EHLO,
+# STARTTLS, AUTH, the NOOP of an idle connection, MAIL, RCPT, DATA, the reply to the dot.
+SMTP_PATH_COMMANDS = 9
+
+
+def check_send_timeouts(settings: Settings) -> None:
+    """The send activity's start-to-close (core.sending) must outlast the whole SMTP path:
+    waiting for a pool connection, then every command at its timeout."""
+    path = settings.smtp_pool_wait_seconds + SMTP_PATH_COMMANDS * settings.smtp_timeout_seconds
+    if path >= SEND_START_TO_CLOSE.total_seconds():
+        raise ValueError(
+            f"SMTP_POOL_WAIT_SECONDS + {SMTP_PATH_COMMANDS} x SMTP_TIMEOUT_SECONDS = {path:.0f} s "
+            f"does not fit in the send activity's start-to-close "
+            f"({SEND_START_TO_CLOSE.total_seconds():.0f} s): lower them"
+        )
+
+
 def build_activities(
     *,
     settings: Settings,
@@ -72,6 +91,7 @@ def build_activities(
     client: Client | None = None,
 ) -> list[Any]:
     """Every activity; the daily sweep's needs a client (it starts journeys)."""
+    check_send_timeouts(settings)
     send = send_class(
         sessions=sessions,
         mailer=mailer,
@@ -82,10 +102,16 @@ def build_activities(
             secret_key=settings.secret_key,
             shop=settings.shop,
         ),
+        breaker=BreakerPolicy(
+            threshold=settings.smtp_breaker_failures,
+            cooldown=timedelta(seconds=settings.smtp_breaker_cooldown_seconds),
+        ),
+        pool_wait=settings.smtp_pool_wait_seconds,
     )
     journey = JourneyActivities(sessions=sessions)
     activities = [
         send.send_step,
+        send.send_gave_up,
         journey.journey_facts,
         journey.record_decision,
         journey.record_entry,

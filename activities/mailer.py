@@ -287,6 +287,11 @@ class SmtpPool:
         self._slots = asyncio.Semaphore(size)
         self.connections_opened = 0
 
+    @property
+    def relay(self) -> str:
+        """``host:port`` of the relay (what the circuit breaker is kept for)."""
+        return f"{self._host}:{self._port}"
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[SmtpConnection]:
         """A ready connection (connected, logged in, checked if idle for a while), held until

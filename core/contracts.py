@@ -28,7 +28,9 @@ from journeys.config import (
 
 # -- send decisions: status, and why not -------------------------------------------------
 
-SendStatus = Literal["sent", "skipped", "held_out", "bounced", "failed", "deferred"]
+# "uncertain": the final dot was written and no reply was recorded; the relay may have the
+# message (docs/decisions/0002-send-idempotency.md). Not sent again unless the journey says so.
+SendStatus = Literal["sent", "skipped", "held_out", "bounced", "failed", "deferred", "uncertain"]
 
 # Why a send did not go out (or not yet): a code from this closed set, plus a detail for
 # people. Code decides, never the detail; describe() writes both for people.
@@ -47,6 +49,8 @@ ReasonCode = Literal[
     # the SMTP server's answer
     "hard_bounce",  # the mailbox does not exist (status bounced)
     "rejected",  # the message was refused for good (status failed)
+    "uncertain",  # the dot went out and no reply was recorded (status uncertain)
+    "gave_up",  # the send was retried until its time ran out (status failed; detail: why)
     # the journey's own decisions
     "left",  # the journey ended while the send was held
     "clicked",  # cart recovery: they clicked already, no more plain reminders
@@ -226,10 +230,21 @@ class SendStepInput(BaseModel):
     # Extra data for the template: {"product_sku": ...} adds ``product`` and ``accessories``;
     # {"cross_sell_category": ...} adds ``cross_sell``; anything else is passed as it is.
     context: dict[str, Any] = {}
+    # A send found uncertain (the dot went out, no reply recorded): leave it ("skip") or send
+    # it again ("resend") once the attempt that wrote the dot is surely over (its lease).
+    on_uncertain: Literal["skip", "resend"] = "skip"
 
     @property
     def idempotency_key(self) -> str:
         return send_key(self.workflow_id, self.run_chain_id, self.step)
+
+
+class SendGaveUp(BaseModel):
+    """A send whose retries ran out (the relay or the store was down too long): recorded as
+    ``failed`` with why, so the journey goes on."""
+
+    request: SendStepInput
+    detail: str
 
 
 class SendOutcome(BaseModel):

@@ -4,11 +4,23 @@ the cap, the holdout and "ordered since entering" the same way)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from core.contracts import SendStepInput
 from journeys.config import JourneyConfig, StepConfig
+
+# Timeouts of the send activity, which fit together (docs/decisions/0002-send-idempotency.md):
+# - start-to-close is longer than the whole SMTP path (waiting for a pool connection,
+#   connecting and logging in, MAIL/RCPT/DATA, the reply to the dot: worker.py checks the
+#   settings against it at start);
+# - the activity heartbeats, so a killed worker's attempt is retried after SEND_HEARTBEAT,
+#   not after start-to-close;
+# - a claim's lease is longer than start-to-close: once it has run out, the attempt that
+#   took it is over whatever happened to it, and only then may a "resend" send again.
+SEND_START_TO_CLOSE = timedelta(minutes=10)
+SEND_HEARTBEAT = timedelta(seconds=20)
+CLAIM_LEASE = SEND_START_TO_CLOSE + timedelta(minutes=1)
 
 
 def send_step_input(
@@ -49,4 +61,5 @@ def send_step_input(
         ignore_order_id=ignore_order_id,
         order_skus=order_skus,
         context=context or {},
+        on_uncertain=config.on_uncertain,
     )

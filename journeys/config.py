@@ -91,6 +91,12 @@ class JourneyConfig(_Strict):
     frequency_cap: FrequencyCap = FrequencyCap()
     quiet_hours: QuietHours = QuietHours()
     send_retry: SendRetry = SendRetry()
+    # A send whose final dot went out without a recorded reply may have arrived: "skip" (the
+    # default) leaves it at that, "resend" sends it again (maybe twice, same Message-ID).
+    on_uncertain: Literal["skip", "resend"] = "skip"
+    # Cart recovery: once the customer clicked a link in one of its emails, skip the plain
+    # reminders still due (the discount still comes). Off: they are reminded until they buy.
+    skip_reminders_after_click: bool = False
     steps: tuple[StepConfig, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -149,7 +149,10 @@ class Cart(Base):
 
 
 class SendLog(Base):
-    """One row per send decision: sent, skipped (with reason), held_out, bounced."""
+    """One row per send decision: skipped (with reason), held_out, or the send itself as a
+    small state machine: ``sending`` (written with the attempt's token right before the final
+    dot) -> ``sent`` | ``uncertain`` | ``bounced`` | ``failed``. A send being retried (relay
+    down, 4xx) has no row until it ends (docs/decisions/0002-send-idempotency.md)."""
 
     __tablename__ = "send_log"
     __table_args__ = (Index("ix_send_log_customer_decided", "customer_id", "decided_at"),)
@@ -162,7 +165,8 @@ class SendLog(Base):
     run_chain_id: Mapped[str] = mapped_column(String(64))
     step: Mapped[str] = mapped_column(String(64))
     template: Mapped[str] = mapped_column(String(100))
-    # sending (claimed, SMTP in flight) | sent | skipped | held_out | bounced | failed
+    # sending (about to write the final dot) | sent | uncertain | skipped | held_out |
+    # bounced | failed
     status: Mapped[str] = mapped_column(String(16))
     # Why it was not sent: a code from core.contracts.ReasonCode and its detail, which code
     # reads; ``reason`` is the two written for people (explain, reports), never parsed.
@@ -173,8 +177,12 @@ class SendLog(Base):
     recipient: Mapped[str | None] = mapped_column(String(320))
     coupon_code: Mapped[str | None] = mapped_column(String(64))
     decided_at: Mapped[datetime]  # the journey's clock (workflow.now()) at the decision
-    claimed_at: Mapped[datetime | None]  # wall clock when SMTP sending began
+    claimed_at: Mapped[datetime | None]  # wall clock when the claim was taken (before the dot)
     sent_at: Mapped[datetime | None]  # wall clock when the SMTP server accepted
+    # The attempt that holds the claim (workflow run, activity, attempt): only it finishes
+    # or releases it; until ``lease_until`` it may still be running.
+    attempt: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None]
 
 
 class Suppression(Base):
@@ -246,6 +254,20 @@ class JourneyPause(Base):
     journey: Mapped[str] = mapped_column(String(64), primary_key=True)
     reason: Mapped[str | None] = mapped_column(Text)
     paused_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SmtpBreaker(Base):
+    """The circuit breaker of one relay, shared by every worker and read by /healthz:
+    relay-side failures in a row, and since when sending is paused (and why)."""
+
+    __tablename__ = "smtp_breakers"
+
+    relay: Mapped[str] = mapped_column(String(255), primary_key=True)  # host:port
+    failures: Mapped[int] = mapped_column(default=0)  # relay-side failures in a row
+    opened_at: Mapped[datetime | None]  # paused since (None: closed, sending)
+    reason: Mapped[str | None] = mapped_column(Text)  # the failure that opened it
+    probe_until: Mapped[datetime | None]  # an attempt is probing the relay until then
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class JourneyEntry(Base):

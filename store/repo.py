@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -237,24 +237,6 @@ async def has_ordered_since(session: AsyncSession, *, customer_id: str, since: d
     return found is not None
 
 
-async def count_sent_since(
-    session: AsyncSession, *, customer_id: str, since: datetime, other_than_run_chain: str
-) -> int:
-    """Emails sent (or going out right now) to the customer since ``since`` by runs other
-    than the given one. An email whose SMTP send is in flight counts: it is going out."""
-    return int(
-        await session.scalar(
-            select(func.count(SendLog.id)).where(
-                SendLog.customer_id == customer_id,
-                SendLog.status.in_(("sent", "sending")),
-                SendLog.decided_at >= since,
-                SendLog.run_chain_id != other_than_run_chain,
-            )
-        )
-        or 0
-    )
-
-
 async def get_suppression(session: AsyncSession, *, email: str) -> Suppression | None:
     return await session.get(Suppression, email.lower())
 
@@ -294,10 +276,6 @@ async def lift_suppression(session: AsyncSession, *, email: str, reasons: tuple[
 
 async def get_send(session: AsyncSession, *, key: str) -> SendLog | None:
     return await session.scalar(select(SendLog).where(SendLog.idempotency_key == key))
-
-
-async def delete_send(session: AsyncSession, *, key: str) -> None:
-    await session.execute(delete(SendLog).where(SendLog.idempotency_key == key))
 
 
 async def sends_for_customer(session: AsyncSession, *, customer_id: str) -> list[SendLog]:

@@ -73,6 +73,9 @@ def stack_settings(
         "api_write_key": WRITE_KEY,
         "journeys_dir": journeys_dir,
         "health_probe_seconds": 0,  # tests stop a part and expect /healthz to see it at once
+        # A test that stops the catcher may pause sending (the circuit breaker): the next
+        # test's send probes the relay after a second, not after production's cool-down.
+        "smtp_breaker_cooldown_seconds": 1,
     }
     return Settings(**{**values, **more})
 

@@ -1,0 +1,328 @@
+"""Step 3 of the send activity, delivering: part of :class:`activities.send.SendActivities`.
+
+A ready connection first (no claim is held while waiting for one); MAIL, RCPT, DATA and the
+message text; then, right before the final dot, one short transaction: the gate again with
+the customer's row locked, and the claim (the row ``sending`` with this attempt's token).
+The dot. After the relay's 250 one UPDATE to ``sent``, and nothing else between the reply and
+its commit (the reply-to-commit window, measured). What a failure becomes is read from its
+kind (docs/decisions/0007-smtp-replies.md): a bad mailbox is ``bounced`` and suppressed, a bad
+message ``failed``, a dot without a reply ``uncertain``; every other failure releases the
+claim and is retried, and the relay-side ones feed the circuit breaker (activities/breaker.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from activities.breaker import Breaker
+from activities.gate import gate
+from activities.mailer import SmtpConnection, SmtpFailure, SmtpPool
+from activities.send_log import (
+    attempt_token,
+    count_uncertain,
+    decided,
+    keep,
+    log_for,
+    persist,
+    record_window,
+    row_for,
+    settled,
+    unknown_customer,
+)
+from core.contracts import ReasonCode, SendOutcome, SendStatus, SendStepInput, describe
+from core.sending import CLAIM_LEASE
+from store import repo, sends
+from store.db import SessionFactory
+
+# What a failure of each kind ends a send as, when it ends it (the others are retried).
+ENDING: dict[str, SendStatus] = {
+    "bad_mailbox": "bounced",
+    "bad_message": "failed",
+    "uncertain": "uncertain",
+}
+# The reason code of each ending (the detail is the relay's reply or the fault).
+SMTP_CODES: dict[str, ReasonCode] = {
+    "bounced": "hard_bounce",
+    "failed": "rejected",
+    "uncertain": "uncertain",
+}
+
+
+@dataclass
+class _Held:
+    """The store connection held across one send's dot (None once used or given up)."""
+
+    key: str
+    conn: AsyncConnection | None
+
+
+# The held connection of the send this task is delivering (``_deliver`` sets it; ``_claim``
+# and ``_finish`` use it when it is theirs: a subclass may wrap them, their signatures stay).
+_HELD: ContextVar[_Held | None] = ContextVar("held_store_connection", default=None)
+
+
+class _Refused(Exception):
+    """The gate said no (or not yet) when the claim was to be taken: no dot."""
+
+    def __init__(self, outcome: SendOutcome) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
+@dataclass
+class Attempt:
+    """One attempt at delivering one send."""
+
+    req: SendStepInput
+    email: str  # the address the message was composed for
+    token: str  # attempt_token(): the owner of the claim
+    breaker_dirty: bool  # the breaker has failures (or a pause) that a success resets
+    claimed: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.req.idempotency_key
+
+
+class Delivery:
+    """Part of :class:`activities.send.SendActivities`, which sets these attributes."""
+
+    _sessions: SessionFactory
+    _mailer: SmtpPool
+    _breaker: Breaker
+    _pool_wait: float
+
+    async def _deliver(
+        self, a: Attempt, msg: EmailMessage, message_id: str, coupon_code: str | None
+    ) -> SendOutcome:
+        async def before_dot() -> None:
+            await self._claim(a, message_id, coupon_code)
+            a.claimed = True
+
+        try:
+            async with self._connection() as conn, self._held_store(a):
+                try:
+                    await conn.send(msg, before_dot=before_dot)
+                except BaseException as exc:
+                    return await self._not_sent(a, conn, exc)
+                replied = time.perf_counter()
+                # Nothing but this between the 250 and the commit; through a database outage
+                # it keeps trying (the relay has the message: losing that would make it
+                # uncertain).
+                await persist(lambda: self._finish(a.key, status="sent", reason=None))
+                window_ms = (time.perf_counter() - replied) * 1000
+        except SmtpFailure as exc:  # no connection: nothing was sent, nothing claimed
+            return await self._failed(a, exc)
+        record_window(window_ms)
+        log_for(
+            a.req.customer_id,
+            "sent %s to customer %s (reply-to-commit %.2f ms)",
+            a.key,
+            a.req.customer_id,
+            window_ms,
+        )
+        if a.breaker_dirty:
+            await self._breaker.ok()
+        return SendOutcome(status="sent", message_id=message_id)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[SmtpConnection]:
+        """A ready connection of the pool, waited for at most ``_pool_wait`` seconds."""
+        async with AsyncExitStack() as stack:
+            try:
+                async with asyncio.timeout(self._pool_wait):
+                    conn = await stack.enter_async_context(self._mailer.connection())
+            except TimeoutError:
+                raise ApplicationError(
+                    f"no SMTP connection free within {self._pool_wait:.0f} s; retried",
+                    type="SmtpBusy",
+                    category=ApplicationErrorCategory.BENIGN,
+                ) from None
+            yield conn
+
+    @asynccontextmanager
+    async def _held_store(self, a: Attempt) -> AsyncIterator[_Held]:
+        """A store connection held across the dot: the claim is taken on it, and after the
+        250 the ``sent`` commit needs no checkout (on PostgreSQL it is switched to autocommit
+        once the claim is in: one round trip)."""
+        engine = self._sessions.kw["bind"]
+        assert isinstance(engine, AsyncEngine)
+        async with engine.connect() as conn:
+            held = _Held(key=a.key, conn=conn)
+            token = _HELD.set(held)
+            try:
+                yield held
+            finally:
+                _HELD.reset(token)
+
+    async def _claim(self, a: Attempt, message_id: str, coupon_code: str | None) -> None:
+        """Right before the final dot, one transaction: the gate again with the customer's
+        row locked (an unsubscribe, an order or another journey's email committed since the
+        decision counts; two journeys pass the cap one after the other), then the row
+        ``sending`` with this attempt's token. A "no" is recorded and raised: no dot."""
+        held = _HELD.get()
+        if held is not None and held.key == a.key and held.conn is not None:
+            async with AsyncSession(bind=held.conn, expire_on_commit=False) as s, s.begin():
+                refusal = await self._claim_in(s, a, message_id, coupon_code)
+            if held.conn.dialect.name == "postgresql":
+                held.conn = await held.conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            async with self._sessions.begin() as s:
+                refusal = await self._claim_in(s, a, message_id, coupon_code)
+        if refusal is not None:
+            log_for(
+                a.req.customer_id,
+                "send %s %s at the claim: %s",
+                a.key,
+                refusal.status,
+                refusal.reason,
+            )
+            raise _Refused(refusal)
+
+    async def _claim_in(
+        self, s: AsyncSession, a: Attempt, message_id: str, coupon_code: str | None
+    ) -> SendOutcome | None:
+        req = a.req
+        customer = await repo.lock_customer(s, customer_id=req.customer_id)
+        if customer is None:
+            raise unknown_customer(req.customer_id)
+        if customer.email != a.email:
+            raise ApplicationError(
+                f"customer {customer.id}'s address changed since the message was composed",
+                type="AddressChanged",
+            )
+        existing = await repo.get_send(s, key=a.key)
+        if existing is not None and (answer := settled(existing, req)) is not None:
+            return answer
+        decision = await gate(s, req, customer)
+        if decision is not None:
+            keep(s, req, customer, existing, decision)
+            return decision
+        row = existing or row_for(req, customer_id=customer.id, email=a.email, decision=None)
+        row.message_id, row.coupon_code, row.recipient = message_id, coupon_code, a.email
+        sends.take(row, attempt=a.token, lease=CLAIM_LEASE)
+        if existing is None:
+            s.add(row)
+        return None
+
+    async def _finish(self, key: str, *, status: str, reason: str | None) -> None:
+        """The claim of this attempt ends as ``status`` (``sent``; ``bounced``, ``failed``
+        or ``uncertain`` with the reply or the fault as ``reason``): one UPDATE naming the
+        attempt, plus what ``status`` brings in the same transaction (the customer's last
+        email; the bounce's suppression)."""
+        held = _HELD.get()
+        if status == "sent" and held is not None and held.key == key and held.conn is not None:
+            conn, held.conn = held.conn, None  # one try on it; again through a fresh one
+            if not await sends.finish_sent(conn, key=key, attempt=attempt_token()):
+                activity.logger.error("send %s: the claim was taken over before its 250", key)
+            return
+        code = SMTP_CODES.get(status)
+        async with self._sessions.begin() as s:
+            done = await sends.finish(
+                s,
+                key=key,
+                attempt=attempt_token(),
+                status=status,
+                code=code,
+                detail=reason,
+                reason=describe(code, reason),
+            )
+            if done is None:
+                activity.logger.error(
+                    "send %s: the claim of this attempt was taken over before it ended as %s",
+                    key,
+                    status,
+                )
+            elif status == "sent":
+                await sends.note_emailed(s, customer_id=done.customer_id, at=done.decided_at)
+            elif status == "bounced" and done.recipient:
+                await repo.suppress(
+                    s,
+                    email=done.recipient,
+                    customer_id=done.customer_id,
+                    reason="hard_bounce",
+                    detail=reason,
+                )
+
+    async def _not_sent(self, a: Attempt, conn: SmtpConnection, exc: BaseException) -> SendOutcome:
+        """``conn.send`` did not end with a 250."""
+        if isinstance(exc, _Refused):  # the gate said no at the claim: no dot was written
+            return exc.outcome
+        if isinstance(exc, SmtpFailure):
+            return await self._failed(a, exc)
+        if isinstance(exc, asyncio.CancelledError):
+            # Cancelled (the worker shuts down, the run was cancelled): after the dot the
+            # relay may have it; before the dot (after the claim) nothing went out.
+            await asyncio.shield(self._cancelled(a, dot_written=conn.dot_written))
+        raise exc  # the store failed at the claim, ...: no dot; the activity is retried
+
+    async def _cancelled(self, a: Attempt, *, dot_written: bool) -> None:
+        if dot_written:
+            why = "cancelled after the final dot"
+            await persist(lambda: self._finish(a.key, status="uncertain", reason=why))
+            count_uncertain(a.key, why)
+        elif a.claimed:
+            await persist(lambda: self._release(a))
+
+    async def _failed(self, a: Attempt, exc: SmtpFailure) -> SendOutcome:
+        """What the failure's kind makes of the send (docs/decisions/0007-smtp-replies.md)."""
+        detail = str(exc)
+        status = ENDING.get(exc.kind)
+        if status is not None:
+            outcome = SendOutcome(status=status, code=SMTP_CODES[status], detail=detail)
+            if a.claimed:
+                await persist(lambda: self._finish(a.key, status=status, reason=detail))
+            else:  # refused before the dot: no claim was taken
+                await persist(lambda: self._record_unclaimed(a, outcome))
+            if status == "uncertain":
+                count_uncertain(a.key, detail)
+            elif a.breaker_dirty:
+                await self._breaker.ok()  # the relay answered as a working relay does
+            log_for(a.req.customer_id, "send %s %s: %s", a.key, status, detail)
+            return outcome
+        # soft, sender_or_relay, unreachable: the relay took nothing; a retry is safe.
+        if a.claimed:
+            await persist(lambda: self._release(a))
+        if exc.relay_side:
+            await self._breaker.failed(exc)
+        elif a.breaker_dirty:
+            await self._breaker.ok()
+        raise ApplicationError(
+            f"SMTP {detail}: deferred, sent again later",
+            type="SmtpDeferred",
+            category=ApplicationErrorCategory.BENIGN,
+        ) from exc
+
+    async def _release(self, a: Attempt) -> None:
+        async with self._sessions.begin() as s:
+            await sends.release(s, key=a.key, attempt=a.token)
+
+    async def _record_unclaimed(self, a: Attempt, outcome: SendOutcome) -> None:
+        """A refusal before the dot that ends the send (a bad mailbox at RCPT, a message the
+        relay will never take): recorded, with the bounce's suppression, in one write."""
+        async with self._sessions.begin() as s:
+            existing = await repo.get_send(s, key=a.key)
+            if existing is None:
+                s.add(
+                    row_for(a.req, customer_id=a.req.customer_id, email=a.email, decision=outcome)
+                )
+            elif existing.status != "sending":
+                decided(existing, outcome)
+            if outcome.status == "bounced":
+                await repo.suppress(
+                    s,
+                    email=a.email,
+                    customer_id=a.req.customer_id,
+                    reason="hard_bounce",
+                    detail=outcome.detail,
+                )

@@ -1,0 +1,55 @@
+"""The facts the send gate (core.rules.send_decision) decides on, read from the store: asked
+when a send is decided and again when its claim is taken, right before the final dot."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities.journey import ordered_since
+from core.contracts import SendOutcome, SendStepInput
+from core.rules import Recipient, cart_state, send_decision
+from store import repo, sends
+from store.models import Customer
+
+
+async def gate(s: AsyncSession, req: SendStepInput, customer: Customer) -> SendOutcome | None:
+    """Why this email must not go out (or not yet), or None: send it."""
+    return send_decision(req, await recipient(s, req, customer))
+
+
+async def recipient(s: AsyncSession, req: SendStepInput, customer: Customer) -> Recipient:
+    try:
+        validate_email(customer.email, check_deliverability=False)
+        email_problem = None
+    except EmailNotValidError as exc:
+        email_problem = str(exc)
+    cart = await repo.get_cart(s, customer_id=customer.id)
+    suppression = await repo.get_suppression(s, email=customer.email)
+    pause = await repo.journey_pause(s, journey=req.journey)
+    ordered = req.check_orders and await ordered_since(
+        s,
+        customer_id=customer.id,
+        since=req.entered_at,
+        ignore_order_id=req.ignore_order_id,
+        skus=req.order_skus,
+    )
+    recent = 0
+    if not req.transactional:  # the cap does not hold transactional mail
+        recent = await sends.count_sent_since(
+            s,
+            customer_id=customer.id,
+            since=req.now - req.frequency_cap.window,
+            other_than_run_chain=req.run_chain_id,
+        )
+    return Recipient(
+        email_problem=email_problem,
+        subscribed=customer.subscribed,
+        unsubscribed_journeys=customer.attributes.get("unsubscribed_journeys", []),
+        suppression=suppression.reason if suppression is not None else None,
+        timezone=customer.timezone,
+        cart=cart_state(cart.status, cart.lines) if cart is not None else "gone",
+        ordered=ordered,
+        recent_sends=recent,
+        paused=(pause.reason or "") if pause is not None else None,
+    )
