@@ -16,6 +16,7 @@ from typing import Any, ClassVar, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 from workflows.records import SEND_ACTIVITY_TIMEOUT, Records
 
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         JourneyResult,
         JourneyState,
         ReasonCode,
+        SendGaveUp,
         SendOutcome,
         SendStepInput,
         StepRecord,
@@ -35,10 +37,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.ids import JOURNEY_OUTCOME, JOURNEY_STEP
     from core.rules import ends_journey, in_holdout
-    from core.sending import send_step_input
+    from core.sending import SEND_HEARTBEAT, SEND_START_TO_CLOSE, send_step_input
     from journeys.config import StepConfig
 
 ENGAGEMENTS_KEPT = 50  # bounded: history and state stay small
+# How long recording a send that gave up may take before the run goes on without it.
+GAVE_UP_RECORD_TIMEOUT = timedelta(hours=1)
 
 Condition = Callable[[], bool]
 
@@ -334,21 +338,44 @@ class Journey(Records):
     async def _send_once(self, step: StepConfig, req: SendStepInput) -> SendOutcome:
         self._at_step(f"sending:{step.name}")
         retry = self.config.send_retry
-        outcome: SendOutcome = await workflow.execute_activity(
-            "send_step",
-            req,
-            result_type=SendOutcome,
-            start_to_close_timeout=SEND_ACTIVITY_TIMEOUT,
-            schedule_to_close_timeout=retry.give_up_after,
-            retry_policy=RetryPolicy(
-                initial_interval=retry.initial_interval,
-                backoff_coefficient=retry.backoff,
-                maximum_interval=retry.maximum_interval,
-                non_retryable_error_types=["UnknownCustomer", "TemplateError"],
-            ),
-            summary=f"send {step.name} ({req.template})",
-        )
+        try:
+            outcome: SendOutcome = await workflow.execute_activity(
+                "send_step",
+                req,
+                result_type=SendOutcome,
+                start_to_close_timeout=SEND_START_TO_CLOSE,
+                heartbeat_timeout=SEND_HEARTBEAT,
+                schedule_to_close_timeout=retry.give_up_after,
+                retry_policy=RetryPolicy(
+                    initial_interval=retry.initial_interval,
+                    backoff_coefficient=retry.backoff,
+                    maximum_interval=retry.maximum_interval,
+                    non_retryable_error_types=["UnknownCustomer", "TemplateError"],
+                ),
+                summary=f"send {step.name} ({req.template})",
+            )
+        except ActivityError as err:
+            return await self._gave_up(req, err)
         return outcome
+
+    async def _gave_up(self, req: SendStepInput, err: ActivityError) -> SendOutcome:
+        """The send's retries ran out (a relay or store outage longer than ``give_up_after``)
+        or it cannot be sent (bad data): the step is ``failed`` with why, recorded in the
+        send log if the store takes it, and the journey goes on."""
+        detail = _why(err)
+        outcome = SendOutcome(status="failed", code="gave_up", detail=detail)
+        try:
+            recorded: SendOutcome = await workflow.execute_activity(
+                "send_gave_up",
+                SendGaveUp(request=req, detail=detail),
+                result_type=SendOutcome,
+                start_to_close_timeout=SEND_ACTIVITY_TIMEOUT,
+                schedule_to_close_timeout=GAVE_UP_RECORD_TIMEOUT,
+                summary=f"record that send {req.step} gave up",
+            )
+        except ActivityError:
+            return outcome  # the store is down too: the run's state keeps it
+        return recorded
 
     def _record(self, step: StepConfig, outcome: SendOutcome) -> None:
         self._state.decisions.append(
@@ -378,3 +405,14 @@ class Journey(Records):
     ) -> None:
         self._state.step, self._state.next_step, self._state.next_at = step, next_step, next_at
         workflow.upsert_search_attributes([JOURNEY_STEP.value_set(step)])
+
+
+def _why(err: BaseException) -> str:
+    """What an activity error says, cause by cause: "TimeoutError: activity ScheduleToClose
+    timeout <- ApplicationError: SMTP soft at rcpt: 451 ..."."""
+    parts: list[str] = []
+    cause = err.__cause__
+    while cause is not None and len(parts) < 3:
+        parts.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__
+    return " <- ".join(parts) or str(err)
