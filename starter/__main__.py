@@ -291,6 +291,12 @@ def print_explanation(x: ops.Explanation) -> None:
         print(
             f"  {row.decided_at:%Y-%m-%d %H:%M}  {row.journey:22} {row.step:22} {row.status:9}{why}"
         )
+    if x.uncertain:
+        print(
+            f"  ({len(x.uncertain)} uncertain: the final dot went out and no reply was recorded; "
+            "the customer may have it; not sent again unless the journey says on_uncertain = "
+            '"resend")'
+        )
     for held in x.held:
         when = f"{held['at']:%Y-%m-%d %H:%M}"
         print(f"  {when}  {held['journey']:22} {held['step']:22} deferred  {held['reason']}")

@@ -88,6 +88,11 @@ class Explanation:
     branches: list[JourneyDecision]
     held: list[dict[str, Any]]  # deferred / paused decisions of running runs, from their state
 
+    @property
+    def uncertain(self) -> list[SendLog]:
+        """Sends whose final dot went out with no reply recorded: the relay may have them."""
+        return [row for row in self.sends if row.status == "uncertain"]
+
 
 async def explain(sessions: SessionFactory, client: Client, customer_id: str) -> Explanation:
     """Every send decision for the customer with its reason, and the branches taken."""

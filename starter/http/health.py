@@ -3,7 +3,8 @@
 Cheap on purpose, since anyone may call it: the three probes run together at most once per
 HEALTH_PROBE_SECONDS and concurrent requests share one round; answers in between repeat the
 last summary. Each part is "ok", "error: timeout" or "error: unreachable"; what went wrong
-is logged, never answered (an error text can name hosts, users or versions).
+is logged, never answered (an error text can name hosts, users or versions). While the
+workers' circuit breaker holds sending, smtp is "paused (<kind and codes>)".
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy import text
 from settings import Settings
 from starter.api import Journeys
 from starter.http.deps import JourneysDep, SettingsDep
+from store import sends
 
 log = logging.getLogger("starter.http")
 router = APIRouter(tags=["operations"])
@@ -67,7 +69,25 @@ async def _probe(j: Journeys, settings: Settings) -> Summary:
         "database": _check("database", _db_ok(j)),
         "smtp": _check("smtp", _smtp_ok(settings)),
     }
-    return dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    if results["database"] == "ok" and (paused := await _smtp_paused(j, settings)):
+        results["smtp"] = f"paused ({paused})"  # the workers' circuit breaker holds sending
+    return results
+
+
+async def _smtp_paused(j: Journeys, settings: Settings) -> str | None:
+    """The reason sending is paused (activities/breaker.py: a kind and codes, no text from
+    the relay), or None."""
+    relay = f"{settings.smtp_target_host}:{settings.smtp_port}"
+    try:
+        async with j.sessions() as s:
+            found = await asyncio.wait_for(sends.breaker(s, relay=relay), timeout=PROBE_TIMEOUT)
+    except Exception as exc:  # the summary stays what the probes said
+        log.warning("health: reading the SMTP breaker failed: %s: %s", type(exc).__name__, exc)
+        return None
+    if found is None or found.opened_at is None:
+        return None
+    return found.reason or "relay failures"
 
 
 async def _check(part: str, probe: Awaitable[Any]) -> str:
