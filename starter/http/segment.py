@@ -6,7 +6,8 @@ used; ``page``, ``screen``, ``group`` and ``alias`` calls, and calls with only a
 ``anonymousId``, are accepted and ignored, and the answer says so per call ("ignored: page
 calls are not used"), so one of them never costs a batch its good calls. Identify traits
 may come in ``traits`` or ``context.traits`` (RudderStack puts them there); ``traits``
-wins. Other envelope fields (integrations, sentAt, ...) are ignored. The event itself
+wins. ``timestamp`` is corrected for the client's clock skew with ``sentAt`` as Segment
+does; other envelope fields (integrations, ...) are ignored. The event itself
 (traits, properties) is validated once, by its model; an error names the field where the
 caller wrote it (``body.properties.order_id``).
 
@@ -35,7 +36,7 @@ from pydantic import (
 
 from starter.http.deps import CallInvalid, invalid
 from starter.ingest import profiles
-from starter.ingest.events import ENVELOPE, FROM_SEGMENT, Id, Identify
+from starter.ingest.events import ENVELOPE, FROM_SEGMENT, Id, Identify, event_time
 from starter.ingest.service import EventResult, Ingest
 from starter.ingest.table import EVENTS, other, ready
 
@@ -79,17 +80,26 @@ class _Call(BaseModel):
         None, min_length=1, max_length=200, validation_alias=AliasChoices("messageId", "message_id")
     )
     timestamp: Timestamp | None = None
-    # The client's clocks (Segment's skew correction); read, not used yet.
+    # The client's clocks and Segment's receipt: the event's time is corrected for clock
+    # skew with them (starter.ingest.events.event_time).
     original_timestamp: Timestamp | None = Field(
         None, validation_alias=AliasChoices("originalTimestamp", "original_timestamp")
     )
     sent_at: Timestamp | None = Field(None, validation_alias=AliasChoices("sentAt", "sent_at"))
+    received_at: Timestamp | None = Field(
+        None, validation_alias=AliasChoices("receivedAt", "received_at")
+    )
     context: dict[str, Any] | None = None
 
     def envelope(self) -> dict[str, Any]:
         out: dict[str, Any] = {"customer_id": self.user_id, "message_id": self.message_id}
-        if self.timestamp is not None:
-            out["occurred_at"] = self.timestamp
+        if self.timestamp is not None or self.original_timestamp is not None:
+            out["occurred_at"] = event_time(
+                timestamp=self.timestamp,
+                original_timestamp=self.original_timestamp,
+                sent_at=self.sent_at,
+                received_at=self.received_at,
+            )
         return out
 
 

@@ -12,6 +12,7 @@ is about (``concerns``: the workflow id a result names, a duplicate's too).
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
@@ -90,7 +91,8 @@ def event_time(
     if when is None:
         return arrived
     if received_at is None and sent_at is not None:
-        when = when + (arrived - sent_at)
+        with suppress(OverflowError):  # a clock beyond the calendar: its time as it came
+            when = when + (arrived - sent_at)
     return min(when, arrived)
 
 
