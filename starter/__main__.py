@@ -136,6 +136,7 @@ def list_mail(settings: Settings, show: int | None) -> int:
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.database_url)
+    journeys: Journeys | None = None
     try:
         journeys = Journeys(
             client=await connect(settings), sessions=make_session_factory(engine), settings=settings
@@ -211,6 +212,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             return await _demo(journeys, settings, args)
         return 0
     finally:
+        if journeys is not None:  # what it did not deliver stays for the API's relay
+            await journeys.close()
         await engine.dispose()
 
 
