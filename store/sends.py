@@ -82,7 +82,7 @@ def _emailed(customer_id: Any, at: Any) -> Update:
             Customer.id == customer_id,
             (Customer.last_emailed_at.is_(None)) | (Customer.last_emailed_at < at),
         )
-        .values(last_emailed_at=at)
+        .values(last_emailed_at=at, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
 

@@ -241,7 +241,7 @@ async def test_a_claim_left_sending_by_a_dead_attempt_becomes_uncertain_not_a_se
 
 
 async def test_554_5_7_1_never_suppresses_the_send_is_deferred_then_sent_when_the_relay_recovers(
-    sessions, relay
+    sessions, relay, caplog
 ):
     send, pool = activities(sessions, relay)
     cid = await customer(sessions)
@@ -266,6 +266,8 @@ async def test_554_5_7_1_never_suppresses_the_send_is_deferred_then_sent_when_th
     async with sessions() as s:
         who = await repo.get_customer(s, customer_id=cid)
     assert who is not None and who.last_emailed_at == req.now  # the win-back sweep reads it
+    # ... recorded at the first try, on the connection held across the dot
+    assert "recording a send failed" not in caplog.text
 
 
 async def test_535_at_login_is_retried_not_failed(sessions, relay):
