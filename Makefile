@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 # production, where the placeholder SECRET_KEY and API_WRITE_KEY are refused.
 DEV := ENVIRONMENT=$${ENVIRONMENT:-development}
 
-.PHONY: setup run test lint demo mail migrate worker bench
+.PHONY: setup run test lint demo mail migrate worker bench faults
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -36,3 +36,7 @@ migrate: setup
 
 bench: setup  ## benchmarks (BENCHMARKS.md): own dev server, catcher, DB, worker, API; SIZE=smoke for a quick run
 	@$(UV) run --frozen python -m bench --size $(or $(SIZE),full)
+
+faults: setup  ## the fault suite (BENCHMARKS.md "Faults"): live journeys under crashes, outages, bad relays; N=journeys per fault
+	@scripts/ensure_postgres.sh
+	$(UV) run --frozen python -m faults $(if $(N),--journeys $(N))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 import tempfile
 import time
@@ -30,11 +31,16 @@ COLUMNS = (
     "duplicated",
     "uncertain",
     "lost",
+    "unresolved",
     "suppressed_by_mistake",
     "late",
     "not_completed",
     "seconds",
+    "window_p50_ms",
+    "window_p99_ms",
 )
+# The worker logs each send's reply-to-commit window (activities/delivery.py).
+WINDOW = re.compile(r"reply-to-commit ([0-9.]+) ms")
 
 
 async def run(journeys: int, only: list[str], speedup: float, wait: float) -> list[Figures]:
@@ -50,10 +56,12 @@ async def run(journeys: int, only: list[str], speedup: float, wait: float) -> li
                 continue
             customers = [f"f{i}-{n}" for n in range(journeys)]
             t0 = time.monotonic()
+            log_from = stack.worker_log.stat().st_size if stack.worker_log.exists() else 0
             entered = await feed(stack, customers, zone_at_local_hour(12))
             await fault(stack)
             status = await wait_closed(stack, customers, wait)
             figures = await measure(stack, name, entered, status, time.monotonic() - t0)
+            figures.window_ms = windows(stack.worker_log, log_from)
             results.append(figures)
             print(row(figures), flush=True)
     finally:
@@ -61,11 +69,45 @@ async def run(journeys: int, only: list[str], speedup: float, wait: float) -> li
     return results
 
 
+def windows(log: Path, offset: int) -> list[float]:
+    """The reply-to-commit windows the worker logged since ``offset`` (its log's size when
+    the scenario began; restarts append to the same file)."""
+    with log.open("rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+    return [float(m.group(1)) for m in WINDOW.finditer(text)]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else 0.0
+
+
+def cell(f: Figures, column: str) -> str:
+    if column.startswith("window_"):
+        p = 50 if column == "window_p50_ms" else 99
+        return f"{percentile(f.window_ms, p):.1f}"
+    value = getattr(f, column)
+    return f"{value:.0f}" if isinstance(value, float) else str(value)
+
+
 def row(f: Figures) -> str:
-    values = [getattr(f, c) for c in COLUMNS]
-    cells = [f"{v:.0f}" if isinstance(v, float) else str(v) for v in values]
     mark = "ok" if f.meets_targets() else "MISSED"
-    return " | ".join(cells) + f" | {mark}"
+    return " | ".join(cell(f, c) for c in COLUMNS) + f" | {mark}"
+
+
+def summary(results: list[Figures]) -> str:
+    """All scenarios together: sends, uncertain share, and the window over every send."""
+    expected = sum(f.expected for f in results)
+    uncertain = sum(f.uncertain for f in results)
+    windows_ms = [w for f in results for w in f.window_ms]
+    return (
+        f"all: {expected} sends meant, {sum(f.delivered for f in results)} delivered, "
+        f"{sum(f.duplicated for f in results)} duplicated, {uncertain} uncertain "
+        f"({100 * uncertain / max(expected, 1):.2f} %), {sum(f.lost for f in results)} lost; "
+        f"reply-to-commit over {len(windows_ms)} sends: p50 {percentile(windows_ms, 50):.1f} ms, "
+        f"p99 {percentile(windows_ms, 99):.1f} ms, max {max(windows_ms, default=0):.1f} ms"
+    )
 
 
 def main() -> None:
@@ -79,6 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     print(" | ".join(COLUMNS) + " | targets", flush=True)
     results = asyncio.run(run(args.journeys, args.only, args.speedup, args.timeout))
+    print(summary(results), flush=True)
     sys.exit(0 if all(f.meets_targets() for f in results) else 1)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import httpx
@@ -41,11 +41,14 @@ class Figures:
     late: int
     not_completed: int
     seconds: float
+    unresolved: int = 0  # rows still ``sending`` at the end: a claim nobody finished
+    window_ms: list[float] = field(default_factory=list)  # reply-to-commit of every send
 
     def meets_targets(self) -> bool:
         return (
             self.duplicated == 0
             and self.lost == 0
+            and self.unresolved == 0
             and self.suppressed_by_mistake == 0
             and self.not_completed == 0
             and self.uncertain <= 0.002 * self.expected + 1e-9
@@ -218,19 +221,21 @@ async def measure(
     for d in stack.relay.deliveries:
         arrivals.setdefault(d.message_id, d.at)
     by_step = {(r["customer_id"], r["step"]): r for r in rows}
-    delivered = duplicated = uncertain = lost = late = 0
+    delivered = duplicated = uncertain = lost = late = unresolved = 0
     for cid in customers:
         for step, delay in STEPS.items():
             row = by_step.get((cid, step))
             mid: str | None = row["message_id"] if row is not None else None
             n = copies.get(mid, 0) if mid else 0
+            # A claim nobody finished is no recorded outcome, whether or not the mail arrived.
+            unresolved += row is not None and row["status"] == "sending"
             if mid and n:
                 delivered += 1
                 duplicated += n - 1
                 due = entered[cid] + delay / stack.speedup
                 late += arrivals[mid] - due > LATE_AFTER
             elif row is not None and row["status"] == "uncertain":
-                uncertain += 1
+                uncertain += 1  # not delivered, and on record as "maybe"
             elif row is None or row["status"] in ("sent", "sending"):
                 lost += 1  # meant to go, and no reason on record why it did not
     return Figures(
@@ -245,4 +250,5 @@ async def measure(
         late=late,
         not_completed=sum(1 for s in status.values() if s != "COMPLETED"),
         seconds=seconds,
+        unresolved=unresolved,
     )

@@ -91,6 +91,10 @@ class FaultStack:
         return f"postgresql://postgres@127.0.0.1:5432/{self.db_name}"
 
     @property
+    def worker_log(self) -> Path:
+        return self.workdir / "worker.log"
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
@@ -146,9 +150,7 @@ class FaultStack:
         env = self.env()
         self.procs = {
             "temporal": Proc("temporal", server, env, self.workdir / "temporal.log"),
-            "worker": Proc(
-                "worker", [sys.executable, "worker.py"], env, self.workdir / "worker.log"
-            ),
+            "worker": Proc("worker", [sys.executable, "worker.py"], env, self.worker_log),
             "api": Proc(
                 "api", [sys.executable, "-m", "starter.http"], env, self.workdir / "api.log"
             ),
