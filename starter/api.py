@@ -9,10 +9,11 @@ not (ARCHITECTURE.md decision 10). The work is delivered at once when Temporal t
 or Segment's (starter/ingest/events.py); which model and handler an event gets is the
 table's (starter/ingest/table.py).
 
-The relay (starter/outbox.py) runs as a background task of the process that uses this API:
-``await journeys.start()`` (the HTTP app's lifespan does; the first event starts it too)
-delivers rows left from before, ``await journeys.close()`` stops it. Use
-``async with Journeys(...) as journeys:`` to have both.
+The relay's loop (starter/outbox.py) runs as a background task once started: ``await
+journeys.start()`` (the HTTP app's lifespan does) delivers what is left in the outbox (from
+before a restart, or while Temporal was down), ``await journeys.close()`` stops it; or use
+``async with Journeys(...) as journeys:``. Without it, a call still delivers its own work at
+once, and what Temporal did not take is left to a started relay (the API's).
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ outbox rows (store/outbox.py). After the commit the ``Relay`` delivers them:
   (``answer_within``) so a journey still starts within milliseconds of its event;
 - in the background (``start``): a loop that delivers whatever is left, from this process
   or another one, in order per customer, and retries until Temporal takes it; it resumes
-  after a restart, since the rows are in the store.
+  after a restart, since the rows are in the store. The HTTP API runs one; a process that
+  uses the Python API without starting one (the CLI) leaves what it could not deliver to
+  it.
 
 A customer's rows are delivered one at a time, oldest first, by one deliverer at a time
 (an asyncio lock per customer in the process, a lease on the row across processes), and no
@@ -184,18 +186,19 @@ class Relay:
     async def settle(self, customer_id: str, row_ids: list[int]) -> dict[int, bool] | None:
         """Deliver the customer's work now and wait for these rows up to ``answer_within``:
         per row whether Temporal took it (a run started or reached), or None when not all
-        were delivered in time (they will be: the loop goes on)."""
-        self.start()
+        were delivered in time (a relay's loop delivers them: this one's if it was started,
+        else the API's)."""
         if not row_ids:
             return {}
         loop = asyncio.get_running_loop()
         futures = {row_id: loop.create_future() for row_id in row_ids}
         self._waiting.update(futures)
         try:
-            if self._unreachable:  # do not keep the caller waiting: the loop probes
+            running = self._loop is not None and not self._loop.done()
+            if self._unreachable and running:  # do not keep the caller waiting: the loop probes
                 self.wake()
                 return None
-            self._spawn(self._drain(customer_id, probe=False))
+            self._spawn(self._drain(customer_id, probe=not running))
             _, late = await asyncio.wait(futures.values(), timeout=self.answer_within)
             if late:
                 return None

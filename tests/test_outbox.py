@@ -21,11 +21,12 @@ from devstack.catcher import free_port
 from starter.api import Journeys
 from starter.http import create_app
 from store import outbox
+from store.db import make_engine, make_session_factory
 from store.models import Event, Suppression
 from testkit.data import MUG, TEE, abandon_cart, add_customer, email_for
 from testkit.mail import parts, wait_for_mail
 from testkit.servers import StoppableServer
-from testkit.stack import Stack, running_stack, stack_settings
+from testkit.stack import WRITE_KEY, Stack, running_stack, stack_settings
 from testkit.waiting import eventually
 from workflows.cart_recovery import CartRecovery
 
@@ -218,3 +219,22 @@ async def test_fifty_loads_of_one_pixel_are_one_open_and_one_signal(http, stack)
     ]
     assert len(engaged) == 2  # the first open and the first click
     await handle.signal(CartRecovery.cart_updated, CartChange(empty=True))
+
+
+async def test_only_a_store_that_cannot_be_reached_refuses_an_event(stack):
+    """PostgreSQL down (asyncpg's refused connection): 503, so the sender sends it again."""
+    engine = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere")
+    journeys = Journeys(
+        client=stack.client, sessions=make_session_factory(engine), settings=stack.settings
+    )
+    app = create_app(stack.settings, journeys=journeys)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://shop.test") as http:
+        answer = await http.post(
+            "/v1/track",
+            json={"userId": "c-1", "event": "Checkout Started", "properties": {"products": []}},
+            headers={"Authorization": f"Bearer {WRITE_KEY}"},
+        )
+    await engine.dispose()
+    assert answer.status_code == 503
+    assert answer.json() == {"detail": "the store is unavailable; nothing was recorded, retry"}

@@ -71,8 +71,10 @@ async def identify(ingest: Ingest, e: Identify) -> EventResult:
 
 
 async def known_customers(ingest: Ingest, customer_ids: set[str]) -> set[str]:
-    async with ingest.sessions() as s:
+    async def known(s: AsyncSession) -> set[str]:
         return await repo.existing_customer_ids(s, customer_ids=customer_ids)
+
+    return await in_transaction(ingest.sessions, known)
 
 
 async def signed_up(call: Call, e: SignedUp) -> Handled:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar, overload
 
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import JourneyInput
@@ -195,7 +195,10 @@ async def record(s: AsyncSession, name: str, e: Event) -> bool:
 async def in_transaction(
     sessions: SessionFactory, work: Callable[[AsyncSession], Awaitable[T]]
 ) -> T:
-    """Run ``work`` in one transaction, again when PostgreSQL asks for it (a deadlock)."""
+    """Run ``work`` in one transaction, again when PostgreSQL asks for it (a deadlock).
+    A store that cannot be reached raises ``OperationalError`` (a ``DBAPIError``), also
+    where the driver's own connection error would escape SQLAlchemy (asyncpg's refused
+    connection): the HTTP API answers 503 to it."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             async with sessions.begin() as s:
@@ -204,6 +207,8 @@ async def in_transaction(
             code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
             if code not in RETRY_SQLSTATES or attempt == ATTEMPTS:
                 raise
+        except OSError as exc:
+            raise OperationalError("connecting to the store", None, exc) from exc
     raise AssertionError("unreachable")
 
 
