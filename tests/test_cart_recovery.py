@@ -191,7 +191,8 @@ async def test_the_same_cart_event_twice_starts_one_journey(stack):
     await handle.terminate("test done")
 
 
-async def test_after_a_click_only_the_discount_is_still_sent(stack, http):
+async def test_after_a_click_only_the_discount_is_still_sent(stack, http, journeys_dir):
+    journeys_dir(cart_recovery={"skip_reminders_after_click": True})  # off unless switched on
     cid = stack.new_customer_id()
     await add_customer(stack, cid)
     handle = await abandon_cart(stack, cid, TEE)

@@ -2,9 +2,10 @@
 
 Trigger: the customer viewed the same product (or products of one category) ``min_views``
 times without buying it (signal-with-start of ``product_viewed``; id
-``browse-follow-up:<customer>``, one live run per customer). Timeline
-(journeys/browse_follow_up.toml): once they have stayed away for ``away_for`` (each new view
-restarts that wait): the product's reviews. If they click through or view it again before
+``browse-follow-up:<customer>``, one live run per customer). The run stays on that product
+whatever else they look at. Timeline (journeys/browse_follow_up.toml): once they have stayed
+away for ``away_for`` (each new view, of any product, restarts that wait): the product's
+reviews. If they click through or view it again before
 ``coupon.after`` has passed -> at once a recommendation of it with accessories from its
 category. If they neither open, click nor come back by then -> a coupon for it.
 Leaves at once when they buy the product (signal ``order_placed``; the gate checks the store).
@@ -40,8 +41,12 @@ class BrowseFollowUp(Journey):
     def product_viewed(self, view: ProductView) -> None:
         if self._watching:
             self._interest = self._interest or view.sku == self._sku
-        else:
-            self._sku, self._last_view = view.sku, workflow.now()
+            return
+        # Code version 1 followed whatever was viewed last; the reviews email is about the
+        # product that started the run.
+        if view.sku != self._sku and not workflow.patched("browse-stays-on-its-product"):
+            self._sku = view.sku
+        self._last_view = workflow.now()
 
     @workflow.signal
     def order_placed(self, order: OrderSeen) -> None:

@@ -7,21 +7,31 @@ care content for the order's product category on day 3; care + review request on
 one-month gift on day 30; a repurchase nudge on day 45; an offer on day 60.
 At most ``first_week_max`` emails within ``first_week``, whatever events arrive (the rest are
 skipped and recorded). Leaves at once on a second order (signal ``order_placed``, and the send
-gate for an order whose signal never came). Signals: ``order_placed``, ``order_shipped``,
-``customer_left``, ``engaged``.
+gate for an order whose signal never came), a hard bounce or a complaint. An unsubscribe (the
+signal, or the gate seeing it first) stops the marketing steps only: the run goes on to day 60
+for the shipping notices still due (transactional) and ends "unsubscribed".
+Signals: ``order_placed``, ``order_shipped``, ``customer_left``, ``engaged``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 from temporalio import workflow
 
-from workflows.base import Journey
+from workflows.base import Journey, JourneyEnded
 
 with workflow.unsafe.imports_passed_through():
-    from core.contracts import JourneyResult, NurtureInput, OrderSeen, Shipment
+    from core.contracts import CustomerLeft, JourneyResult, NurtureInput, OrderSeen, Shipment
     from journeys.config import StepConfig
+
+STEP_NAME_MAX = 64  # the send log's step column: every send key's step fits in it
+# Behind these, code version 2: an unsubscribe keeps the shipping notices; a shipment id too
+# long for a step name gets a hash of the whole id (version 1 cut it: ids sharing a prefix
+# got one notice).
+KEEPS_TRANSACTIONAL = "nurture-unsubscribe-keeps-shipping-notices"
+HASHED_SHIPPING_STEPS = "nurture-shipping-step-names-hashed"
 
 
 @workflow.defn(name="NewCustomerNurture")
@@ -35,6 +45,14 @@ class NewCustomerNurture(Journey):
         self._first_order = inp.order_id
         self._shipments: list[Shipment] = []
         self._shipments_seen: set[str] = set()
+        self._marketing_stopped = False  # unsubscribed: transactional steps only
+
+    @workflow.signal
+    def customer_left(self, left: CustomerLeft) -> None:
+        if left.reason == "unsubscribed" and workflow.patched(KEEPS_TRANSACTIONAL):
+            self._marketing_stopped = True
+        else:
+            super().customer_left(left)
 
     @workflow.signal
     def order_placed(self, order: OrderSeen) -> None:
@@ -73,25 +91,56 @@ class NewCustomerNurture(Journey):
                     break
                 await self._shipping_notice(self._shipments.pop(0))
             await self._touch(step, context, template=template)
-        return "completed"
+        return "unsubscribed" if self._marketing_stopped else "completed"
 
     async def _shipping_notice(self, shipment: Shipment) -> None:
         base = self._nurture.step("shipping")
-        step = base.model_copy(update={"name": f"shipping_{shipment.shipment_id}"[:64]})
+        step = base.model_copy(update={"name": _shipping_step(shipment.shipment_id)})
         context = {"order_id": shipment.order_id, "tracking_url": shipment.tracking_url}
         await self._touch(step, context)
 
     async def _touch(
         self, step: StepConfig, context: Mapping[str, str | None], template: str | None = None
     ) -> None:
-        """Send, unless the first week already had its emails (skipped and recorded)."""
+        """Send, unless the first week already had its emails, or the customer unsubscribed
+        and the step is marketing (skipped and recorded)."""
+        if self._marketing_stopped and not step.transactional:
+            await self._stop_marketing()
+            self.skip(step, "unsubscribed", "transactional mail only")
+            return
         limit, week = self._nurture.first_week_max, self._nurture.first_week
         if workflow.now() < self.entered_at + week and self.sent_since(self.entered_at) >= limit:
             self.skip(step, "first_week_limit", f"{limit} emails in {week}")
             return
-        await self.send(
-            step,
-            template=template,
-            context={"tracking_url": None, **context},
-            ignore_order_id=self._first_order,
-        )
+        try:
+            await self.send(
+                step,
+                template=template,
+                context={"tracking_url": None, **context},
+                ignore_order_id=self._first_order,
+            )
+        except JourneyEnded as ended:
+            # The gate saw the unsubscribe before its signal came (the skip is recorded).
+            unsubscribed = ended.outcome == "unsubscribed" and self._exit is None
+            if not (unsubscribed and workflow.patched(KEEPS_TRANSACTIONAL)):
+                raise
+            self._marketing_stopped = True
+            await self._stop_marketing()
+
+    async def _stop_marketing(self) -> None:
+        """Recorded once (explain shows it): from here on, transactional steps only."""
+        if self.branch("marketing") is None:
+            await self.decide("marketing", "stopped", "unsubscribed: transactional mail only")
+
+
+def _shipping_step(shipment_id: str) -> str:
+    """The shipping notice's step name: ``shipping_<shipment id>``; a name too long for a
+    step (or with a colon, which send keys reserve) keeps its start and gets a hash of the
+    whole id, so two ids sharing a long prefix never share a notice."""
+    name = f"shipping_{shipment_id}"
+    if len(name) <= STEP_NAME_MAX and ":" not in name:
+        return name
+    if not workflow.patched(HASHED_SHIPPING_STEPS):
+        return name[:STEP_NAME_MAX]
+    digest = hashlib.sha256(shipment_id.encode()).hexdigest()[:16]
+    return f"{name[: STEP_NAME_MAX - len(digest) - 1].replace(':', '_')}-{digest}"

@@ -40,6 +40,13 @@ class Records:
     def sent_since(self, since: datetime) -> int:
         return sum(1 for d in self._state.decisions if d.status == "sent" and d.at >= since)
 
+    def was_sent(self, step: str | None = None) -> bool:
+        """Did an email of this run (of ``step``) go out? Held out, capped, skipped, failed
+        or uncertain is not sent: a "did they react" decision counts only what was."""
+        return any(
+            d.status == "sent" and (step is None or d.step == step) for d in self._state.decisions
+        )
+
     def has_engaged(self, kind: str) -> bool:
         """Did an ``engaged`` signal of this kind (opened, clicked) arrive?"""
         return any(e.kind == kind for e in self._state.engagements)

@@ -5,8 +5,10 @@ Timeline (journeys/welcome_series.toml), counted from the signup: welcome + acco
 first-order coupon at once; "need help?" on day 2; feedback / why shop with us on day 5.
 Around day 7, from the store: ordered -> thank-you with cross-sell, and leave; opened or
 clicked but not ordered -> a time-limited gift offer; opened nothing -> tagged for
-reactivation. Around day 12 the gift branch splits on order again; everyone left gets the
-preferences email (with a birthday request when the birthday is unknown).
+reactivation, but only if an email of the series was sent (held out: "held_out"; none went
+out: "not_mailed"; neither is tagged). Around day 12 the gift branch splits on order again;
+everyone left gets the preferences email (with a birthday request when the birthday is
+unknown).
 Signals: ``order_placed`` (a step with on_order = "exit" leaves at once), ``customer_left``,
 ``engaged``. Every branch taken is recorded (journey_decisions, and the ``state`` query).
 """
@@ -21,6 +23,7 @@ from workflows.base import Condition, Journey
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import JourneyResult, OrderSeen, SendOutcome, WelcomeInput
+    from core.rules import in_holdout
     from journeys.config import StepConfig
 
 
@@ -54,6 +57,9 @@ class WelcomeSeries(Journey):
         if facts.opened:
             await self.decide("day_7", "gift_offer", "opened or clicked, not ordered")
             await self._step("gift_offer")
+        elif not self.was_sent() and workflow.patched("welcome-tags-only-the-mailed"):
+            # Nothing went out, so nothing could be opened (code version 1 tagged them).
+            await self._not_mailed()
         else:
             await self.decide("day_7", "reactivation", "opened nothing since the welcome")
             await self.tag("reactivation")
@@ -65,6 +71,13 @@ class WelcomeSeries(Journey):
             return "ordered"
         await self._step("preferences")
         return "completed"
+
+    async def _not_mailed(self) -> None:
+        config = self.config
+        if in_holdout(self.customer_id, config.name, config.holdout_share):
+            await self.decide("day_7", "held_out", "the control group: nothing sent, not tagged")
+        else:
+            await self.decide("day_7", "not_mailed", "no email of the series went out")
 
     def _ordered_ends(self, step: StepConfig) -> Condition | None:
         """An order ends the series at a step with on_order = "exit" (and wakes its wait)."""

@@ -6,7 +6,9 @@ new arrivals + coupon; repeat-purchase group: best sellers). Any open, click or 
 the last call is due ends the journey (an order: "won_back"). No reaction: the last call,
 "should we stop writing?", with a one-click way to stay. No open, click or order within
 ``sunset_after`` of it: the address is sunset (suppressed for marketing email, the reason and
-date recorded); a later order or a re-subscribe brings it back.
+date recorded); a later order or a re-subscribe brings it back. Only a last call that was
+sent can sunset: a held-out customer (the control group) walks the same timeline and ends
+"held_out", one whose last call did not go out (capped, failed, ...) ends "not_mailed".
 Signals: ``order_placed``, ``engaged``, ``customer_left``.
 """
 
@@ -17,7 +19,8 @@ from temporalio import workflow
 from workflows.base import Journey
 
 with workflow.unsafe.imports_passed_through():
-    from core.contracts import Engagement, JourneyResult, OrderSeen, WinBackInput
+    from core.contracts import Engagement, JourneyResult, OrderSeen, SendOutcome, WinBackInput
+    from core.rules import in_holdout
     from journeys.config import StepConfig
 
 
@@ -58,7 +61,7 @@ class WinBack(Journey):
         last_call = config.step("last_call")
         await self.wait_until(self.entered_at + last_call.after, last_call, also=self._reacted)
         await self._end_on_reaction("offer")
-        await self._email(last_call, None)
+        called = await self._email(last_call, None)
 
         # The last call: nothing within sunset_after -> sunset the address.
         called_at = workflow.now()
@@ -69,6 +72,10 @@ class WinBack(Journey):
             summary=f"wait {config.sunset_after} for a sign of life before sunset",
         )
         await self._end_on_reaction("last_call")
+        if called.status != "sent" and workflow.patched("win-back-sunsets-only-the-mailed"):
+            # No last call reached them: there was nothing to react to (code version 1
+            # sunset them all the same, held-out customers included).
+            return await self._not_sunset(called)
         reason = f"no open, click or order within {config.sunset_after} of the last call"
         await self.decide("after_last_call", "sunset", reason)
         await self.sunset(reason)
@@ -84,5 +91,15 @@ class WinBack(Journey):
             await self.decide(f"after_{after}", "engaged", "opened or clicked")
             self.leave("stayed" if after == "last_call" else "engaged")
 
-    async def _email(self, step: StepConfig, picks: str | None) -> None:
-        await self.send(step, context={"picks": picks} if picks else {}, also=self._reacted)
+    async def _not_sunset(self, called: SendOutcome) -> str:
+        config = self.config
+        if in_holdout(self.customer_id, config.name, config.holdout_share):
+            value, why = "held_out", "the control group: nothing is sent, nobody is sunset"
+        else:
+            not_sent = called.reason or called.status
+            value, why = "not_mailed", f"the last call was not sent ({not_sent})"
+        await self.decide("after_last_call", value, why)
+        return value
+
+    async def _email(self, step: StepConfig, picks: str | None) -> SendOutcome:
+        return await self.send(step, context={"picks": picks} if picks else {}, also=self._reacted)
