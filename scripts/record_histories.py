@@ -21,7 +21,8 @@ The branches are in ``scripts/histories/<journey>.py``: one function per branch 
 that module's ``BRANCHES`` (the outcome the run must end with, and the steps it must have
 sent). A new journey: a module like those, listed in ``JOURNEYS`` and ``CODE_VERSIONS`` here.
 A branch driven by the daily sweep (which looks at every customer in its store) runs on a
-store of its own (``Branch(..., own_store=True)``).
+store of its own (``Branch(..., own_store=True)``); so does a branch that needs journey
+settings other than the shipped TOMLs (``Branch(..., journeys={"win_back": {...}})``).
 """
 
 # ruff: noqa: E402  (the repo root goes on sys.path before the project's imports)
@@ -32,7 +33,7 @@ import argparse
 import asyncio
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -57,17 +58,17 @@ from devstack.catcher import MailCatcher
 from store.db import make_engine, make_session_factory
 from testkit.databases import migrated_sqlite
 from testkit.servers import start_time_skipping_server
-from testkit.stack import Stack, running_stack, stack_settings
+from testkit.stack import Stack, copy_journeys, running_stack, stack_settings
 
 HISTORIES = ROOT / "tests" / "histories"
 
 # The workflow code version of each journey: bump it with every `workflow.patched` change.
 CODE_VERSIONS = {
-    "cart_recovery": 3,
-    "welcome_series": 1,
-    "new_customer_nurture": 1,
-    "browse_follow_up": 1,
-    "win_back": 1,
+    "cart_recovery": 4,
+    "welcome_series": 2,
+    "new_customer_nurture": 2,
+    "browse_follow_up": 2,
+    "win_back": 2,
     "birthday": 1,
     "daily_sweep": 1,
 }
@@ -108,14 +109,21 @@ async def recording_stack() -> AsyncIterator[Stack]:
 
 @asynccontextmanager
 async def store_stack(
-    env: WorkflowEnvironment, catcher: MailCatcher, task_queue: str
+    env: WorkflowEnvironment,
+    catcher: MailCatcher,
+    task_queue: str,
+    journeys: Mapping[str, dict[str, Any]] | None = None,
 ) -> AsyncIterator[Stack]:
     """A fresh migrated SQLite store and a worker on ``task_queue`` that uses it, on the
-    given server and catcher."""
+    given server and catcher; with ``journeys``, on a copy of journeys/ with those TOML
+    changes."""
     with tempfile.TemporaryDirectory() as tmp:
         url = await migrated_sqlite(Path(tmp) / "journeys.db")
         engine = make_engine(url)
-        settings = stack_settings(database_url=url, catcher=catcher, task_queue=task_queue)
+        more: dict[str, Any] = {}
+        if journeys:
+            more["journeys_dir"] = copy_journeys(Path(tmp) / "journeys", **journeys)
+        settings = stack_settings(database_url=url, catcher=catcher, task_queue=task_queue, **more)
         try:
             async with running_stack(
                 env, settings=settings, sessions=make_session_factory(engine), catcher=catcher
@@ -143,8 +151,8 @@ async def run_branch(stack: Stack, journey: str, name: str, branch: Branch) -> H
     # and testkit.mail.journey_mails then misses the mail; branch names are unique.)
     cid = f"c-{name}".replace("_", "-")
     on: AbstractAsyncContextManager[Stack] = (
-        store_stack(stack.env, stack.catcher, f"record-histories-{cid}")
-        if branch.own_store
+        store_stack(stack.env, stack.catcher, f"record-histories-{cid}", branch.journeys)
+        if branch.own_store or branch.journeys
         else nullcontext(stack)
     )
     async with on as branch_stack:

@@ -1,13 +1,23 @@
 """Browse follow-up: a click brings the recommendation, no reaction the coupon, a new view
-restarts the week away, buying ends it."""
+restarts the week away, buying ends it; a glance at another product before the reviews
+(the follow-up stays on the product that started it)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from histories.common import Branch, Handle, check, expect_steps, follow, handle_of, html_of
+from histories.common import (
+    Branch,
+    Handle,
+    check,
+    expect_steps,
+    follow,
+    handle_of,
+    html_of,
+    still_running,
+)
 from testkit.data import add_customer
-from testkit.mail import tracked_links
+from testkit.mail import journey_mails, tracked_links
 from testkit.stack import Stack
 from testkit.waiting import settle
 from workflows.browse_follow_up import BrowseFollowUp
@@ -84,6 +94,35 @@ async def bought(stack: Stack, cid: str) -> Handle:
     return handle
 
 
+async def other_product_viewed(stack: Stack, cid: str) -> Handle:
+    """A look at the laces after the boots started the follow-up: the reviews a week after
+    that view; then, no reaction: the coupon."""
+    handle = await _interested(stack, cid)
+    await _view(stack, cid, LACES)
+    await stack.fast_forward(handle, timedelta(days=7, minutes=1))
+    await expect_steps(stack, cid, JOURNEY, "reviews")
+    subject = journey_mails(stack.catcher, cid, JOURNEY)[0]["Subject"]
+    check(subject == "What customers say about Hiking boots", f"{cid}: reviews of {subject!r}")
+    await stack.fast_forward(handle, timedelta(days=7, minutes=1))
+    return handle
+
+
+async def bought_after_other_view(stack: Stack, cid: str) -> Handle:
+    """A look at the laces, the reviews of the boots a week later, then buys the boots:
+    leaves at once (code version 1 followed the laces: the order did not end it, the coupon
+    for the laces came a week later)."""
+    handle = await _interested(stack, cid)
+    await _view(stack, cid, LACES)
+    await stack.fast_forward(handle, timedelta(days=7, minutes=1))
+    await expect_steps(stack, cid, JOURNEY, "reviews")
+    await stack.journeys.order_placed(
+        {"customer_id": cid, "order_id": f"o-{cid}", "total": "129.00", "lines": [BOOTS]}
+    )
+    if await still_running(handle):
+        await stack.fast_forward(handle, timedelta(days=7, minutes=1))
+    return handle
+
+
 BRANCHES = {
     "clicked_recommendation": Branch(
         clicked_recommendation, "recommended", ["reviews", "recommendation"]
@@ -91,4 +130,7 @@ BRANCHES = {
     "no_reaction_coupon": Branch(no_reaction_coupon, "completed", ["reviews", "coupon"]),
     "restarted_by_view": Branch(restarted_by_view, "completed", ["reviews", "coupon"]),
     "bought": Branch(bought, "bought", ["reviews"]),
+    # code version 2 stays on the boots (version 1 switched to the laces)
+    "other_product_viewed": Branch(other_product_viewed, "completed", ["reviews", "coupon"]),
+    "bought_after_other_view": Branch(bought_after_other_view, "bought", ["reviews"]),
 }

@@ -135,9 +135,14 @@ BRANCHES = {
     "cart_emptied": Branch(cart_emptied, "cart_emptied", []),
     "unsubscribed": Branch(unsubscribed, "unsubscribed", ALL[:1]),
     "hard_bounce": Branch(hard_bounce, "bounced", []),
-    # code version 2: after a click only the discount (workflow.patched)
-    "clicked_after_first_reminder": Branch(
-        clicked_after_first_reminder, "completed", ["reminder_1", "discount"]
+    # code version 2 and 3: after a click only the discount (workflow.patched); version 4:
+    # only where the journey says skip_reminders_after_click (off by default)
+    "clicked_after_first_reminder": Branch(clicked_after_first_reminder, "completed", ALL),
+    "clicked_with_skip_setting": Branch(
+        clicked_after_first_reminder,
+        "completed",
+        ["reminder_1", "discount"],
+        journeys={"cart_recovery": {"skip_reminders_after_click": True}},
     ),
     # code version 3: leaving drops a held reminder at once (workflow.patched); version 2
     # sent it to the gate when it was due, which ended with "cart_empty" / "ordered"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import httpx
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from starter.http import create_app
 from starter.ingest.service import EventResult
@@ -31,6 +31,10 @@ class Branch(NamedTuple):
     # on a fresh store (and a worker on it) of its own: for runs of the daily sweep, which
     # looks at every customer in its store
     own_store: bool = False
+    # changes to journeys/*.toml for this branch (``{"win_back": {"holdout_share": 1.0}}``,
+    # top-level keys replaced as testkit.stack.copy_journeys does); the branch then runs on
+    # a store and a worker of its own with those journeys
+    journeys: Mapping[str, dict[str, Any]] | None = None
 
 
 def check(ok: bool, what: str) -> None:
@@ -73,17 +77,28 @@ def html_of(stack: Stack, cid: str, journey: str, index: int) -> str:
     return parts(journey_mails(stack.catcher, cid, journey)[index])[1]
 
 
-async def follow(stack: Stack, link: str, status: int) -> None:
+async def follow(stack: Stack, link: str, status: int, *, method: str = "GET") -> None:
     """Open or click a tracked link from a mail through the HTTP app (httpx + ASGI, as the
-    tests' ``http`` fixture), as the customer's mail client does."""
+    tests' ``http`` fixture), as the customer's mail client does (``method="POST"``: press
+    the button of the page a link shows, e.g. "stay")."""
     app = create_app(stack.settings, journeys=stack.journeys)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="https://shop.test"
     ) as http:
-        answer = await http.get(link)
-    check(answer.status_code == status, f"GET {link}: {answer.status_code}, not {status}")
+        answer = await http.request(method, link)
+    check(answer.status_code == status, f"{method} {link}: {answer.status_code}, not {status}")
 
 
 async def finished(handle: Handle, seconds: float = PATIENCE) -> Any:
     """The run's result (a ``JourneyResult``); fetching it again later is fine."""
     return await asyncio.wait_for(handle.result(), timeout=seconds)
+
+
+async def still_running(handle: Handle, seconds: float = 3.0) -> bool:
+    """Is the run still open ``seconds`` after what could have ended it? (A branch recorded
+    on two code versions, where the older one ended the run there.)"""
+    for _ in range(int(seconds / 0.1)):
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return False
+        await asyncio.sleep(0.1)
+    return True

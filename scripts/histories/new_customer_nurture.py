@@ -1,12 +1,23 @@
 """New-customer nurture: the full 60 days with a shipment, the second order, the first-week
-cap."""
+cap; two shipment ids too long for a step name that share a prefix; an unsubscribe (told by
+signal, or seen first by the gate) before a shipment."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
 
-from histories.common import Branch, Handle, check, expect_steps, finished, handle_of
+from histories.common import (
+    Branch,
+    Handle,
+    check,
+    expect_mail,
+    expect_steps,
+    finished,
+    handle_of,
+    still_running,
+)
+from store.models import Customer
 from testkit.data import add_customer
 from testkit.mail import journey_mails, steps_of
 from testkit.stack import Stack
@@ -78,6 +89,58 @@ async def first_week_cap(stack: Stack, cid: str) -> Handle:
     return handle
 
 
+async def _shipped(stack: Stack, cid: str, shipment_id: str) -> None:
+    await stack.journeys.order_shipped(
+        {"customer_id": cid, "order_id": f"o1-{cid}", "shipment_id": shipment_id}
+    )
+
+
+async def long_shipment_ids(stack: Stack, cid: str) -> Handle:
+    """Two parcels whose ids (64 characters) differ only at the end: a notice for each;
+    then the timeline to day 60 (the first week's third email was the second notice)."""
+    handle = await _first_order(stack, cid)
+    prefix = "PARCEL-" + "0" * 55
+    await _shipped(stack, cid, f"{prefix}-1")
+    await expect_mail(stack, cid, 2)
+    await _shipped(stack, cid, f"{prefix}-2")
+    await expect_mail(stack, cid, 3)
+    notices = steps_of(journey_mails(stack.catcher, cid, JOURNEY))[1:]
+    check(len(set(notices)) == 2, f"{cid}: notices {notices}")
+    await stack.fast_forward(handle, timedelta(days=60, minutes=1))
+    return handle
+
+
+async def _after_unsubscribe(stack: Stack, cid: str, handle: Handle) -> Handle:
+    """Code version 1 ended the run on the unsubscribe; later: the shipment's notice still
+    goes out, the marketing steps are skipped to day 60."""
+    if not await still_running(handle):
+        return handle
+    await _shipped(stack, cid, f"o1-{cid}")
+    await expect_steps(stack, cid, JOURNEY, "thanks", f"shipping_o1-{cid}")
+    await stack.fast_forward(handle, timedelta(days=60, minutes=1))
+    return handle
+
+
+async def unsubscribed_keeps_shipping(stack: Stack, cid: str) -> Handle:
+    """Unsubscribes after the thanks (signal customer_left), then the order ships."""
+    handle = await _first_order(stack, cid)
+    await stack.journeys.unsubscribe({"customer_id": cid})
+    return await _after_unsubscribe(stack, cid, handle)
+
+
+async def unsubscribe_seen_by_gate(stack: Stack, cid: str) -> Handle:
+    """The unsubscribe is in the store but its signal never came: the gate skips the day-3
+    care; then the order ships."""
+    handle = await _first_order(stack, cid)
+    async with stack.sessions.begin() as s:
+        customer = await s.get(Customer, cid)
+        check(customer is not None, f"{cid}: no customer")
+        if customer is not None:
+            customer.subscribed = False
+    await stack.fast_forward(handle, timedelta(days=3, minutes=1))
+    return await _after_unsubscribe(stack, cid, handle)
+
+
 BRANCHES = {
     "full_timeline": Branch(
         full_timeline,
@@ -86,4 +149,14 @@ BRANCHES = {
     ),
     "second_order": Branch(second_order, "repeat_customer", ["thanks", "care", "review"]),
     "first_week_cap": Branch(first_week_cap, "completed"),  # sent: checked in the function
+    # code version 2: a notice for each parcel (version 1: one for both, the step name cut
+    # at 64 characters)
+    "long_shipment_ids": Branch(long_shipment_ids, "completed"),
+    # code version 2: the notice still goes out (version 1 ended nurture on the unsubscribe)
+    "unsubscribed_keeps_shipping": Branch(
+        unsubscribed_keeps_shipping, "unsubscribed", ["thanks", "shipping_o1-{cid}"]
+    ),
+    "unsubscribe_seen_by_gate": Branch(
+        unsubscribe_seen_by_gate, "unsubscribed", ["thanks", "shipping_o1-{cid}"]
+    ),
 }

@@ -1,5 +1,6 @@
 """Welcome series: the day-7 branches (ordered, gift offer, reactivation), the gift branch
-left on an order, and a run whose sends wait for the end of quiet hours."""
+left on an order, a run whose sends wait for the end of quiet hours, and a held-out run (no
+email went out: not tagged for reactivation)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from core.zones import zone_at_local_hour
 from histories.common import Branch, Handle, check, expect_steps, follow, handle_of, html_of
+from store.models import Customer
 from testkit.data import add_customer
 from testkit.mail import journey_mails, tracked_links
 from testkit.stack import Stack
@@ -104,6 +106,20 @@ async def quiet_hours_deferred(stack: Stack, cid: str) -> Handle:
     return handle
 
 
+async def held_out_not_tagged(stack: Stack, cid: str) -> Handle:
+    """In the control group (holdout_share 1.0): every email is held out; the run walks the
+    timeline to day 12."""
+    handle = await _signed_up(stack, cid)
+    await stack.fast_forward(handle, timedelta(days=12, minutes=1))
+    branches = (await handle.query(WelcomeSeries.state)).branches
+    check(branches.get("day_7", "").startswith("held_out"), f"{cid}: branches {branches}")
+    async with stack.sessions() as s:
+        customer = await s.get(Customer, cid)
+    tags = customer.attributes.get("tags", []) if customer is not None else None
+    check(tags == [], f"{cid}: tags {tags}")
+    return handle
+
+
 BRANCHES = {
     "ordered": Branch(ordered, "ordered", ["welcome", "need_help", "thank_you"]),
     "gift_offer_completed": Branch(
@@ -119,5 +135,9 @@ BRANCHES = {
     ),
     "quiet_hours_deferred": Branch(
         quiet_hours_deferred, "completed", ["welcome", "need_help", "feedback", "preferences"]
+    ),
+    # code version 2: not tagged (version 1 tagged the held-out customer for reactivation)
+    "held_out_not_tagged": Branch(
+        held_out_not_tagged, "completed", [], journeys={"welcome_series": {"holdout_share": 1.0}}
     ),
 }
