@@ -83,6 +83,19 @@ class Settings(BaseSettings):
         )
 
     @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.environment in ("development", "test"):
+            return self
+        for name, value in (("SECRET_KEY", self.secret_key), ("API_WRITE_KEY", self.api_write_key)):
+            if value in PLACEHOLDER_SECRETS or len(value) < 16:
+                raise ValueError(
+                    f"{name} is a placeholder or shorter than 16 characters; set a real one "
+                    f"for ENVIRONMENT={self.environment} (ENVIRONMENT=development or test "
+                    "accepts the placeholders on a laptop; an unset ENVIRONMENT is production)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _require_shop(self) -> Settings:
         if self.environment not in ("development", "test"):
             problem = self.shop_problem()
@@ -174,19 +187,6 @@ class Settings(BaseSettings):
     @property
     def smtp_target_host(self) -> str:
         return self.smtp_host or "127.0.0.1"
-
-    @model_validator(mode="after")
-    def _refuse_placeholders(self) -> Settings:
-        if self.environment in ("development", "test"):
-            return self
-        for name, value in (("SECRET_KEY", self.secret_key), ("API_WRITE_KEY", self.api_write_key)):
-            if value in PLACEHOLDER_SECRETS or len(value) < 16:
-                raise ValueError(
-                    f"{name} is a placeholder or shorter than 16 characters; set a real one "
-                    f"for ENVIRONMENT={self.environment} (ENVIRONMENT=development or test "
-                    "accepts the placeholders on a laptop; an unset ENVIRONMENT is production)"
-                )
-        return self
 
 
 def temporal_cli(settings: Settings) -> str:

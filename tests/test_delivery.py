@@ -50,11 +50,20 @@ class FailsOnceAfterRecording(SendActivities):
 
 
 async def _attempts(handle: Any) -> list[int]:
+    """The attempts of the run's send_step activities that started (other activities, such
+    as recording the entry, are not counted)."""
     history = await handle.fetch_history()
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
     return [
         e.activity_task_started_event_attributes.attempt
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and scheduled.get(e.activity_task_started_event_attributes.scheduled_event_id)
+        == "send_step"
     ]
 
 

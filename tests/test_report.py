@@ -20,7 +20,7 @@ from sqlalchemy import select
 from core.rules import in_holdout
 from settings import ROOT
 from starter.http import create_app
-from store.models import JourneyEntry, Order
+from store.models import JourneyEntry, Order, SendLog
 from testkit.data import abandon_cart, add_customer
 from testkit.live_api import serving
 from testkit.stack import Stack
@@ -77,6 +77,18 @@ async def _walk_customers(stack: Stack) -> list[str]:
         await asyncio.gather(
             *(stack.fast_forward(h, timedelta(hours=2)) for h in handles[chunk : chunk + 20])
         )
+
+    async def first_step_decided() -> int:
+        async with stack.sessions() as s:
+            rows = await s.scalars(
+                select(SendLog.customer_id).where(
+                    SendLog.customer_id.in_(ids), SendLog.step == "reminder_1"
+                )
+            )
+            return len(set(rows))
+
+    # The report reads the first step's decisions: wait until every customer has one.
+    await eventually(first_step_decided, lambda decided: decided == len(ids))
     return ids
 
 
