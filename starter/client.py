@@ -75,9 +75,15 @@ def id_key(settings: Settings) -> bytes:
     return DEVELOPMENT_ID_KEY
 
 
-async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+async def connect(
+    settings: Settings, runtime: Runtime | None = None, *, lazy: bool = False
+) -> Client:
+    """``lazy``: connect on the first call, so a process that must run while Temporal is
+    down (the HTTP API: it accepts events and its outbox relay delivers them later) starts."""
     # Every process that names runs (worker and sweep, API, CLI) comes through here, so this
     # is where the process learns the key its workflow ids are built with.
     use_id_key(id_key(settings))
     config: dict[str, Any] = dict(connect_config(settings))
-    return await Client.connect(**config, data_converter=data_converter(settings), runtime=runtime)
+    return await Client.connect(
+        **config, data_converter=data_converter(settings), runtime=runtime, lazy=lazy
+    )

@@ -50,6 +50,7 @@ from store.db import SessionFactory
 from store.models import Outbox, utcnow
 
 log = logging.getLogger("starter.outbox")
+FIRST = asyncio.FIRST_COMPLETED
 
 LEASE = timedelta(seconds=30)  # a claimed row is another relay's again after this
 IDLE_POLL_SECONDS = 1.0  # how often the loop looks for rows when nothing woke it
@@ -198,19 +199,25 @@ class Relay:
             if self._unreachable and running:  # do not keep the caller waiting: the loop probes
                 self.wake()
                 return None
-            self._spawn(self._drain(customer_id, probe=not running))
-            _, late = await asyncio.wait(futures.values(), timeout=self.answer_within)
-            if late:
+            drain = self._spawn(self._drain(customer_id, probe=not running))
+            ours = asyncio.gather(*futures.values())
+            # Done when all these rows are delivered, or when the drain stopped without
+            # them (Temporal did not take one, or another process holds the customer).
+            either: set[asyncio.Future[Any]] = {drain, ours}
+            await asyncio.wait(either, timeout=self.answer_within, return_when=FIRST)
+            if not ours.done():
+                ours.cancel()
                 return None
             return {row_id: f.result() for row_id, f in futures.items()}
         finally:
             for row_id in row_ids:
                 self._waiting.pop(row_id, None)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _resolve(self, row_id: int, took: bool) -> None:
         future = self._waiting.get(row_id)

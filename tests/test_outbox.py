@@ -24,6 +24,7 @@ from store import outbox
 from store.db import make_engine, make_session_factory
 from store.models import Event, Suppression
 from testkit.data import MUG, TEE, abandon_cart, add_customer, email_for
+from testkit.live_api import serving
 from testkit.mail import parts, wait_for_mail
 from testkit.servers import StoppableServer
 from testkit.stack import WRITE_KEY, Stack, running_stack, stack_settings
@@ -238,3 +239,26 @@ async def test_only_a_store_that_cannot_be_reached_refuses_an_event(stack):
     await engine.dispose()
     assert answer.status_code == 503
     assert answer.json() == {"detail": "the store is unavailable; nothing was recorded, retry"}
+
+
+async def test_the_api_starts_and_accepts_events_while_temporal_is_down(stack):
+    """Its client connects on first use; its relay is the one that delivers (here the
+    stack's relay, on the same task queue, stands for the API once Temporal is back)."""
+    settings = stack.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    cid = stack.new_customer_id()
+    headers = {"Authorization": f"Bearer {WRITE_KEY}"}
+    async with serving(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
+        identify = {"userId": cid, "traits": {"email": email_for(cid)}}
+        assert (await http.post("/v1/identify", json=identify, headers=headers)).status_code == 200
+        cart = {
+            "userId": cid,
+            "event": "Checkout Started",
+            "properties": {"products": [{"sku": "TEE-1", "name": "Blue T-shirt", "price": 19.9}]},
+        }
+        answer = await http.post("/v1/track", json=cart, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["action"] == "queued"
+    handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
+    await _all_delivered(stack)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    await handle.signal(CartRecovery.cart_updated, CartChange(empty=True))

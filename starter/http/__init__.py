@@ -50,7 +50,7 @@ def create_app(settings: Settings, journeys: Journeys | None = None) -> FastAPI:
             return
         engine = make_engine(settings.database_url)
         async with Journeys(  # its outbox relay runs as long as the app does
-            client=await connect(settings),
+            client=await connect(settings, lazy=True),  # Temporal may be down: events are kept
             sessions=make_session_factory(engine),
             settings=settings,
         ) as app.state.journeys:
