@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.contracts import SendStepInput
 from core.links import Links
 from journeys.shop import Shop
-from store import repo
+from store import orders, products
 from store.models import Cart, Coupon, Customer, Product
 
 
@@ -122,20 +122,20 @@ async def extra_context(s: AsyncSession, req: SendStepInput, customer: Customer)
     }
     picks = req.context.get("picks")
     if picks in ("new_arrivals", "best_sellers"):
-        found = await repo.picks(s, kind=str(picks))
+        found = await products.picks(s, kind=str(picks))
         extra["picks"] = [_product(p) for p in found]
     sku = req.context.get("product_sku")
     if sku:
-        product = await repo.get_product(s, sku=str(sku))
+        product = await products.get_product(s, sku=str(sku))
         if product is not None:
             extra["product"] = _product(product)
-            picks = await repo.popular_in_category(
+            picks = await products.popular_in_category(
                 s, category=product.category, exclude={product.sku}
             )
             extra["accessories"] = [_product(p) for p in picks]
     order_id = req.context.get("order_id")
     if order_id:
-        order = await repo.get_order(s, customer_id=customer.id, order_id=str(order_id))
+        order = await orders.get_order(s, customer_id=customer.id, order_id=str(order_id))
         if order is not None:
             lines = order.lines.get("items", [])
             extra["order"] = {
@@ -146,6 +146,6 @@ async def extra_context(s: AsyncSession, req: SendStepInput, customer: Customer)
             }
             category = next((line["category"] for line in lines if line.get("category")), None)
             bought = {str(line.get("sku")) for line in lines}
-            picks = await repo.popular_in_category(s, category=category, exclude=bought)
+            picks = await products.popular_in_category(s, category=category, exclude=bought)
             extra["cross_sell"] = [_product(p) for p in picks]
     return extra

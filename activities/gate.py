@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activities.journey import ordered_since
 from core.contracts import SendOutcome, SendStepInput
 from core.rules import Recipient, cart_state, send_decision
-from store import repo, sends
+from store import decisions, repo, sends
 from store.models import Customer
 
 
@@ -26,7 +26,7 @@ async def recipient(s: AsyncSession, req: SendStepInput, customer: Customer) -> 
         email_problem = str(exc)
     cart = await repo.get_cart(s, customer_id=customer.id)
     suppression = await repo.get_suppression(s, email=customer.email)
-    pause = await repo.journey_pause(s, journey=req.journey)
+    pause = await decisions.journey_pause(s, journey=req.journey)
     ordered = req.check_orders and await ordered_since(
         s,
         customer_id=customer.id,

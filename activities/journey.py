@@ -16,7 +16,7 @@ from core.contracts import (
     TagInput,
 )
 from core.rules import counts_as_order, skus_of
-from store import repo, reports
+from store import decisions, events, orders, repo, reports
 from store.db import SessionFactory
 from store.models import utcnow
 
@@ -30,10 +30,10 @@ async def ordered_since(
     skus: list[str] | None,
 ) -> bool:
     """Has the customer placed an order that counts (core.rules.counts_as_order) since?"""
-    orders = await repo.orders_since(s, customer_id=customer_id, since=since)
+    placed = await orders.orders_since(s, customer_id=customer_id, since=since)
     return any(
         counts_as_order(o.id, skus_of(o.lines), ignore_order_id=ignore_order_id, skus=skus)
-        for o in orders
+        for o in placed
     )
 
 
@@ -45,7 +45,7 @@ class JourneyActivities:
     async def journey_facts(self, req: FactsInput) -> JourneyFacts:
         async with self._sessions() as s:
             customer = await repo.get_customer(s, customer_id=req.customer_id)
-            seen = await repo.engagement_of_run(
+            seen = await events.engagement_of_run(
                 s, customer_id=req.customer_id, send_key_prefix=req.send_key_prefix
             )
             viewed_again = False
@@ -54,7 +54,7 @@ class JourneyActivities:
                 # really went out, not with the journey's (possibly virtual) clock.
                 sent = await repo.get_send(s, key=req.views_after_send)
                 after = sent.sent_at or sent.claimed_at if sent is not None else None
-                views = await repo.count_views(
+                views = await events.count_views(
                     s, customer_id=req.customer_id, sku=req.view_sku, since=after
                 )
                 viewed_again = views > 0
@@ -68,7 +68,7 @@ class JourneyActivities:
                 ),
                 opened="Email Opened" in seen or "Email Link Clicked" in seen,
                 clicked="Email Link Clicked" in seen,
-                orders_total=await repo.count_orders(s, customer_id=req.customer_id),
+                orders_total=await orders.count_orders(s, customer_id=req.customer_id),
                 has_birthday=bool(customer and customer.attributes.get("birthday")),
                 viewed_again=viewed_again,
             )
@@ -76,7 +76,7 @@ class JourneyActivities:
     @activity.defn(name="record_decision")
     async def record_decision(self, req: DecisionInput) -> None:
         async with self._sessions.begin() as s:
-            await repo.record_decision(
+            await decisions.record_decision(
                 s,
                 customer_id=req.customer_id,
                 journey=req.journey,

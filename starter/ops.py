@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 
 from core.contracts import JourneyState
 from core.ids import CUSTOMER_ID, JOURNEY, JOURNEY_OUTCOME, JOURNEY_STEP, customer_ref
-from store import repo
+from store import decisions, repo
 from store.db import SessionFactory
 from store.models import Customer, JourneyDecision, SendLog
 
@@ -158,7 +158,7 @@ async def pause_journey(
     """Pause a whole journey: every send of it, in running and new runs, is held until
     resumed (then the running ones are woken at once). Returns the runs woken."""
     async with sessions.begin() as s:
-        await repo.set_journey_pause(s, journey=journey, paused=paused, reason=reason or None)
+        await decisions.set_journey_pause(s, journey=journey, paused=paused, reason=reason or None)
     if paused:
         return 0
     woken = 0

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -54,3 +57,8 @@ def _ensure_sqlite_dir(url: str) -> None:
 def sync_url(url: str) -> str:
     """The same database through a sync driver, for Alembic's offline tools and scripts."""
     return url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
+
+
+def insert_for(session: AsyncSession) -> Any:
+    """INSERT with ON CONFLICT, as the session's database writes it."""
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert

@@ -1,4 +1,6 @@
-"""Queries and writes, as keyword-only functions over an AsyncSession.
+"""Customers, their carts and consent (suppressions), and the send log and coupons as the
+send activities read them: keyword-only functions over an AsyncSession. Products, orders,
+the event log and journey decisions have their own modules beside this one.
 
 The caller owns the transaction (``async with sessions.begin() as s``), so a handler that
 records an event, a cart and an order commits all of it or nothing.
@@ -11,28 +13,15 @@ changes of one customer are made one after the other and none is lost.
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import (
-    Cart,
-    Coupon,
-    Customer,
-    Event,
-    JourneyDecision,
-    JourneyPause,
-    Order,
-    Product,
-    SendLog,
-    Suppression,
-    utcnow,
-)
+from core.rules import birthday_md
+from store.db import insert_for
+from store.models import Cart, Coupon, Customer, SendLog, Suppression, utcnow
 
 
 async def upsert_customer(
@@ -47,7 +36,7 @@ async def upsert_customer(
 ) -> Customer:
     """Create the customer or update what is given; returns the row, locked."""
     created = await session.execute(
-        _insert(session)(Customer)
+        insert_for(session)(Customer)
         .values(
             id=customer_id,
             email=email,
@@ -79,17 +68,6 @@ async def upsert_customer(
     return customer
 
 
-def birthday_md(text: str) -> str | None:
-    """ "1990-05-17", "05-17" or "--05-17" -> "05-17"; None when it is no date."""
-    parts = text.strip().lstrip("-").split("-")
-    try:
-        month, day = int(parts[-2]), int(parts[-1])
-        date(2000, month, day)  # a leap year: 02-29 is a birthday too
-    except (ValueError, IndexError):
-        return None
-    return f"{month:02d}-{day:02d}"
-
-
 async def get_customer(session: AsyncSession, *, customer_id: str) -> Customer | None:
     return await session.get(Customer, customer_id)
 
@@ -105,53 +83,11 @@ async def lock_customer(session: AsyncSession, *, customer_id: str) -> Customer 
     )
 
 
-def _insert(session: AsyncSession) -> Any:
-    """INSERT with ON CONFLICT, as the session's database writes it."""
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 async def existing_customer_ids(session: AsyncSession, *, customer_ids: set[str]) -> set[str]:
     if not customer_ids:
         return set()
     rows = await session.scalars(select(Customer.id).where(Customer.id.in_(customer_ids)))
     return set(rows)
-
-
-async def record_event(
-    session: AsyncSession,
-    *,
-    message_id: str,
-    customer_id: str,
-    name: str,
-    properties: dict[str, Any],
-    occurred_at: datetime,
-) -> bool:
-    """Insert the event; False if an event with this message id was recorded before (then
-    this one only counts as a repeat of it). A concurrent delivery of the same message waits
-    for the first one's transaction and then counts as its repeat."""
-    inserted = await session.execute(
-        _insert(session)(Event)
-        .values(
-            message_id=message_id,
-            customer_id=customer_id,
-            name=name,
-            properties=properties,
-            occurred_at=occurred_at,
-            received_at=utcnow(),
-            repeats=0,
-        )
-        .on_conflict_do_nothing(index_elements=[Event.message_id])
-        .returning(Event.id)
-    )
-    if inserted.scalar_one_or_none() is not None:
-        return True
-    await session.execute(
-        update(Event)
-        .where(Event.message_id == message_id)
-        .values(repeats=Event.repeats + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return False
 
 
 async def set_cart(
@@ -176,7 +112,7 @@ async def set_cart(
     }
     if whole:
         values["replaced_at"] = at
-    stmt = _insert(session)(Cart).values(customer_id=customer_id, **values)
+    stmt = insert_for(session)(Cart).values(customer_id=customer_id, **values)
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=[Cart.customer_id], set_={k: stmt.excluded[k] for k in values}
@@ -189,52 +125,6 @@ async def set_cart(
 
 async def get_cart(session: AsyncSession, *, customer_id: str) -> Cart | None:
     return await session.get(Cart, customer_id)
-
-
-async def record_order(
-    session: AsyncSession,
-    *,
-    order_id: str,
-    customer_id: str,
-    total: Decimal,
-    currency: str,
-    lines: list[dict[str, Any]],
-    placed_at: datetime,
-) -> bool:
-    """Insert the order and close the customer's cart unless the cart changed after it;
-    False if the order id was recorded before (the same order again counts once)."""
-    inserted = await session.execute(
-        _insert(session)(Order)
-        .values(
-            id=order_id,
-            customer_id=customer_id,
-            total=total,
-            currency=currency,
-            lines={"items": lines},
-            placed_at=placed_at,
-        )
-        .on_conflict_do_nothing(index_elements=[Order.id])
-        .returning(Order.id)
-    )
-    if inserted.scalar_one_or_none() is None:
-        return False
-    cart = await session.get(Cart, customer_id)
-    if cart is not None and cart.updated_at <= placed_at:
-        cart.status = "ordered"
-    customer = await session.get(Customer, customer_id)
-    if customer is not None:
-        customer.order_count += 1
-        if customer.last_order_at is None or placed_at > customer.last_order_at:
-            customer.last_order_at = placed_at
-    await session.flush()
-    return True
-
-
-async def has_ordered_since(session: AsyncSession, *, customer_id: str, since: datetime) -> bool:
-    found = await session.scalar(
-        select(Order.id).where(Order.customer_id == customer_id, Order.placed_at >= since).limit(1)
-    )
-    return found is not None
 
 
 async def get_suppression(session: AsyncSession, *, email: str) -> Suppression | None:
@@ -252,7 +142,7 @@ async def suppress(
     """Suppress the address; the first reason recorded stays (also when two suppress it at
     the same moment)."""
     await session.execute(
-        _insert(session)(Suppression)
+        insert_for(session)(Suppression)
         .values(
             email=email.lower(),
             customer_id=customer_id,
@@ -309,187 +199,3 @@ async def get_or_create_coupon(
         session.add(coupon)
         await session.flush()
     return coupon
-
-
-async def upsert_products(
-    session: AsyncSession, *, lines: list[dict[str, Any]], ordered: bool = False
-) -> None:
-    """Keep the catalogue of products seen in events; count what is ordered.
-
-    One INSERT ... ON CONFLICT DO UPDATE per product, so two events about a new product at
-    the same moment cannot collide, and concurrent orders never lose a count. Products are
-    written in SKU order: two transactions lock shared rows in the same order (no deadlock)."""
-    insert = _insert(session)
-    for line in sorted(lines, key=lambda item: str(item.get("sku") or "")):
-        sku = line.get("sku")
-        if not sku or not line.get("name"):
-            continue
-        values: dict[str, Any] = {"sku": sku, "name": line["name"]}
-        for attr in ("category", "url", "image_url"):
-            if line.get(attr):
-                values[attr] = line[attr]
-        if line.get("price") is not None:
-            values["price"] = Decimal(str(line["price"]))
-        count = int(line.get("quantity", 1)) if ordered else 0
-        stmt = insert(Product).values(
-            **values, times_ordered=count, first_seen_at=utcnow(), updated_at=utcnow()
-        )
-        changed = {k: stmt.excluded[k] for k in values if k != "sku"}
-        await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[Product.sku],
-                set_={
-                    **changed,
-                    "times_ordered": Product.times_ordered + count,
-                    "updated_at": utcnow(),
-                },
-            )
-        )
-
-
-async def get_product(session: AsyncSession, *, sku: str) -> Product | None:
-    return await session.get(Product, sku)
-
-
-async def popular_in_category(
-    session: AsyncSession, *, category: str | None, exclude: set[str], limit: int = 3
-) -> list[Product]:
-    """Cross-sell and accessory picks: the most ordered products of the category."""
-    if not category:
-        return []
-    query = (
-        select(Product)
-        .where(Product.category == category, Product.sku.not_in(exclude or {""}))
-        .order_by(Product.times_ordered.desc(), Product.sku)
-        .limit(limit)
-    )
-    return list(await session.scalars(query))
-
-
-async def picks(session: AsyncSession, *, kind: str, limit: int = 4) -> list[Product]:
-    """Shop-wide picks: "new_arrivals" (first seen last) or "best_sellers" (most ordered)."""
-    order = (
-        (Product.first_seen_at.desc(),)
-        if kind == "new_arrivals"
-        else (Product.times_ordered.desc(), Product.sku)
-    )
-    return list(await session.scalars(select(Product).order_by(*order).limit(limit)))
-
-
-async def orders_since(session: AsyncSession, *, customer_id: str, since: datetime) -> list[Order]:
-    rows = await session.scalars(
-        select(Order)
-        .where(Order.customer_id == customer_id, Order.placed_at >= since)
-        .order_by(Order.placed_at)
-    )
-    return list(rows)
-
-
-async def get_order(session: AsyncSession, *, customer_id: str, order_id: str) -> Order | None:
-    """The customer's order, or their latest with ``order_id="latest"``."""
-    query = select(Order).where(Order.customer_id == customer_id)
-    if order_id == "latest":
-        query = query.order_by(Order.placed_at.desc()).limit(1)
-    else:
-        query = query.where(Order.id == order_id)
-    return await session.scalar(query)
-
-
-async def count_orders(session: AsyncSession, *, customer_id: str) -> int:
-    return int(
-        await session.scalar(select(func.count(Order.id)).where(Order.customer_id == customer_id))
-        or 0
-    )
-
-
-async def count_views(
-    session: AsyncSession,
-    *,
-    customer_id: str,
-    sku: str | None = None,
-    category: str | None = None,
-    since: datetime | None = None,
-) -> int:
-    """How often the customer viewed this product (or any product of this category)."""
-    query = select(func.count(Event.id)).where(
-        Event.customer_id == customer_id, Event.name == "Product Viewed"
-    )
-    if since is not None:
-        query = query.where(Event.received_at >= since)
-    if sku is not None:
-        query = query.where(Event.properties["sku"].as_string() == sku)
-    if category is not None:
-        query = query.where(Event.properties["category"].as_string() == category)
-    return int(await session.scalar(query) or 0)
-
-
-async def engagement_of_run(
-    session: AsyncSession, *, customer_id: str, send_key_prefix: str
-) -> set[str]:
-    """Which of "Email Opened" / "Email Link Clicked" happened on this run's emails."""
-    rows = await session.execute(
-        select(Event.name, Event.properties).where(
-            Event.customer_id == customer_id,
-            Event.name.in_(("Email Opened", "Email Link Clicked")),
-        )
-    )
-    return {
-        name
-        for name, props in rows
-        if str((props or {}).get("send_key") or "").startswith(send_key_prefix)
-    }
-
-
-async def record_decision(
-    session: AsyncSession,
-    *,
-    customer_id: str,
-    journey: str,
-    workflow_id: str,
-    run_chain_id: str,
-    name: str,
-    value: str,
-    reason: str | None,
-    decided_at: datetime,
-) -> None:
-    """Once per run and name: a retried activity records nothing twice."""
-    found = await session.scalar(
-        select(JourneyDecision.id).where(
-            JourneyDecision.workflow_id == workflow_id,
-            JourneyDecision.run_chain_id == run_chain_id,
-            JourneyDecision.name == name,
-        )
-    )
-    if found is None:
-        session.add(
-            JourneyDecision(
-                customer_id=customer_id,
-                journey=journey,
-                workflow_id=workflow_id,
-                run_chain_id=run_chain_id,
-                name=name,
-                value=value,
-                reason=reason,
-                decided_at=decided_at,
-            )
-        )
-        await session.flush()
-
-
-async def journey_pause(session: AsyncSession, *, journey: str) -> JourneyPause | None:
-    return await session.get(JourneyPause, journey)
-
-
-async def set_journey_pause(
-    session: AsyncSession, *, journey: str, paused: bool, reason: str | None = None
-) -> bool:
-    """Pause or resume a whole journey; False when it already was so."""
-    found = await session.get(JourneyPause, journey)
-    if paused and found is None:
-        session.add(JourneyPause(journey=journey, reason=reason))
-    elif not paused and found is not None:
-        await session.delete(found)
-    else:
-        return False
-    await session.flush()
-    return True

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.zones import zone_at_local_hour
-from store import repo
+from store import orders as order_rows  # `orders` is a parameter below
 from store.models import Customer, SendLog, utcnow
 from testkit.stack import Stack
 from workflows.cart_recovery import CartRecovery
@@ -65,7 +65,7 @@ async def lapsed_customer(
     await add_customer(stack, cid)
     async with stack.sessions.begin() as s:
         for n, days in enumerate(orders):
-            await repo.record_order(
+            await order_rows.record_order(
                 s,
                 order_id=f"o{n}-{cid}",
                 customer_id=cid,

@@ -115,11 +115,11 @@ async def test_order_whose_signal_never_came_is_caught_before_the_next_send(stac
     handle = await abandon_cart(stack, cid, TEE)
     await stack.fast_forward(handle, timedelta(hours=2))
     # The order reaches the store, but not the workflow (as if the signal was lost).
-    from store import repo
+    from store import orders
     from store.models import utcnow
 
     async with stack.sessions.begin() as s:
-        await repo.record_order(
+        await orders.record_order(
             s,
             order_id=f"o-{cid}",
             customer_id=cid,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from store import repo
+from store import products
 from store.models import Product
 
 
@@ -15,11 +15,11 @@ async def test_concurrent_events_about_a_new_product_neither_collide_nor_lose_co
 
     async def order() -> None:
         async with sessions.begin() as s:
-            await repo.upsert_products(s, lines=[line], ordered=True)
+            await products.upsert_products(s, lines=[line], ordered=True)
 
     async def view() -> None:
         async with sessions.begin() as s:
-            await repo.upsert_products(s, lines=[{**line, "name": "Brand new (renamed)"}])
+            await products.upsert_products(s, lines=[{**line, "name": "Brand new (renamed)"}])
 
     await asyncio.gather(*(order() for _ in range(5)), *(view() for _ in range(5)))
 

@@ -10,13 +10,13 @@ from core.rules import counts_as_order, skus_of
 from journeys.config import BrowseConfig
 from starter.ingest.events import ProductViewed
 from starter.ingest.service import SIGNALLED, Call, Handled, done
-from store import repo
+from store import events, orders, products
 
 EVER = datetime.min.replace(tzinfo=UTC)
 
 
 async def product_viewed(call: Call, e: ProductViewed) -> Handled:
-    await repo.upsert_products(call.s, lines=[e.line()])
+    await products.upsert_products(call.s, lines=[e.line()])
     config = call.config("browse_follow_up", BrowseConfig)
     view = ProductView(sku=e.sku)
     if await _views(call, e) >= config.min_views and not await _bought(call, e.sku):
@@ -29,15 +29,17 @@ async def product_viewed(call: Call, e: ProductViewed) -> Handled:
 
 async def _views(call: Call, e: ProductViewed) -> int:
     """Views of this product, or of its category when those are more (this one included)."""
-    views = await repo.count_views(call.s, customer_id=e.customer_id, sku=e.sku)
+    views = await events.count_views(call.s, customer_id=e.customer_id, sku=e.sku)
     if e.category:
-        in_category = await repo.count_views(call.s, customer_id=e.customer_id, category=e.category)
+        in_category = await events.count_views(
+            call.s, customer_id=e.customer_id, category=e.category
+        )
         views = max(views, in_category)
     return views
 
 
 async def _bought(call: Call, sku: str) -> bool:
-    orders = await repo.orders_since(call.s, customer_id=call.customer.id, since=EVER)
+    placed = await orders.orders_since(call.s, customer_id=call.customer.id, since=EVER)
     return any(
-        counts_as_order(o.id, skus_of(o.lines), ignore_order_id=None, skus=[sku]) for o in orders
+        counts_as_order(o.id, skus_of(o.lines), ignore_order_id=None, skus=[sku]) for o in placed
     )

@@ -16,14 +16,14 @@ from journeys.config import NurtureConfig
 from starter.ingest.events import OrderCompleted, OrderShipped
 from starter.ingest.runs import live_runs
 from starter.ingest.service import SIGNALLED, Call, Handled, done
-from store import repo
+from store import orders, products, repo
 
 
 async def order_placed(call: Call, e: OrderCompleted) -> Handled:
     lines = [line.line() for line in e.lines]
     cart = await repo.get_cart(call.s, customer_id=e.customer_id)
     closes_cart = cart is None or cart.updated_at <= e.occurred_at
-    recorded = await repo.record_order(
+    recorded = await orders.record_order(
         call.s,
         order_id=e.order_id,
         customer_id=e.customer_id,
@@ -36,13 +36,13 @@ async def order_placed(call: Call, e: OrderCompleted) -> Handled:
         return Handled("none", e.concerns(), recorded=False)
     # An order brings a sunset address back: the customer is engaged again.
     await repo.lift_suppression(call.s, email=call.customer.email, reasons=LIFTED_BY_ORDER)
-    await repo.upsert_products(call.s, lines=lines, ordered=True)
+    await products.upsert_products(call.s, lines=lines, ordered=True)
     notice = OrderSeen(order_id=e.order_id, skus=[line.sku for line in e.lines])
     runs = live_runs(call.customer)
     if not closes_cart:
         runs.remove(workflow_id("cart_recovery", e.customer_id))
     await call.tell(runs, "order_placed", notice)
-    if await repo.count_orders(call.s, customer_id=e.customer_id) == 1:
+    if await orders.count_orders(call.s, customer_id=e.customer_id) == 1:
         await _start_nurture(call, e)
         return done(e, "started", workflow_id=workflow_id("new_customer_nurture", e.customer_id))
     return done(e, SIGNALLED)

@@ -32,7 +32,7 @@ from settings import Settings
 from starter.ingest.events import Event
 from starter.ingest.runs import Runs
 from starter.outbox import Relay, signal_payload, start_payload
-from store import outbox, repo
+from store import events, outbox, repo
 from store.db import SessionFactory
 from store.models import Customer
 
@@ -182,7 +182,7 @@ async def known_customer(s: AsyncSession, customer_id: str) -> Customer:
 
 async def record(s: AsyncSession, name: str, e: Event) -> bool:
     """Record the event under ``name``; False when it was recorded before."""
-    return await repo.record_event(
+    return await events.record_event(
         s,
         message_id=message_id_of(name, e),
         customer_id=e.customer_id,
