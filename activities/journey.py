@@ -105,8 +105,10 @@ class JourneyActivities:
 
     @activity.defn(name="tag_customer")
     async def tag_customer(self, req: TagInput) -> None:
+        # The row is locked while its attributes are rewritten, so an opt-out written into
+        # them at the same moment (by ingestion) is not overwritten with the older copy.
         async with self._sessions.begin() as s:
-            customer = await repo.get_customer(s, customer_id=req.customer_id)
+            customer = await repo.lock_customer(s, customer_id=req.customer_id)
             if customer is not None:
                 tags = set(customer.attributes.get("tags", []))
                 customer.attributes = {**customer.attributes, "tags": sorted(tags | {req.tag})}
