@@ -60,10 +60,12 @@ SMTP_CODES: dict[str, ReasonCode] = {
 
 @dataclass
 class _Held:
-    """The store connection held across one send's dot (None once used or given up)."""
+    """The store connection held across one send's dot, and what records ``sent`` on it
+    (None once used: a second try goes through a fresh connection)."""
 
     key: str
-    conn: AsyncConnection | None
+    conn: AsyncConnection
+    record_sent: sends.SentRecorder | None
 
 
 # The held connection of the send this task is delivering (``_deliver`` sets it; ``_claim``
@@ -153,12 +155,12 @@ class Delivery:
     @asynccontextmanager
     async def _held_store(self, a: Attempt) -> AsyncIterator[_Held]:
         """A store connection held across the dot: the claim is taken on it, and after the
-        250 the ``sent`` commit needs no checkout (on PostgreSQL it is switched to autocommit
-        once the claim is in: one round trip)."""
+        250 ``sent`` is recorded on it with what was readied here (store.sends.sent_recorder:
+        on PostgreSQL a prepared statement, one round trip)."""
         engine = self._sessions.kw["bind"]
         assert isinstance(engine, AsyncEngine)
         async with engine.connect() as conn:
-            held = _Held(key=a.key, conn=conn)
+            held = _Held(key=a.key, conn=conn, record_sent=await sends.sent_recorder(conn))
             token = _HELD.set(held)
             try:
                 yield held
@@ -171,11 +173,9 @@ class Delivery:
         decision counts; two journeys pass the cap one after the other), then the row
         ``sending`` with this attempt's token. A "no" is recorded and raised: no dot."""
         held = _HELD.get()
-        if held is not None and held.key == a.key and held.conn is not None:
+        if held is not None and held.key == a.key:
             async with AsyncSession(bind=held.conn, expire_on_commit=False) as s, s.begin():
                 refusal = await self._claim_in(s, a, message_id, coupon_code)
-            if held.conn.dialect.name == "postgresql":
-                held.conn = await held.conn.execution_options(isolation_level="AUTOCOMMIT")
         else:
             async with self._sessions.begin() as s:
                 refusal = await self._claim_in(s, a, message_id, coupon_code)
@@ -221,9 +221,9 @@ class Delivery:
         attempt, plus what ``status`` brings in the same transaction (the customer's last
         email; the bounce's suppression)."""
         held = _HELD.get()
-        if status == "sent" and held is not None and held.key == key and held.conn is not None:
-            conn, held.conn = held.conn, None  # one try on it; again through a fresh one
-            if not await sends.finish_sent(conn, key=key, attempt=attempt_token()):
+        if status == "sent" and held is not None and held.key == key and held.record_sent:
+            record, held.record_sent = held.record_sent, None  # one try; again: a fresh one
+            if not await record(key, attempt_token()):
                 activity.logger.error("send %s: the claim was taken over before its 250", key)
             return
         code = SMTP_CODES.get(status)
@@ -297,6 +297,7 @@ class Delivery:
             await self._breaker.failed(exc)
         elif a.breaker_dirty:
             await self._breaker.ok()
+        log_for(a.req.customer_id, "send %s deferred (%s): sent again later", a.key, exc.reason)
         raise ApplicationError(
             f"SMTP {detail}: deferred, sent again later",
             type="SmtpDeferred",

@@ -64,8 +64,12 @@ async def worker_sigkill(stack: FaultStack, times: int = 9, every: float = 6.0) 
         await stack.restart("worker")
 
 
+# Each fault begins a few seconds after the last journey entered and lasts across the time
+# reminder_2 is due (day 2: ~17 s after entering at the default speedup), so it meets sends.
+
+
 async def temporal_sigkill(stack: FaultStack) -> None:
-    await asyncio.sleep(8)
+    await asyncio.sleep(14)
     stack.procs["temporal"].kill()
     await asyncio.sleep(5)
     stack.procs["temporal"].start()
@@ -73,7 +77,7 @@ async def temporal_sigkill(stack: FaultStack) -> None:
 
 
 async def smtp_refuses(stack: FaultStack, seconds: float = 12) -> None:
-    await asyncio.sleep(3)
+    await asyncio.sleep(10)
     stack.relay.stop()
     await asyncio.sleep(seconds)
     stack.relay.start()
@@ -104,7 +108,10 @@ async def relay_denied(stack: FaultStack, seconds: float = 20) -> None:
 async def auth_fails(stack: FaultStack, seconds: float = 20) -> None:
     await asyncio.sleep(2)
     stack.relay.mode.auth_fails = True
-    await stack.restart("worker")  # its pooled connections logged in before; new ones must
+    # The worker's pooled connections logged in before: the relay hangs them all up, so new
+    # ones must log in (restarting the worker instead delayed its runs past the fault).
+    stack.relay.stop()
+    stack.relay.start()
     await asyncio.sleep(seconds)
     stack.relay.mode.auth_fails = False
 

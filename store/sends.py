@@ -9,6 +9,7 @@ attempt that lost its claim changes nothing. The caller owns the transaction.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -121,24 +122,52 @@ async def note_emailed(session: AsyncSession, *, customer_id: str, at: datetime)
     await session.execute(_emailed(customer_id, at))
 
 
-async def finish_sent(conn: AsyncConnection, *, key: str, attempt: str) -> bool:
-    """Right after a 250, on a connection held across the dot: ``attempt``'s claim becomes
-    ``sent`` and the customer's last email moves. On PostgreSQL one statement on a connection
-    in autocommit (one round trip: the claim and this are the whole of the window); elsewhere
-    one short transaction. False when ``attempt`` no longer holds the claim."""
-    ending = _ending(key, attempt, {"status": "sent", "sent_at": utcnow()})
+# After a 250 on PostgreSQL: the claim ends as sent and the customer's last email moves, in one
+# statement (the tables of store/models.py, written out so it can be prepared on the raw
+# connection before the dot and run after it in one round trip, autocommit).
+_SENT_PG = """
+WITH ended AS (
+    UPDATE send_log SET status = 'sent', sent_at = $3, lease_until = NULL
+    WHERE idempotency_key = $1 AND attempt = $2 AND status IN ('sending', 'uncertain')
+    RETURNING customer_id, decided_at
+), emailed AS (
+    UPDATE customers SET last_emailed_at = ended.decided_at, updated_at = $3
+    FROM ended
+    WHERE customers.id = ended.customer_id
+      AND (customers.last_emailed_at IS NULL OR customers.last_emailed_at < ended.decided_at)
+)
+SELECT customer_id FROM ended
+"""
+
+# Records ``sent`` for (key, attempt); False when the attempt no longer holds the claim.
+SentRecorder = Callable[[str, str], Awaitable[bool]]
+
+
+async def sent_recorder(conn: AsyncConnection) -> SentRecorder:
+    """What records ``sent`` right after a 250, readied before the dot on a store connection
+    held across it (outside a transaction): on PostgreSQL one prepared statement (one round
+    trip, autocommit: the claim and this are the whole of the window); elsewhere one short
+    transaction on that connection."""
     if conn.dialect.name == "postgresql":
-        ended = ending.returning(SendLog.customer_id, SendLog.decided_at).cte("ended")
-        moved = _emailed(ended.c.customer_id, ended.c.decided_at).cte("emailed")
-        found = await conn.execute(select(ended.c.customer_id).add_cte(moved))
-        return found.first() is not None
-    async with conn.begin():
-        row = (
-            await conn.execute(ending.returning(SendLog.customer_id, SendLog.decided_at))
-        ).first()
-        if row is not None:
-            await conn.execute(_emailed(row[0], row[1]))
-    return row is not None
+        driver = (await conn.get_raw_connection()).driver_connection  # asyncpg's
+        assert driver is not None
+        statement = await driver.prepare(_SENT_PG)
+
+        async def record_prepared(key: str, attempt: str) -> bool:
+            return await statement.fetchval(key, attempt, utcnow()) is not None
+
+        return record_prepared
+
+    async def record_in_transaction(key: str, attempt: str) -> bool:
+        ending = _ending(key, attempt, {"status": "sent", "sent_at": utcnow()})
+        async with conn.begin():
+            found = await conn.execute(ending.returning(SendLog.customer_id, SendLog.decided_at))
+            row = found.first()
+            if row is not None:
+                await conn.execute(_emailed(row[0], row[1]))
+        return row is not None
+
+    return record_in_transaction
 
 
 async def release(session: AsyncSession, *, key: str, attempt: str) -> bool:
