@@ -129,10 +129,13 @@ async def _connect(settings: Settings, seconds: float = 60) -> Client:
             await asyncio.sleep(0.5)
 
 
+Children = list[tuple[str, subprocess.Popen[bytes]]]
+
+
 async def run() -> int:
     settings = get_settings()
     VAR_DIR.mkdir(exist_ok=True)
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    children: Children = []  # appended as each starts, so whatever started is stopped
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -141,60 +144,76 @@ async def run() -> int:
     try:
         _say(f"migrating the store at {settings.database_url.split('@')[-1]}")
         await upgrade(settings.database_url)
-
-        if settings.embedded_temporal:
-            if _port_open("127.0.0.1", settings.temporal_dev_port):
-                raise SystemExit(
-                    f"port {settings.temporal_dev_port} is taken: is another `make run` up? "
-                    "Stop it, or set TEMPORAL_ADDRESS to use that server."
-                )
-            proc = _spawn(_dev_server_args(settings), "temporal.log")
-            children.append(("Temporal dev server", proc))
-            await _wait_port("127.0.0.1", settings.temporal_dev_port, "Temporal dev server", proc)
-        client = await _connect(settings)
-        if not settings.embedded_temporal:
-            await _ensure_search_attributes(client, settings.temporal_namespace)
-
-        if settings.embedded_smtp:
-            if _port_open("127.0.0.1", settings.smtp_port):
-                raise SystemExit(
-                    f"SMTP port {settings.smtp_port} is taken; set SMTP_PORT to a free one, "
-                    "or SMTP_HOST to use the server listening there."
-                )
-            catcher = [PY, "-m", "devstack.catcher", "--port", str(settings.smtp_port)]
-            catcher += ["--maildir", str(settings.catcher_maildir)]
-            proc = _spawn(catcher, "catcher.log")
-            children.append(("SMTP catcher", proc))
-            await _wait_port("127.0.0.1", settings.smtp_port, "SMTP catcher", proc)
-
-        worker = _spawn([PY, str(ROOT / "worker.py")], "worker.log")
-        children.append(("worker", worker))
-
-        if _port_open(settings.api_host, settings.api_port):
-            raise SystemExit(f"API port {settings.api_port} is taken; set API_PORT to a free one.")
-        api = _spawn([PY, "-m", "starter.http"], "api.log")
-        children.append(("HTTP API", api))
-        await _wait_port(settings.api_host, settings.api_port, "HTTP API", api)
-        if settings.payload_keys:
-            codec = _spawn([PY, "-m", "starter.codec_server"], "codec.log")
-            children.append(("codec server", codec))
-            host, port = settings.codec_server_host, settings.codec_server_port
-            await _wait_port(host, port, "codec server", codec)
-
+        await _start_temporal(settings, children)
+        await _start_smtp_catcher(settings, children)
+        await _start_worker_and_api(settings, children)
         _banner(settings)
-        while not stop.is_set():
-            for name, proc in children:
-                if proc.poll() is not None:
-                    _say(f"{name} exited with code {proc.returncode}; see var/*.log. Stopping.")
-                    stop.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1)
+        await _watch(children, stop)
         return 0
     finally:
         _stop_all(children)
 
 
-def _stop_all(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+async def _start_temporal(settings: Settings, children: Children) -> None:
+    """The embedded dev server (unless TEMPORAL_ADDRESS names one), then wait to reach it."""
+    if settings.embedded_temporal:
+        if _port_open("127.0.0.1", settings.temporal_dev_port):
+            raise SystemExit(
+                f"port {settings.temporal_dev_port} is taken: is another `make run` up? "
+                "Stop it, or set TEMPORAL_ADDRESS to use that server."
+            )
+        proc = _spawn(_dev_server_args(settings), "temporal.log")
+        children.append(("Temporal dev server", proc))
+        await _wait_port("127.0.0.1", settings.temporal_dev_port, "Temporal dev server", proc)
+    client = await _connect(settings)
+    if not settings.embedded_temporal:
+        await _ensure_search_attributes(client, settings.temporal_namespace)
+
+
+async def _start_smtp_catcher(settings: Settings, children: Children) -> None:
+    if not settings.embedded_smtp:
+        return
+    if _port_open("127.0.0.1", settings.smtp_port):
+        raise SystemExit(
+            f"SMTP port {settings.smtp_port} is taken; set SMTP_PORT to a free one, "
+            "or SMTP_HOST to use the server listening there."
+        )
+    catcher = [PY, "-m", "devstack.catcher", "--port", str(settings.smtp_port)]
+    catcher += ["--maildir", str(settings.catcher_maildir)]
+    proc = _spawn(catcher, "catcher.log")
+    children.append(("SMTP catcher", proc))
+    await _wait_port("127.0.0.1", settings.smtp_port, "SMTP catcher", proc)
+
+
+async def _start_worker_and_api(settings: Settings, children: Children) -> None:
+    """The worker, the HTTP API and (with payload keys) the codec server."""
+    worker = _spawn([PY, str(ROOT / "worker.py")], "worker.log")
+    children.append(("worker", worker))
+
+    if _port_open(settings.api_host, settings.api_port):
+        raise SystemExit(f"API port {settings.api_port} is taken; set API_PORT to a free one.")
+    api = _spawn([PY, "-m", "starter.http"], "api.log")
+    children.append(("HTTP API", api))
+    await _wait_port(settings.api_host, settings.api_port, "HTTP API", api)
+    if settings.payload_keys:
+        codec = _spawn([PY, "-m", "starter.codec_server"], "codec.log")
+        children.append(("codec server", codec))
+        host, port = settings.codec_server_host, settings.codec_server_port
+        await _wait_port(host, port, "codec server", codec)
+
+
+async def _watch(children: Children, stop: asyncio.Event) -> None:
+    """Until a signal stops the stack or one of its processes exits."""
+    while not stop.is_set():
+        for name, proc in children:
+            if proc.poll() is not None:
+                _say(f"{name} exited with code {proc.returncode}; see var/*.log. Stopping.")
+                stop.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=1)
+
+
+def _stop_all(children: Children) -> None:
     for name, proc in reversed(children):
         if proc.poll() is None:
             _say(f"stopping {name}")
