@@ -17,6 +17,7 @@ import mailbox
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
@@ -141,83 +142,99 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         journeys = Journeys(
             client=await connect(settings), sessions=make_session_factory(engine), settings=settings
         )
-        if args.command == "customer":
-            await journeys.customer_upserted(
-                {
-                    "customer_id": args.customer_id,
-                    "email": args.email,
-                    "first_name": args.first_name,
-                    "last_name": args.last_name,
-                    "timezone": args.timezone,
-                }
-            )
-            print(f"customer {args.customer_id} recorded")
-        elif args.command == "cart":
-            event: dict[str, Any] = {
-                "customer_id": args.customer_id,
-                "lines": args.item,
-                "currency": args.currency,
-            }
-            if args.checkout_url:
-                event["checkout_url"] = args.checkout_url
-            if args.message_id:
-                event["message_id"] = args.message_id
-            result = await journeys.cart_updated(event)
-            print(_said(result))
-        elif args.command == "order":
-            result = await journeys.order_placed(
-                {
-                    "customer_id": args.customer_id,
-                    "order_id": args.order_id,
-                    "total": args.total,
-                    "currency": args.currency,
-                }
-            )
-            print(_said(result))
-        elif args.command == "journeys":
-            print_runs(await ops.customer_runs(journeys.client, args.customer_id))
-        elif args.command == "explain":
-            print_explanation(
-                await ops.explain(journeys.sessions, journeys.client, args.customer_id)
-            )
-        elif args.command == "cancel":
-            ids = await ops.cancel(journeys.client, args.customer_id, args.journey)
-            print(f"cancelled {len(ids)} run(s): {', '.join(ids) or '-'}")
-        elif args.command in ("pause", "resume"):
-            paused = args.command == "pause"
-            if args.customer:
-                ids = await ops.pause_customer(
-                    journeys.client, args.customer, paused=paused, reason=args.reason
-                )
-                print(f"{args.command}d {len(ids)} run(s): {', '.join(ids) or '-'}")
-            else:
-                woken = await ops.pause_journey(
-                    journeys.sessions,
-                    journeys.client,
-                    args.journey,
-                    paused=paused,
-                    reason=args.reason,
-                )
-                print(
-                    f"journey {args.journey} {args.command}d"
-                    + ("" if paused else f"; {woken} running run(s) woken")
-                )
-        elif args.command == "schedule":
-            done = await ensure_daily_sweep(journeys.client, journeys, settings.temporal_task_queue)
-            print(f"schedule {SCHEDULE_ID!r} {done}")
-            if args.trigger:
-                await journeys.client.get_schedule_handle(SCHEDULE_ID).trigger()
-                print("triggered: the sweep runs now (see Schedules in the Temporal UI)")
-        elif args.command == "demo":
-            return await _demo(journeys, settings, args)
-        return 0
+        command = _COMMANDS.get(args.command)
+        return 0 if command is None else await command(journeys, args, settings)
     finally:
         if journeys is not None:  # what it did not deliver stays for the API's relay
             await journeys.close()
         await engine.dispose()
 
 
-async def _demo(journeys: Journeys, settings: Settings, args: argparse.Namespace) -> int:
+async def _customer(journeys: Journeys, args: argparse.Namespace, _: Settings) -> int:
+    await journeys.customer_upserted(
+        {
+            "customer_id": args.customer_id,
+            "email": args.email,
+            "first_name": args.first_name,
+            "last_name": args.last_name,
+            "timezone": args.timezone,
+        }
+    )
+    print(f"customer {args.customer_id} recorded")
+    return 0
+
+
+async def _cart(journeys: Journeys, args: argparse.Namespace, _: Settings) -> int:
+    event: dict[str, Any] = {
+        "customer_id": args.customer_id,
+        "lines": args.item,
+        "currency": args.currency,
+    }
+    if args.checkout_url:
+        event["checkout_url"] = args.checkout_url
+    if args.message_id:
+        event["message_id"] = args.message_id
+    print(_said(await journeys.cart_updated(event)))
+    return 0
+
+
+async def _order(journeys: Journeys, args: argparse.Namespace, _: Settings) -> int:
+    result = await journeys.order_placed(
+        {
+            "customer_id": args.customer_id,
+            "order_id": args.order_id,
+            "total": args.total,
+            "currency": args.currency,
+        }
+    )
+    print(_said(result))
+    return 0
+
+
+async def _journeys(journeys: Journeys, args: argparse.Namespace, _: Settings) -> int:
+    print_runs(await ops.customer_runs(journeys.client, args.customer_id))
+    return 0
+
+
+async def _explain(journeys: Journeys, args: argparse.Namespace, _: Settings) -> int:
+    print_explanation(await ops.explain(journeys.sessions, journeys.client, args.customer_id))
+    return 0
+
+
+async def _cancel(journeys: Journeys, args: argparse.Namespace, _: Settings) -> int:
+    ids = await ops.cancel(journeys.client, args.customer_id, args.journey)
+    print(f"cancelled {len(ids)} run(s): {', '.join(ids) or '-'}")
+    return 0
+
+
+async def _pause_or_resume(journeys: Journeys, args: argparse.Namespace, _: Settings) -> int:
+    paused = args.command == "pause"
+    if args.customer:
+        ids = await ops.pause_customer(
+            journeys.client, args.customer, paused=paused, reason=args.reason
+        )
+        print(f"{args.command}d {len(ids)} run(s): {', '.join(ids) or '-'}")
+        return 0
+    woken = await ops.pause_journey(
+        journeys.sessions, journeys.client, args.journey, paused=paused, reason=args.reason
+    )
+    print(
+        f"journey {args.journey} {args.command}d"
+        + ("" if paused else f"; {woken} running run(s) woken")
+    )
+    return 0
+
+
+async def _schedule(journeys: Journeys, args: argparse.Namespace, settings: Settings) -> int:
+    done = await ensure_daily_sweep(journeys.client, journeys, settings.temporal_task_queue)
+    print(f"schedule {SCHEDULE_ID!r} {done}")
+    if args.trigger:
+        await journeys.client.get_schedule_handle(SCHEDULE_ID).trigger()
+        print("triggered: the sweep runs now (see Schedules in the Temporal UI)")
+    return 0
+
+
+async def _demo(journeys: Journeys, args: argparse.Namespace, settings: Settings) -> int:
     cid = f"demo-{uuid.uuid4().hex[:6]}"
     email = args.email or f"{cid}@example.com"
     first_delay = journeys.config("cart_recovery").steps[0].after
@@ -264,6 +281,23 @@ async def _demo(journeys: Journeys, settings: Settings, args: argparse.Namespace
         await asyncio.sleep(0.5)
     print("no email yet: is `make run` up? (worker log: var/worker.log)", file=sys.stderr)
     return 1
+
+
+Command = Callable[[Journeys, argparse.Namespace, Settings], Awaitable[int]]
+
+# The subcommands that talk to the store and Temporal ("mail" and "report" need neither).
+_COMMANDS: dict[str, Command] = {
+    "customer": _customer,
+    "cart": _cart,
+    "order": _order,
+    "journeys": _journeys,
+    "explain": _explain,
+    "cancel": _cancel,
+    "pause": _pause_or_resume,
+    "resume": _pause_or_resume,
+    "schedule": _schedule,
+    "demo": _demo,
+}
 
 
 def print_runs(runs: list[ops.Run]) -> None:
