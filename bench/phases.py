@@ -1,32 +1,24 @@
 """The measurements. Each takes the running :class:`BenchStack` and returns plain numbers;
-``bench/__main__.py`` turns them into table rows. Every loop is bounded in count and time."""
+``bench/measure.py`` turns them into table rows (send throughput, (4), is in
+``bench/sending.py``). Every loop is bounded in count and time."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any, TypeVar
-
-import aiosmtplib
-from temporalio.testing import ActivityEnvironment
 
 from bench.floor import FLOOR_WORKFLOW, BareJourney
 from bench.stack import FLOOR_QUEUE, BenchStack
-from core.contracts import CartChange, JourneyInput, JourneyResult, SendOutcome
+from core.contracts import CartChange, JourneyInput, JourneyResult
 from core.ids import workflow_id
-from core.sending import send_step_input
 from core.starting import start_journey
 from core.zones import zone_at_local_hour
 from starter.api import Journeys
-from store import repo
 from testkit.data import TEE, email_for
-from worker import build_activities, make_mailer
 
 T = TypeVar("T")
 
@@ -66,6 +58,20 @@ async def wait_for(check: Callable[[], Awaitable[bool]], seconds: float, every: 
             return True
         await asyncio.sleep(every)
     return await check()
+
+
+async def at_steady_rate(
+    ids: list[str], rate: float, one: Callable[[str], Coroutine[Any, Any, None]], seconds: float
+) -> None:
+    """``one(id)`` for each id, started at ``rate`` per second whatever the answers take (an
+    open loop), all finished within ``seconds``."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    tasks: list[asyncio.Task[None]] = []
+    for i, cid in enumerate(ids):
+        await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+        tasks.append(asyncio.create_task(one(cid)))
+    await asyncio.wait_for(asyncio.gather(*tasks), seconds)
 
 
 async def count(stack: BenchStack, query: str) -> int:
@@ -224,13 +230,7 @@ async def event_to_email(
         if answer.status_code != 200:
             errors += 1
 
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    tasks: list[asyncio.Task[None]] = []
-    for i, cid in enumerate(ids):
-        await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
-        tasks.append(asyncio.create_task(one(cid)))
-    await asyncio.wait_for(asyncio.gather(*tasks), seconds)
+    await at_steady_rate(ids, rate, one, seconds)
 
     async def all_caught() -> bool:
         return all(stack.catcher.arrived(email_for(cid)) is not None for cid in ids)
@@ -297,13 +297,7 @@ async def purchase_to_exit(
             return
         latencies.append(time.time() - t)
 
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    tasks: list[asyncio.Task[None]] = []
-    for i, cid in enumerate(ids):
-        await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
-        tasks.append(asyncio.create_task(one(cid)))
-    await asyncio.wait_for(asyncio.gather(*tasks), seconds)
+    await at_steady_rate(ids, rate, one, seconds)
     return (
         Latency(
             n=n,
@@ -314,127 +308,6 @@ async def purchase_to_exit(
             errors=errors,
         ),
         workflow_id("cart_recovery", ids[0]),
-    )
-
-
-# -- send throughput --------------------------------------------------------------------------
-
-
-@dataclass
-class Sends:
-    n: int
-    concurrency: int
-    send_step: float  # emails/s, the full activity (gate, render, claim, SMTP, commit)
-    send_step_sent: int
-    pool: float  # emails/s through SmtpPool (connections reused)
-    raw_pooled: float  # raw aiosmtplib, `concurrency` connections kept open
-    per_message: float  # raw aiosmtplib, a new connection per message
-    pool_connections: int
-
-
-async def _timed(n: int, concurrency: int, fn: Callable[[int], Awaitable[Any]], s: float) -> float:
-    t0 = time.perf_counter()
-    await run_pool(range(n), concurrency, fn, s)
-    return n / (time.perf_counter() - t0)
-
-
-async def send_throughput(stack: BenchStack, *, n: int, tag: str, seconds: float) -> Sends:
-    settings = stack.settings
-    concurrency = settings.smtp_pool_size
-    host, port = stack.catcher.host, stack.catcher.port
-    config = stack.journeys.config("cart_recovery")
-    step = config.steps[0]
-    ids = [f"{tag}-{i}" for i in range(n)]
-    now = datetime.now(UTC)
-    for chunk in range(0, n, 500):
-        async with stack.sessions.begin() as s:
-            for cid in ids[chunk : chunk + 500]:
-                await repo.upsert_customer(
-                    s, customer_id=cid, email=email_for(cid), first_name="Ada", timezone=ZONE
-                )
-                await repo.set_cart(
-                    s,
-                    customer_id=cid,
-                    lines=[TEE],
-                    currency="EUR",
-                    checkout_url=f"https://shop.test/checkout/{cid}",
-                    at=now - timedelta(hours=1),
-                )
-
-    # The send_step activity as the worker builds it, run in an activity context.
-    stack.catcher.clear()
-    mailer = make_mailer(settings)
-    activities = build_activities(settings=settings, sessions=stack.sessions, mailer=mailer)
-    send_step = next(a for a in activities if getattr(a, "__name__", "") == "send_step")
-    activity_env = ActivityEnvironment()
-    chain = str(uuid.uuid4())
-    sent = 0
-
-    async def one_step(i: int) -> None:
-        nonlocal sent
-        cid = ids[i]
-        outcome: SendOutcome = await activity_env.run(
-            send_step,
-            # What the workflow asks the gate for this step (core.sending, the same builder).
-            send_step_input(
-                config,
-                step,
-                workflow_id=workflow_id("cart_recovery", cid),
-                run_chain_id=chain,
-                customer_id=cid,
-                entered_at=now,
-                now=now,
-                requires_active_cart=True,
-            ),
-        )
-        sent += outcome.status == "sent"
-
-    try:
-        step_rate = await _timed(n, concurrency, one_step, seconds)
-    finally:
-        await mailer.close()
-    with stack.catcher.lock:
-        sample: EmailMessage = stack.catcher.messages[0]
-
-    pool = make_mailer(settings)
-    try:
-        pool_rate = await _timed(n, concurrency, lambda _: pool.send(sample), seconds)
-    finally:
-        await pool.close()
-
-    clients = [aiosmtplib.SMTP(hostname=host, port=port) for _ in range(concurrency)]
-    for c in clients:
-        await c.connect()
-    free: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
-    for c in clients:
-        free.put_nowait(c)
-
-    async def raw_send(_: int) -> None:
-        c = await free.get()
-        try:
-            await c.send_message(sample)
-        finally:
-            free.put_nowait(c)
-
-    try:
-        raw_rate = await _timed(n, concurrency, raw_send, seconds)
-    finally:
-        for c in clients:
-            await c.quit()
-
-    async def new_connection(_: int) -> None:
-        await aiosmtplib.send(sample, hostname=host, port=port)
-
-    per_message_rate = await _timed(n, concurrency, new_connection, seconds)
-    return Sends(
-        n=n,
-        concurrency=concurrency,
-        send_step=step_rate,
-        send_step_sent=sent,
-        pool=pool_rate,
-        raw_pooled=raw_rate,
-        per_message=per_message_rate,
-        pool_connections=pool.connections_opened,
     )
 
 
