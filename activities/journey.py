@@ -101,6 +101,7 @@ class JourneyActivities:
                     customer_id=customer.id,
                     reason="sunset",
                     detail=f"{req.reason} (on {utcnow():%Y-%m-%d})",
+                    source="list cleanup",
                 )
 
     @activity.defn(name="tag_customer")

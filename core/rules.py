@@ -19,12 +19,22 @@ from journeys.config import QuietHours, StepConfig
 # Suppressions that stop even transactional mail: the address does not take mail, or its
 # owner reported us.
 UNDELIVERABLE = frozenset({"hard_bounce", "complaint"})
+# Every suppression reason, strongest first: an address suppressed for several reasons shows
+# (and is gated by) its strongest; lifting one leaves the others.
+SUPPRESSION_PRECEDENCE = ("complaint", "hard_bounce", "soft_bounce_limit", "unsubscribed", "sunset")
 # Suppressions an explicit re-subscribe lifts (never hard bounces or complaints).
 LIFTED_BY_CONSENT = ("unsubscribed", "sunset")
 # Suppressions a new order lifts: the customer is clearly engaged again.
 LIFTED_BY_ORDER = ("sunset",)
 # A send held by a paused journey is looked at again after this (or at once on resume).
 PAUSE_RECHECK = timedelta(days=1)
+
+
+def strongest_suppression(reasons: Iterable[str]) -> str | None:
+    """The reason that decides for an address suppressed for ``reasons`` (None: for none);
+    a reason not in SUPPRESSION_PRECEDENCE ranks after the known ones."""
+    rank = {r: i for i, r in enumerate(SUPPRESSION_PRECEDENCE)}
+    return min(reasons, key=lambda r: (rank.get(r, len(rank)), r), default=None)
 
 
 def in_holdout(customer_id: str, journey: str, share: float) -> bool:

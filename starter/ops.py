@@ -98,8 +98,8 @@ async def explain(sessions: SessionFactory, client: Client, customer_id: str) ->
     """Every send decision for the customer with its reason, and the branches taken."""
     async with sessions() as s:
         customer = await repo.get_customer(s, customer_id=customer_id)
-        suppression = (
-            await repo.get_suppression(s, email=customer.email) if customer is not None else None
+        reasons = (
+            await repo.suppression_reasons(s, email=customer.email) if customer is not None else []
         )
         sends = await repo.sends_for_customer(s, customer_id=customer_id)
         branches = list(
@@ -118,12 +118,13 @@ async def explain(sessions: SessionFactory, client: Client, customer_id: str) ->
                 )
     return Explanation(
         customer=customer,
-        suppression=(
-            f"{suppression.reason} since {suppression.created_at:%Y-%m-%d}"
-            + (f" ({suppression.detail})" if suppression.detail else "")
-            if suppression is not None
-            else None
-        ),
+        suppression="; ".join(
+            f"{r.reason} since {r.created_at:%Y-%m-%d}"
+            + (f" ({r.detail})" if r.detail else "")
+            + (f" [{r.source}]" if r.source else "")
+            for r in reasons
+        )
+        or None,
         sends=sends,
         branches=branches,
         held=held,

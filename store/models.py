@@ -186,14 +186,29 @@ class SendLog(Base):
 
 
 class Suppression(Base):
-    """Addresses no marketing email may go to, and why."""
+    """Addresses no marketing email may go to: one row per address, showing its strongest
+    reason (core.rules.SUPPRESSION_PRECEDENCE); every reason is in ``suppression_reasons``."""
 
     __tablename__ = "suppressions"
 
     email: Mapped[str] = mapped_column(String(320), primary_key=True)
     customer_id: Mapped[str | None] = mapped_column(String(64))
-    reason: Mapped[str] = mapped_column(String(32))  # unsubscribed|hard_bounce|complaint|sunset
+    reason: Mapped[str] = mapped_column(String(32))  # complaint|hard_bounce|...|sunset
     detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SuppressionReason(Base):
+    """One reason an address is suppressed, with its source and time. Lifting a reason (a
+    re-subscribe lifts "unsubscribed" and "sunset") leaves the others in force."""
+
+    __tablename__ = "suppression_reasons"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    customer_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.rules import birthday_md
+from core.rules import SUPPRESSION_PRECEDENCE, birthday_md
 from store.db import insert_for
-from store.models import Cart, Coupon, Customer, SendLog, Suppression, utcnow
+from store.models import Cart, Coupon, Customer, SendLog, Suppression, SuppressionReason, utcnow
 
 
 async def upsert_customer(
@@ -128,7 +128,19 @@ async def get_cart(session: AsyncSession, *, customer_id: str) -> Cart | None:
 
 
 async def get_suppression(session: AsyncSession, *, email: str) -> Suppression | None:
+    """The address's suppression (its strongest reason), or None."""
     return await session.get(Suppression, email.lower())
+
+
+async def suppression_reasons(session: AsyncSession, *, email: str) -> list[SuppressionReason]:
+    """Every reason the address is suppressed for, strongest first."""
+    rows = list(
+        await session.scalars(
+            select(SuppressionReason).where(SuppressionReason.email == email.lower())
+        )
+    )
+    order = {r: i for i, r in enumerate(SUPPRESSION_PRECEDENCE)}
+    return sorted(rows, key=lambda r: (order.get(r.reason, len(order)), r.reason))
 
 
 async def suppress(
@@ -138,30 +150,58 @@ async def suppress(
     customer_id: str | None,
     reason: str,
     detail: str | None = None,
+    source: str | None = None,
 ) -> None:
-    """Suppress the address; the first reason recorded stays (also when two suppress it at
-    the same moment)."""
+    """Add ``reason`` to the address's suppression (a reason already there keeps its first
+    source and time); the address shows its strongest reason."""
+    address = email.lower()
     await session.execute(
-        insert_for(session)(Suppression)
+        insert_for(session)(SuppressionReason)
         .values(
-            email=email.lower(),
-            customer_id=customer_id,
+            email=address,
             reason=reason,
+            source=source,
             detail=detail,
+            customer_id=customer_id,
             created_at=utcnow(),
         )
-        .on_conflict_do_nothing(index_elements=[Suppression.email])
+        .on_conflict_do_nothing(index_elements=[SuppressionReason.email, SuppressionReason.reason])
     )
+    await _show_strongest(session, address, customer_id)
 
 
 async def lift_suppression(session: AsyncSession, *, email: str, reasons: tuple[str, ...]) -> bool:
-    """Remove the address's suppression if it is for one of ``reasons``."""
-    found = await session.get(Suppression, email.lower())
-    if found is None or found.reason not in reasons:
-        return False
-    await session.delete(found)
+    """Lift ``reasons`` from the address; any other reason stays in force. True when one of
+    them was there."""
+    address = email.lower()
+    lifted = await session.execute(
+        delete(SuppressionReason).where(
+            SuppressionReason.email == address, SuppressionReason.reason.in_(reasons)
+        )
+    )
+    await _show_strongest(session, address, None)
+    return bool(getattr(lifted, "rowcount", 0))
+
+
+async def _show_strongest(session: AsyncSession, address: str, customer_id: str | None) -> None:
+    """The ``suppressions`` row follows the reasons: their strongest, or no row at all."""
+    left = await suppression_reasons(session, email=address)
+    if not left:
+        await session.execute(delete(Suppression).where(Suppression.email == address))
+        return
+    top = left[0]
+    values = {"reason": top.reason, "detail": top.detail}
+    await session.execute(
+        insert_for(session)(Suppression)
+        .values(
+            email=address,
+            customer_id=customer_id or top.customer_id,
+            created_at=top.created_at,
+            **values,
+        )
+        .on_conflict_do_update(index_elements=[Suppression.email], set_=values)
+    )
     await session.flush()
-    return True
 
 
 async def get_send(session: AsyncSession, *, key: str) -> SendLog | None:

@@ -33,7 +33,11 @@ async def unsubscribed(call: Call, e: Unsubscribed) -> Handled:
     if e.journey is None:
         customer.subscribed = False
         await repo.suppress(
-            call.s, email=customer.email, customer_id=customer.id, reason="unsubscribed"
+            call.s,
+            email=customer.email,
+            customer_id=customer.id,
+            reason="unsubscribed",
+            source=e.source,
         )
         runs = live_runs(customer)
     else:
@@ -67,12 +71,12 @@ async def email_bounced(call: Call, e: EmailBounced) -> Handled:
             reason = "soft_bounce_limit"
     if reason is None:
         return done(e, "recorded")
-    await _suppress(call, reason, e.detail)
+    await _suppress(call, reason, e.detail, source="bounce report")
     return await _left(call, live_runs(customer), reason, e)
 
 
 async def complaint(call: Call, e: Complaint) -> Handled:
-    await _suppress(call, "complaint", e.detail)
+    await _suppress(call, "complaint", e.detail, source="complaint report")
     return await _left(call, live_runs(call.customer), "complaint", e)
 
 
@@ -86,10 +90,15 @@ async def lift_sunset(ingest: Ingest, customer_id: str) -> None:
     await in_transaction(ingest.sessions, lift)
 
 
-async def _suppress(call: Call, reason: str, detail: str | None) -> None:
+async def _suppress(call: Call, reason: str, detail: str | None, *, source: str) -> None:
     customer = call.customer
     await repo.suppress(
-        call.s, email=customer.email, customer_id=customer.id, reason=reason, detail=detail
+        call.s,
+        email=customer.email,
+        customer_id=customer.id,
+        reason=reason,
+        detail=detail,
+        source=source,
     )
 
 
