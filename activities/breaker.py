@@ -1,4 +1,4 @@
-"""The SMTP circuit breaker (ARCHITECTURE.md decision 12).
+"""The SMTP circuit breaker (docs/architecture.md decision 12).
 
 After ``threshold`` relay-side failures in a row (sender, policy, relay, credentials, or the
 relay unreachable: ``SmtpFailure.relay_side``), sending pauses for every journey: the send

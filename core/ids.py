@@ -1,6 +1,6 @@
 """Every identifier the system builds, built and parsed here only.
 
-Workflow ids are deterministic (ARCHITECTURE.md, decision 4): the same event never starts a
+Workflow ids are deterministic (docs/architecture.md, decision 4): the same event never starts a
 second run, and an operator finds a customer's run by typing ``<journey>:<customer id>``.
 Send keys name one email of one run; they are the idempotency key of the send log, the
 Message-ID's left part and what the tracking links carry.

@@ -142,7 +142,7 @@ class Recipient:
 
 
 def send_decision(req: SendStepInput, who: Recipient) -> SendOutcome | None:
-    """The gate (ARCHITECTURE.md decision 5): why this email must not go out (skipped,
+    """The gate (docs/architecture.md decision 5): why this email must not go out (skipped,
     held_out), or not yet (deferred: paused journey, quiet hours); None: send it."""
     refusal = _refusal(req, who)
     if refusal is not None:

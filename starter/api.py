@@ -3,7 +3,7 @@
 Each call validates its input once (pydantic; errors name the field) and commits the event
 with what it means (cart, order, consent, suppression) and its Temporal work (outbox rows)
 in one short transaction: once a call returns, the event is kept, whether Temporal is up or
-not (ARCHITECTURE.md decision 10). The work is delivered at once when Temporal takes it
+not (docs/architecture.md decision 10). The work is delivered at once when Temporal takes it
 (the result names the outcome: ``started``, ``signalled``...) or later by the relay
 (``queued``). The same message id twice is recorded and routed once. Field names are ours
 or Segment's (starter/ingest/events.py); which model and handler an event gets is the

@@ -1,4 +1,4 @@
-"""Delivering what accepted events ask of Temporal: the outbox relay (ARCHITECTURE.md
+"""Delivering what accepted events ask of Temporal: the outbox relay (docs/architecture.md
 decision 10: accept, commit, then deliver).
 
 An event's transaction writes its Temporal work (a journey to start, a run to signal) as

@@ -96,7 +96,7 @@ class Event(Base):
 class Outbox(Base):
     """Work for Temporal that an accepted event carries (start a journey, signal a run),
     committed with the event and delivered after the commit, in order per customer, until
-    Temporal takes it (ARCHITECTURE.md decision 10). A delivered row is deleted."""
+    Temporal takes it (docs/architecture.md decision 10). A delivered row is deleted."""
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_queue_customer", "task_queue", "customer_id", "id"),)

@@ -1,4 +1,4 @@
-"""Event time is when it happened (ARCHITECTURE.md decision 19): late and out-of-order
+"""Event time is when it happened (docs/architecture.md decision 19): late and out-of-order
 events are kept, and decisions that depend on order use their own time."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The cart: kept whole in the store; a change starts cart recovery or restarts its wait,
 an emptied cart ends it.
 
-Changes are applied by when they happened (ARCHITECTURE.md decision 19): a cart event from
+Changes are applied by when they happened (docs/architecture.md decision 19): a cart event from
 before the customer's last order changes nothing (the order closed that cart), nor does a
 whole cart older than the cart's last change, nor a product added or removed before the
 cart last came whole (that cart holds it already). Such an event is recorded, answered

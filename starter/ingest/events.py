@@ -79,7 +79,7 @@ def event_time(
     received_at: datetime | None = None,
     now: datetime | None = None,
 ) -> datetime:
-    """When a Segment call happened, on our clock (ARCHITECTURE.md decision 19).
+    """When a Segment call happened, on our clock (docs/architecture.md decision 19).
 
     A call relayed by Segment carries ``receivedAt``: its ``timestamp`` is corrected for
     clock skew already and is taken as it is. A call straight from a client carries the

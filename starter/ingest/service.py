@@ -1,6 +1,6 @@
 """What every handler shares: the service's parts, one call's transaction, the result.
 
-``handle`` is the one path of a tracked event (ARCHITECTURE.md decision 10: accept, commit,
+``handle`` is the one path of a tracked event (docs/architecture.md decision 10: accept, commit,
 then deliver). In ONE short transaction: the event is recorded once (the same message id
 again only counts as a repeat), the customer's row is locked (so their events are applied
 one after the other, on PostgreSQL too), and the handler writes what the event means for
