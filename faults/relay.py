@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult
 
 USER, PASSWORD = "journeys", "relay-password"
 
@@ -41,6 +41,7 @@ class Delivery:
 class Mode:
     """What the relay does now; the suite flips these while journeys run."""
 
+    refusing: bool = False  # new connections are reset at once (connection refused)
     rcpt_reply: str | None = None  # e.g. "554 5.7.1 Relay access denied"
     auth_fails: bool = False  # 535 5.7.8 at AUTH
     drop_after_dot: int = 0  # the next N messages: read them whole, then hang up unanswered
@@ -53,10 +54,12 @@ class Relay:
     mode: Mode = field(default_factory=Mode)
     deliveries: list[Delivery] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _sessions: set[SMTP] = field(default_factory=set)  # connections open now
     _controller: Controller | None = None
 
     def start(self) -> None:
-        self._controller = Controller(
+        self._controller = _Controller(
+            self,
             _Handler(self),
             hostname="127.0.0.1",
             port=self.port,
@@ -67,10 +70,28 @@ class Relay:
         self._controller.start()
 
     def stop(self) -> None:
-        """Stop listening and close every connection: 'connection refused' from now on."""
+        """Stop listening and close every connection, in the middle of a transaction or not."""
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def hang_up_idle(self) -> None:
+        """Close every connection not in the middle of a mail transaction, as a relay closes
+        idle sessions: their clients must connect (and log in) again. A transaction under
+        way finishes: hanging up after its final dot would be a relay crash, whose sends are
+        uncertain by nature ("drop after the dot" is that fault)."""
+        controller = self._controller
+        if controller is None:
+            return
+
+        def hang_up() -> None:  # in the relay's loop: no command is handled meanwhile
+            with self._lock:
+                idle = [s for s in self._sessions if s.envelope is None or not s.envelope.mail_from]
+            for session in idle:
+                if isinstance(session.transport, asyncio.Transport):
+                    session.transport.abort()
+
+        controller.loop.call_soon_threadsafe(hang_up)
 
     def _authenticate(self, server: Any, session: Any, envelope: Any, mech: str, data: Any) -> Any:
         ok = (
@@ -118,3 +139,38 @@ class _Handler:
             mode.drop_after_250 -= 1
             asyncio.get_running_loop().call_later(0.01, server.transport.abort)
         return "250 OK"
+
+
+class _Session(SMTP):
+    """One connection: reset at once while the relay refuses connections, and known to the
+    relay while open (``hang_up_idle``)."""
+
+    def __init__(self, relay: Relay, handler: Any, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._relay = relay
+        self._refused = False
+
+    def connection_made(self, transport: Any) -> None:
+        if self._relay.mode.refusing:
+            self._refused = True
+            transport.abort()
+            return
+        super().connection_made(transport)
+        with self._relay._lock:
+            self._relay._sessions.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:  # never a session
+            return
+        with self._relay._lock:
+            self._relay._sessions.discard(self)
+        super().connection_lost(error)
+
+
+class _Controller(Controller):
+    def __init__(self, relay: Relay, handler: Any, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._relay = relay
+
+    def factory(self) -> SMTP:
+        return _Session(self._relay, self.handler, **self.SMTP_kwargs)

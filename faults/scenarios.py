@@ -78,9 +78,10 @@ async def temporal_sigkill(stack: FaultStack) -> None:
 
 async def smtp_refuses(stack: FaultStack, seconds: float = 12) -> None:
     await asyncio.sleep(10)
-    stack.relay.stop()
+    stack.relay.mode.refusing = True  # new connections reset at once, idle ones closed
+    stack.relay.hang_up_idle()
     await asyncio.sleep(seconds)
-    stack.relay.start()
+    stack.relay.mode.refusing = False
 
 
 async def drop_after_dot(stack: FaultStack) -> None:
@@ -108,10 +109,9 @@ async def relay_denied(stack: FaultStack, seconds: float = 20) -> None:
 async def auth_fails(stack: FaultStack, seconds: float = 20) -> None:
     await asyncio.sleep(2)
     stack.relay.mode.auth_fails = True
-    # The worker's pooled connections logged in before: the relay hangs them all up, so new
-    # ones must log in (restarting the worker instead delayed its runs past the fault).
-    stack.relay.stop()
-    stack.relay.start()
+    # The worker's pooled connections logged in before: the relay closes the idle ones, so
+    # new ones must log in (restarting the worker instead delayed its runs past the fault).
+    stack.relay.hang_up_idle()
     await asyncio.sleep(seconds)
     stack.relay.mode.auth_fails = False
 
