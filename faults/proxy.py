@@ -1,11 +1,14 @@
-"""A TCP proxy in front of PostgreSQL: ``cut()`` makes the database unreachable for the
-worker and the API (live connections reset, new ones refused) without stopping the
-machine's server; ``restore()`` brings it back."""
+"""A TCP proxy in front of PostgreSQL, run as its own process by the fault suite
+(``python -m faults.proxy LISTEN_PORT TARGET_PORT``): killing it makes the database
+unreachable for the worker and the API (live connections reset, new ones refused) without
+stopping the machine's server; starting it again brings it back. Its own process, so the
+suite's relay and bookkeeping never delay the store's round trips it measures."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 
 
 class Proxy:
@@ -54,3 +57,13 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             await writer.drain()
     with contextlib.suppress(OSError):
         writer.transport.abort()
+
+
+async def serve(listen_port: int, target_port: int) -> None:
+    proxy = Proxy(listen_port=listen_port, target_host="127.0.0.1", target_port=target_port)
+    await proxy.start()
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(int(sys.argv[1]), int(sys.argv[2])))

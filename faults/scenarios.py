@@ -94,9 +94,9 @@ async def drop_after_250(stack: FaultStack) -> None:
 
 async def database_down(stack: FaultStack, seconds: float = 30) -> None:
     await asyncio.sleep(5)
-    await stack.proxy.cut()
+    await stack.cut_database()
     await asyncio.sleep(seconds)
-    await stack.proxy.restore()
+    await stack.cut_database(False)
 
 
 async def relay_denied(stack: FaultStack, seconds: float = 20) -> None:

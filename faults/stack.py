@@ -19,7 +19,6 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from core.ids import SEARCH_ATTRIBUTES
-from faults.proxy import Proxy
 from faults.relay import PASSWORD, USER, Relay
 from settings import ROOT, Settings, temporal_cli
 from store.migrate import upgrade
@@ -73,18 +72,14 @@ class FaultStack:
     temporal_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
     relay: Relay = field(default_factory=lambda: Relay(port=free_port()))
-    proxy: Proxy = field(
-        default_factory=lambda: Proxy(
-            listen_port=free_port(), target_host="127.0.0.1", target_port=5432
-        )
-    )
+    proxy_port: int = field(default_factory=free_port)  # PostgreSQL through faults.proxy
     db_name: str = field(default_factory=lambda: f"faults_{uuid.uuid4().hex[:10]}")
     procs: dict[str, Proc] = field(default_factory=dict)
     client: Client | None = None
 
     @property
     def database_url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.proxy.listen_port}/{self.db_name}"
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.proxy_port}/{self.db_name}"
 
     @property
     def direct_dsn(self) -> str:
@@ -128,7 +123,6 @@ class FaultStack:
         finally:
             await admin.close()
         await upgrade(self.direct_dsn.replace("postgresql://", "postgresql+asyncpg://"))
-        await self.proxy.start()
         self.relay.start()
         cli = temporal_cli(Settings(environment="test"))
         server = [
@@ -148,13 +142,16 @@ class FaultStack:
         for key in SEARCH_ATTRIBUTES:
             server += ["--search-attribute", f"{key.name}=Keyword"]
         env = self.env()
+        proxy = [sys.executable, "-m", "faults.proxy", str(self.proxy_port), "5432"]
         self.procs = {
+            "dbproxy": Proc("dbproxy", proxy, env, self.workdir / "dbproxy.log"),
             "temporal": Proc("temporal", server, env, self.workdir / "temporal.log"),
             "worker": Proc("worker", [sys.executable, "worker.py"], env, self.worker_log),
             "api": Proc(
                 "api", [sys.executable, "-m", "starter.http"], env, self.workdir / "api.log"
             ),
         }
+        await self.cut_database(False)
         self.procs["temporal"].start()
         self.client = await self.connect()
         self.procs["worker"].start()
@@ -173,6 +170,15 @@ class FaultStack:
                     raise
                 await asyncio.sleep(0.3)
 
+    async def cut_database(self, cut: bool = True) -> None:
+        """The store unreachable (the proxy killed: connections reset, new ones refused), or
+        reachable again."""
+        if cut:
+            self.procs["dbproxy"].kill()
+        else:
+            self.procs["dbproxy"].start()
+            await wait_port(self.proxy_port, 30)
+
     async def restart(self, name: str) -> None:
         self.procs[name].kill()
         self.procs[name].start()
@@ -180,11 +186,10 @@ class FaultStack:
             self.client = await self.connect()
 
     async def close(self) -> None:
-        for name in ("api", "worker", "temporal"):
+        for name in ("api", "worker", "temporal", "dbproxy"):
             if name in self.procs:
                 self.procs[name].stop()
         self.relay.stop()
-        await self.proxy.cut()
         admin = await asyncpg.connect(PG_ADMIN_URL)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
