@@ -92,6 +92,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "SMTP_"))}
     env.update({name.upper(): str(getattr(settings, name)) for name in names})
     env["PYTHONUNBUFFERED"] = "1"
+    # No Prometheus port: a fixed one (the default 127.0.0.1:9464) collides with a second
+    # bench, or a second copy of the test suite's smoke bench, on the same machine.
+    env["METRICS_BIND"] = ""
     return env
 
 
