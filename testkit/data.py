@@ -12,6 +12,7 @@ from core.zones import zone_at_local_hour
 from store import orders as order_rows  # `orders` is a parameter below
 from store.models import Customer, SendLog, utcnow
 from testkit.stack import Stack
+from testkit.waiting import eventually_passes
 from workflows.cart_recovery import CartRecovery
 
 TEE = {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "quantity": 2}
@@ -49,7 +50,11 @@ async def abandon_cart(stack: Stack, customer_id: str, *lines: dict[str, Any], *
             **extra,
         }
     )
-    return stack.client.get_workflow_handle_for(CartRecovery.run, str(result.workflow_id))
+    handle = stack.client.get_workflow_handle_for(CartRecovery.run, str(result.workflow_id))
+    # The event is accepted at commit; its run starts when the outbox relay delivers it (at
+    # once, unless the machine is slow): a test's handle must name a run that exists.
+    await eventually_passes(handle.describe)
+    return handle
 
 
 async def lapsed_customer(

@@ -61,7 +61,10 @@ class Fuzz:
             case.headers = {**headers, **AUTH[auth]}
             answer = case.call(base_url=self.base_url, session=self.session, timeout=30)
             self.statuses[answer.status_code] += 1
-            if answer.status_code >= 500:
+            # /healthz answers 503 by design when a part it checks is down or slow (on a
+            # loaded machine the Temporal probe can time out): that is its message, not a crash.
+            health_says_down = operation.path == "/healthz" and answer.status_code == 503
+            if answer.status_code >= 500 and not health_says_down:
                 self.failures.append(
                     f"{operation.label} ({mode.value}, {auth}): {answer.status_code} "
                     f"{answer.text[:300]}\n  {case.as_curl_command()}"
