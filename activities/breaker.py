@@ -81,7 +81,15 @@ class Breaker:
             change = await sends.relay_failed(
                 s, relay=self.relay, reason=failure.reason, threshold=self.policy.threshold
             )
-        if change.opened:
+        if change.opened and change.was_open:
+            log.info(
+                "SMTP sending stays paused on %s: %s (a probe, or a send under way when it "
+                "paused); next probe in %s s",
+                self.relay,
+                failure.reason,
+                self.policy.cooldown.total_seconds(),
+            )
+        elif change.opened:
             _meter().create_counter(
                 "journeys_smtp_breaker_opened", "times sending paused for every journey"
             ).add(1)

@@ -201,7 +201,8 @@ async def paused_relays(session: AsyncSession) -> list[SmtpBreaker]:
 @dataclass(frozen=True)
 class BreakerChange:
     failures: int
-    opened: bool  # this failure paused sending (first time, or a failed probe again)
+    opened: bool  # sending is paused now (the cool-down starts again with each failure)
+    was_open: bool  # it was paused before this failure (a probe's, or one under way)
 
 
 async def relay_failed(
@@ -222,12 +223,13 @@ async def relay_failed(
         .execution_options(populate_existing=True)
     )
     assert row is not None
+    was_open = row.opened_at is not None
     row.failures += 1
     row.updated_at = now
     opened = row.failures >= threshold
     if opened:
         row.opened_at, row.reason, row.probe_until = now, reason, None
-    return BreakerChange(failures=row.failures, opened=opened)
+    return BreakerChange(failures=row.failures, opened=opened, was_open=was_open)
 
 
 async def relay_ok(session: AsyncSession, *, relay: str) -> datetime | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -356,7 +357,8 @@ async def test_the_breaker_opens_after_n_relay_failures_holds_every_send_and_clo
         assert not await suppressed(sessions, cid)
 
 
-async def test_a_failed_probe_pauses_again(sessions, relay):
+async def test_a_failed_probe_pauses_again(sessions, relay, caplog):
+    caplog.set_level(logging.INFO, logger="activities.breaker")
     policy = BreakerPolicy(threshold=1, cooldown=timedelta(seconds=0.5))
     send, pool = activities(sessions, relay, breaker=policy)
     cid = await customer(sessions)
@@ -372,6 +374,9 @@ async def test_a_failed_probe_pauses_again(sessions, relay):
     finally:
         await pool.close()
     assert paused.value.type == PAUSED_ERROR
+    assert caplog.text.count("SMTP sending paused for every journey") == 1
+    assert "this send is the probe" in caplog.text
+    assert "SMTP sending stays paused" in caplog.text
 
 
 class UnsubscribedMeanwhile(SendActivities):
