@@ -512,3 +512,23 @@ async def test_a_send_whose_retries_run_out_is_failed_with_why_and_the_journey_c
         found = (await s.scalars(select(SendLog).where(SendLog.customer_id == cid))).all()
     assert [(r.status, r.reason_code) for r in found] == [("failed", "gave_up")]
     assert "451" in (found[0].reason_detail or "")
+
+
+async def test_explain_shows_an_uncertain_send_and_says_what_it_means(stack, relay, capsys):
+    from starter import ops
+    from starter.__main__ import print_explanation
+
+    send, pool = activities(stack.sessions, relay)
+    cid = await customer(stack.sessions)
+    relay.after_dot[f"{cid}@example.com"] = "drop"
+    try:
+        await attempt(1).run(send.send_step, request(cid))
+    finally:
+        await pool.close()
+
+    x = await ops.explain(stack.sessions, stack.client, cid)
+    assert [(row.step, row.status) for row in x.uncertain] == [("care", "uncertain")]
+    print_explanation(x)
+    out = capsys.readouterr().out
+    assert "uncertain  uncertain: uncertain at dot" in out
+    assert "1 uncertain: the final dot went out and no reply was recorded" in out
