@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,6 +18,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from core.ids import SEARCH_ATTRIBUTES
+from devstack.catcher import free_port
 from faults.relay import PASSWORD, USER, Relay
 from settings import ROOT, Settings, temporal_cli
 from store.migrate import upgrade
@@ -27,12 +27,6 @@ PG_ADMIN_URL = os.environ.get(
     "FAULTS_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 TASK_QUEUE = "faults"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
