@@ -91,6 +91,12 @@ class Event(Base):
     occurred_at: Mapped[datetime]  # when it happened (the sender's time, skew-corrected)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     repeats: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Opens and clicks only (core/engagement.py): "human" or "machine" (a scanner, an image
+    # proxy, a prefetch at delivery); the rule that decided (``EngagementReason``) and what
+    # it saw. Only human ones count for journeys, sunsets and rates; None: not engagement.
+    engagement_class: Mapped[str | None] = mapped_column(String(8))
+    engagement_reason: Mapped[str | None] = mapped_column(String(32))
+    engagement_detail: Mapped[str | None] = mapped_column(Text)
 
 
 class Outbox(Base):
