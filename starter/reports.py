@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.stats import Group, Lift, lift, verdict
+from starter import mail_report
 from store import reports
 from store.db import SessionFactory, make_engine, make_session_factory
 
@@ -130,6 +131,10 @@ async def journey_report(
                     )
                 )
     out["steps"] = [{"step": step, "windows": rows} for step, rows in by_step.items()]
+    if steps:  # the mail figures (starter/mail_report.py)
+        out["mail"] = await mail_report.mail_figures(
+            sessions, journey, windows=[(w, window_of(w)) for w in windows], since=since
+        )
     return out
 
 
@@ -169,6 +174,8 @@ def as_table(report: dict[str, Any]) -> str:
     for step in report.get("steps", []):
         lines.append(f"  step {step['step']} (after its send or would-be send)")
         lines += ["  " + line for line in _window_lines(step["windows"])]
+    if "mail" in report:
+        lines += mail_report.table_lines(report["mail"])
     return "\n".join(lines)
 
 
