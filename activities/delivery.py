@@ -41,7 +41,7 @@ from activities.send_log import (
 )
 from core.contracts import ReasonCode, SendOutcome, SendStatus, SendStepInput, describe
 from core.sending import CLAIM_LEASE
-from store import repo, sends
+from store import repo, sends, sent_now
 from store.db import SessionFactory
 
 # What a failure of each kind ends a send as, when it ends it (the others are retried).
@@ -66,6 +66,7 @@ class _Held:
     key: str
     conn: AsyncConnection
     record_sent: sends.SentRecorder | None
+    record_now: sent_now.Recorder | None = None  # PostgreSQL: blocking, no await after the 250
 
 
 # The held connection of the send this task is delivering (``_deliver`` sets it; ``_claim``
@@ -103,6 +104,7 @@ class Delivery:
     _mailer: SmtpPool
     _breaker: Breaker
     _pool_wait: float
+    _sent_now: sent_now.SentNow | None  # PostgreSQL's blocking commit of ``sent``
 
     async def _deliver(
         self, a: Attempt, msg: EmailMessage, message_id: str, coupon_code: str | None
@@ -155,12 +157,17 @@ class Delivery:
     @asynccontextmanager
     async def _held_store(self, a: Attempt) -> AsyncIterator[_Held]:
         """A store connection held across the dot: the claim is taken on it, and after the
-        250 ``sent`` is recorded on it with what was readied here (store.sends.sent_recorder:
-        on PostgreSQL a prepared statement, one round trip)."""
+        250 ``sent`` is recorded with what was readied here: on PostgreSQL a blocking
+        prepared statement on a synchronous connection (store/sent_now.py: nothing else of
+        the worker runs between the reply and the commit), elsewhere one short transaction on
+        the held connection."""
         engine = self._sessions.kw["bind"]
         assert isinstance(engine, AsyncEngine)
-        async with engine.connect() as conn:
+        async with AsyncExitStack() as stack:
+            conn = await stack.enter_async_context(engine.connect())
             held = _Held(key=a.key, conn=conn, record_sent=await sends.sent_recorder(conn))
+            if self._sent_now is not None:
+                held.record_now = await stack.enter_async_context(self._sent_now.recorder())
             token = _HELD.set(held)
             try:
                 yield held
@@ -221,11 +228,24 @@ class Delivery:
         attempt, plus what ``status`` brings in the same transaction (the customer's last
         email; the bounce's suppression)."""
         held = _HELD.get()
-        if status == "sent" and held is not None and held.key == key and held.record_sent:
-            record, held.record_sent = held.record_sent, None  # one try; again: a fresh one
-            if not await record(key, attempt_token()):
-                activity.logger.error("send %s: the claim was taken over before its 250", key)
-            return
+        if status == "sent" and held is not None and held.key == key:
+            if held.record_now is not None:
+                now, held.record_now = held.record_now, None  # one try; again: the async path
+                try:
+                    recorded = now(key, attempt_token())
+                except sent_now.NotRecorded as exc:
+                    activity.logger.warning("send %s: recording sent at once failed (%s)", key, exc)
+                else:
+                    if not recorded:
+                        activity.logger.error(
+                            "send %s: the claim was taken over before its 250", key
+                        )
+                    return
+            elif held.record_sent is not None:
+                record, held.record_sent = held.record_sent, None  # one try; again: a fresh one
+                if not await record(key, attempt_token()):
+                    activity.logger.error("send %s: the claim was taken over before its 250", key)
+                return
         code = SMTP_CODES.get(status)
         async with self._sessions.begin() as s:
             done = await sends.finish(

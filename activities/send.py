@@ -48,7 +48,7 @@ from activities.send_log import (
 from core.contracts import SendGaveUp, SendOutcome, SendStepInput
 from core.links import Links
 from journeys.shop import Shop
-from store import repo
+from store import repo, sent_now
 from store.db import SessionFactory
 from store.models import Coupon, Customer
 
@@ -81,6 +81,10 @@ class SendActivities(Delivery):
             sessions=sessions, relay=mailer.relay, policy=breaker or BreakerPolicy()
         )
         self._pool_wait = pool_wait  # seconds a send waits for a pool connection
+        engine = sessions.kw["bind"]
+        self._sent_now = (
+            sent_now.SentNow(engine.url) if engine.dialect.name == "postgresql" else None
+        )
 
     @activity.defn(name="send_step")
     async def send_step(self, req: SendStepInput) -> SendOutcome:

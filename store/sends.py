@@ -62,17 +62,22 @@ class Finished:
 
 def _ending(key: str, attempt: str, values: dict[str, Any]) -> Update:
     """The UPDATE that ends ``attempt``'s claim. A claim another attempt found dead and
-    called uncertain still ends here (the reply came after all)."""
+    called uncertain still ends here (the reply came after all); ``sent`` again by the same
+    attempt too (a commit whose answer was lost, recorded once more)."""
+    ending = ("sending", "uncertain", "sent") if values["status"] == "sent" else ENDABLE
     return (
         update(SendLog)
         .where(
             SendLog.idempotency_key == key,
             SendLog.attempt == attempt,
-            SendLog.status.in_(("sending", "uncertain")),
+            SendLog.status.in_(ending),
         )
         .values(**values, lease_until=None)
         .execution_options(synchronize_session=False)
     )
+
+
+ENDABLE = ("sending", "uncertain")
 
 
 def _emailed(customer_id: Any, at: Any) -> Update:
@@ -122,41 +127,14 @@ async def note_emailed(session: AsyncSession, *, customer_id: str, at: datetime)
     await session.execute(_emailed(customer_id, at))
 
 
-# After a 250 on PostgreSQL: the claim ends as sent and the customer's last email moves, in one
-# statement (the tables of store/models.py, written out so it can be prepared on the raw
-# connection before the dot and run after it in one round trip, autocommit).
-_SENT_PG = """
-WITH ended AS (
-    UPDATE send_log SET status = 'sent', sent_at = $3, lease_until = NULL
-    WHERE idempotency_key = $1 AND attempt = $2 AND status IN ('sending', 'uncertain')
-    RETURNING customer_id, decided_at
-), emailed AS (
-    UPDATE customers SET last_emailed_at = ended.decided_at, updated_at = $3
-    FROM ended
-    WHERE customers.id = ended.customer_id
-      AND (customers.last_emailed_at IS NULL OR customers.last_emailed_at < ended.decided_at)
-)
-SELECT customer_id FROM ended
-"""
-
 # Records ``sent`` for (key, attempt); False when the attempt no longer holds the claim.
 SentRecorder = Callable[[str, str], Awaitable[bool]]
 
 
 async def sent_recorder(conn: AsyncConnection) -> SentRecorder:
-    """What records ``sent`` right after a 250, readied before the dot on a store connection
-    held across it (outside a transaction): on PostgreSQL one prepared statement (one round
-    trip, autocommit: the claim and this are the whole of the window); elsewhere one short
-    transaction on that connection."""
-    if conn.dialect.name == "postgresql":
-        driver = (await conn.get_raw_connection()).driver_connection  # asyncpg's
-        assert driver is not None
-        statement = await driver.prepare(_SENT_PG)
-
-        async def record_prepared(key: str, attempt: str) -> bool:
-            return await statement.fetchval(key, attempt, utcnow()) is not None
-
-        return record_prepared
+    """What records ``sent`` right after a 250 on a store connection held across the dot
+    (outside a transaction): one short transaction on that connection. PostgreSQL records it
+    without yielding the event loop instead (store/sent_now.py)."""
 
     async def record_in_transaction(key: str, attempt: str) -> bool:
         ending = _ending(key, attempt, {"status": "sent", "sent_at": utcnow()})

@@ -1,0 +1,163 @@
+"""Recording ``sent`` the instant the relay's 250 is read (PostgreSQL).
+
+The reply-to-commit window (docs/decisions/0002-send-idempotency.md) is the one moment a
+crash can leave a delivered email looking unsent. An ``await`` on the store after the 250
+hands the event loop to every other ready task of the worker (other sends rendering, the SDK's
+polls, workflow activations coming back) before the commit's reply is read, and on a loaded
+machine that queue, not the database, made the window's tail (p99 24-35 ms against a
+statement that takes 1.2 ms). So on PostgreSQL the commit is one *blocking* call on a
+synchronous psycopg connection readied before the dot: one prepared statement, autocommit,
+one round trip, during which nothing else of this process runs.
+
+Blocking the loop is bounded: the server aborts the statement after ``STATEMENT_TIMEOUT_MS``
+or a lock wait after ``LOCK_TIMEOUT_MS`` (another of this worker's claims may hold the
+customer's row while it waits for the loop), and a watchdog thread shuts the socket after
+``WATCHDOG_SECONDS`` if the store stops answering altogether. Any failure raises
+:class:`NotRecorded`; the caller then records ``sent`` through the asynchronous path, which
+keeps trying through an outage.
+
+Shapes: :meth:`SentNow.recorder` gives an async context manager yielding a
+``(key, attempt) -> bool`` callable (True: recorded; False: ``attempt`` no longer holds the
+claim). Times are UTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+
+import psycopg
+from sqlalchemy.engine import URL
+
+from store.models import utcnow
+
+STATEMENT_TIMEOUT_MS = 1000
+LOCK_TIMEOUT_MS = 100
+WATCHDOG_SECONDS = 1.5
+IDLE_KEPT = 16  # connections kept for the next sends (at most the SMTP pool's size is used)
+
+# The same statement as store.sends' asynchronous ending of ``sent``: the claim of this
+# attempt ends, and the customer's last email moves forward (never backwards).
+_SENT = """
+WITH ended AS (
+    UPDATE send_log SET status = 'sent', sent_at = %(at)s, lease_until = NULL
+    WHERE idempotency_key = %(key)s AND attempt = %(attempt)s
+      AND status IN ('sending', 'uncertain')
+    RETURNING customer_id, decided_at
+), emailed AS (
+    UPDATE customers SET last_emailed_at = ended.decided_at, updated_at = %(at)s
+    FROM ended
+    WHERE customers.id = ended.customer_id
+      AND (customers.last_emailed_at IS NULL OR customers.last_emailed_at < ended.decided_at)
+)
+SELECT customer_id FROM ended
+"""
+
+Recorder = Callable[[str, str], bool]
+
+
+class NotRecorded(Exception):
+    """The blocking commit did not answer in time or failed; nothing is known of it."""
+
+
+class _Watchdog:
+    """One daemon thread that shuts the socket of a call overrunning its deadline."""
+
+    def __init__(self) -> None:
+        self._due: dict[int, tuple[float, int]] = {}  # id(conn) -> (deadline, socket fd)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        with self._lock:
+            self._due[id(conn)] = (time.monotonic() + WATCHDOG_SECONDS, conn.pgconn.socket)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sent-now", daemon=True)
+                self._thread.start()
+
+    def done(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        with self._lock:
+            self._due.pop(id(conn), None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.1)
+            now = time.monotonic()
+            with self._lock:
+                late = [fd for deadline, fd in self._due.values() if deadline < now]
+            for fd in late:
+                with suppress(OSError):
+                    dup = socket.socket(fileno=os.dup(fd))
+                    try:
+                        dup.shutdown(socket.SHUT_RDWR)
+                    finally:
+                        dup.close()
+
+
+_WATCHDOG = _Watchdog()
+
+
+class SentNow:
+    """Synchronous connections to the store for the commit after a 250 (PostgreSQL only).
+
+    ``url`` is the SQLAlchemy URL of the store (``postgresql+asyncpg://...``); connections are
+    opened in a thread before the dot (never on the loop) and kept for the next send.
+    """
+
+    def __init__(self, url: URL) -> None:
+        self._conninfo = psycopg.conninfo.make_conninfo(
+            host=url.host or "localhost",
+            port=str(url.port or 5432),
+            user=url.username or "",
+            password=url.password or "",
+            dbname=url.database or "",
+            connect_timeout="5",
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} "
+            f"-c lock_timeout={LOCK_TIMEOUT_MS}",
+            application_name="journeys-sent-now",
+        )
+        self._idle: list[psycopg.Connection[tuple[object, ...]]] = []
+
+    def _open(self) -> psycopg.Connection[tuple[object, ...]]:
+        conn = psycopg.connect(self._conninfo, autocommit=True, prepare_threshold=0)
+        # Prepared now, with a key that matches nothing (and parameters of the same types as
+        # the real call's, which key the prepared statement), so the call after the 250 is
+        # one Bind/Execute round trip.
+        conn.execute(_SENT, {"key": "", "attempt": "", "at": utcnow()})
+        return conn
+
+    @asynccontextmanager
+    async def recorder(self) -> AsyncIterator[Recorder]:
+        """A connection readied for one send; given back (or closed, if it failed) after."""
+        conn = self._idle.pop() if self._idle else await asyncio.to_thread(self._open)
+        broken = False
+
+        def record(key: str, attempt: str) -> bool:
+            nonlocal broken
+            _WATCHDOG.watch(conn)
+            try:
+                found = conn.execute(_SENT, {"key": key, "attempt": attempt, "at": utcnow()})
+                return found.fetchone() is not None
+            except psycopg.Error as exc:
+                broken = True
+                raise NotRecorded(str(exc).strip() or type(exc).__name__) from exc
+            finally:
+                _WATCHDOG.done(conn)
+
+        try:
+            yield record
+        finally:
+            if broken or conn.closed or len(self._idle) >= IDLE_KEPT:
+                await asyncio.to_thread(conn.close)
+            else:
+                self._idle.append(conn)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await asyncio.to_thread(conn.close)

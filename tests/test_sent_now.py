@@ -1,0 +1,154 @@
+"""The commit of ``sent`` right after a 250 on PostgreSQL (store/sent_now.py): one blocking
+prepared statement, nothing of the worker running between the reply and the commit, and a
+fallback to the asynchronous path whenever that statement cannot answer (its connection
+gone, a lock held by another of the worker's own claims, a store that stopped answering).
+
+Against a real PostgreSQL and a real SMTP server (testkit.relay)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select, text
+
+from activities.delivery import Attempt
+from activities.send import SendActivities
+from store import sent_now
+from store.db import SessionFactory, make_engine, make_session_factory
+from store.models import Customer
+from tests.test_send_states import activities, attempt, customer, relay, request, row
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[SessionFactory]:
+    engine = make_engine(postgres_url)
+    yield make_session_factory(engine)
+    await engine.dispose()
+
+
+__all__ = ["relay"]  # the fixture, shared with tests/test_send_states.py
+
+
+async def sent_now_backends(sessions: SessionFactory) -> int:
+    async with sessions() as s:
+        found = await s.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'journeys-sent-now' AND datname = current_database()"
+            )
+        )
+    return int(found or 0)
+
+
+async def test_sent_is_committed_by_the_blocking_statement_with_the_customers_last_email(pg, relay):
+    send, pool = activities(pg, relay)
+    cid = await customer(pg)
+    req = request(cid)
+    try:
+        outcome = await attempt(1).run(send.send_step, req)
+        kept = await sent_now_backends(pg)
+    finally:
+        await pool.close()
+    assert outcome.status == "sent"
+    assert kept == 1  # the synchronous connection readied before the dot, kept for the next
+    found = await row(pg, req)
+    assert found is not None and found.status == "sent" and found.sent_at is not None
+    async with pg() as s:
+        last = await s.scalar(select(Customer.last_emailed_at).where(Customer.id == cid))
+    assert last is not None and last == found.decided_at
+    assert list(relay.delivered().values()) == [1]
+
+
+class LosesItsConnection(SendActivities):
+    """The synchronous connection is killed by the server between the claim and the dot."""
+
+    async def _claim(self, a: Attempt, message_id: str, coupon_code: str | None) -> None:
+        await super()._claim(a, message_id, coupon_code)
+        async with self._sessions() as s:
+            await s.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'journeys-sent-now' "
+                    "AND datname = current_database()"
+                )
+            )
+
+
+async def test_a_lost_connection_falls_back_to_the_async_path_and_records_sent_once(
+    pg, relay, caplog
+):
+    send, pool = activities(pg, relay, cls=LosesItsConnection)
+    cid = await customer(pg)
+    req = request(cid)
+    caplog.set_level(logging.WARNING)
+    try:
+        outcome = await attempt(1).run(send.send_step, req)
+    finally:
+        await pool.close()
+    assert outcome.status == "sent"
+    assert "recording sent at once failed" in caplog.text
+    found = await row(pg, req)
+    assert found is not None and found.status == "sent"
+    assert list(relay.delivered().values()) == [1]
+
+
+class CustomerLockedMeanwhile(SendActivities):
+    """Another transaction holds the customer's row (as another of the worker's own claims
+    would, waiting for the event loop) from the claim until a moment after the 250."""
+
+    released: asyncio.Task[None] | None = None
+
+    async def _claim(self, a: Attempt, message_id: str, coupon_code: str | None) -> None:
+        await super()._claim(a, message_id, coupon_code)
+        locked = asyncio.Event()
+
+        async def hold() -> None:
+            async with self._sessions.begin() as s:
+                await s.execute(
+                    select(Customer).where(Customer.id == a.req.customer_id).with_for_update()
+                )
+                locked.set()
+                await asyncio.sleep(0.5)  # needs the event loop to end: a blocked loop never would
+
+        CustomerLockedMeanwhile.released = asyncio.create_task(hold())
+        await locked.wait()
+
+
+async def test_a_lock_on_the_customer_times_out_the_blocking_statement_not_the_loop(
+    pg, relay, caplog
+):
+    send, pool = activities(pg, relay, cls=CustomerLockedMeanwhile)
+    cid = await customer(pg)
+    req = request(cid)
+    caplog.set_level(logging.WARNING)
+    try:
+        outcome = await attempt(1).run(send.send_step, req)
+    finally:
+        await pool.close()
+    assert CustomerLockedMeanwhile.released is not None
+    await CustomerLockedMeanwhile.released
+    assert outcome.status == "sent"
+    assert "lock timeout" in caplog.text  # the server's lock_timeout, then the async path
+    found = await row(pg, req)
+    assert found is not None and found.status == "sent"
+    assert list(relay.delivered().values()) == [1]
+
+
+async def test_the_watchdog_ends_a_call_the_store_never_answers(pg, postgres_url, monkeypatch):
+    # The server's own limits out of the way: only the watchdog can end this call.
+    monkeypatch.setattr(sent_now, "STATEMENT_TIMEOUT_MS", 0)
+    monkeypatch.setattr(sent_now, "LOCK_TIMEOUT_MS", 0)
+    monkeypatch.setattr(sent_now, "WATCHDOG_SECONDS", 0.3)
+    engine = make_engine(postgres_url)
+    now = sent_now.SentNow(engine.url)
+    # Readied (its statement prepared) first, then the table locked by another transaction.
+    async with now.recorder() as record, pg.begin() as s:
+        await s.execute(text("LOCK TABLE send_log IN ACCESS EXCLUSIVE MODE"))
+        with pytest.raises(sent_now.NotRecorded):
+            record("a-key", "an-attempt")
+    assert now._idle == []  # the shut connection is not kept for the next send
+    await now.close()
+    await engine.dispose()
