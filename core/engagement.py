@@ -27,6 +27,16 @@ The rules, first match wins:
    fetches when the message is shown (Gmail's GoogleImageProxy, Yahoo's):
    that fetch is the person opening it.
 
+An open or click that is not a fetch of our tracking links (the shop's own "Email Opened"
+through the API, from its mail provider) has nothing to judge: ``reported``, taken as the
+sender says (``as_reported``). Opens and clicks recorded before classification existed are
+``unclassified`` (migration 0010) and were counted as people's.
+
+Why these thresholds (docs/decisions/0009-human-engagement.md): scanners fetch within a
+second or two of delivery; a person needs longer than 5 s to see a new message and open
+it, longer than 15 s to read it and follow a link; a person follows one or two links, a
+scanner every link in the same second.
+
 Keep the tables current from the vendors' documentation; the test table
 (tests/test_engagement_rules.py) holds real agents and timings.
 """
@@ -49,8 +59,12 @@ MachineReason = Literal[
     "all_links_at_once",
     "prefetch_at_delivery",
 ]
-HumanReason = Literal["person", "person_via_proxy"]
+HumanReason = Literal["person", "person_via_proxy", "reported", "unclassified"]
 EngagementReason = MachineReason | HumanReason
+# The two classes as the store keeps them (``events.engagement_class``).
+EngagementClass = Literal["human", "machine"]
+HUMAN: EngagementClass = "human"
+MACHINE: EngagementClass = "machine"
 
 # A person opens a message later than this after delivery, and clicks later than this.
 OPEN_PREFETCH_SECONDS = 5.0
@@ -177,6 +191,15 @@ class Engagement:
     human: bool
     reason: EngagementReason
     detail: str  # for people: which agent, network or timing decided
+
+    @property
+    def engagement_class(self) -> EngagementClass:
+        return HUMAN if self.human else MACHINE
+
+
+def as_reported(kind: Kind) -> Engagement:
+    """An open or click the sender reports (no fetch of ours to judge): a person's."""
+    return Engagement(True, "reported", f"{kind} reported by the sender, not a fetch of ours")
 
 
 def classify(fetch: Fetch) -> Engagement:

@@ -75,18 +75,92 @@ async def count_views(
     return int(await session.scalar(query) or 0)
 
 
+ENGAGEMENT = ("Email Opened", "Email Link Clicked")
+
+
+def counts_as_reaction(event: Event) -> bool:
+    """A person's open or click, and not of a list link (unsubscribe, report, a tracked
+    "keep writing" link): what "did they react" decisions read. ``None``: recorded before
+    engagement was classified, counted as it always was."""
+    return event.engagement_class in (None, "human") and not (event.properties or {}).get(
+        "list_link"
+    )
+
+
 async def engagement_of_run(
     session: AsyncSession, *, customer_id: str, send_key_prefix: str
 ) -> set[str]:
-    """Which of "Email Opened" / "Email Link Clicked" happened on this run's emails."""
-    rows = await session.execute(
-        select(Event.name, Event.properties).where(
-            Event.customer_id == customer_id,
-            Event.name.in_(("Email Opened", "Email Link Clicked")),
-        )
+    """Which of "Email Opened" / "Email Link Clicked" a person did on this run's emails
+    (machine engagement and clicks of list links are kept, not counted: ``counts_as_reaction``)."""
+    rows = await session.scalars(
+        select(Event).where(Event.customer_id == customer_id, Event.name.in_(ENGAGEMENT))
     )
     return {
-        name
-        for name, props in rows
-        if str((props or {}).get("send_key") or "").startswith(send_key_prefix)
+        e.name
+        for e in rows
+        if str((e.properties or {}).get("send_key") or "").startswith(send_key_prefix)
+        and counts_as_reaction(e)
     }
+
+
+async def engagement_of_send(
+    session: AsyncSession, *, customer_id: str, send_key: str, name: str | None = None
+) -> list[Event]:
+    """Every open and click recorded against one email (``name``: only those), oldest
+    first, with their class."""
+    rows = await session.scalars(
+        select(Event)
+        .where(
+            Event.customer_id == customer_id,
+            Event.name.in_((name,) if name else ENGAGEMENT),
+            Event.properties["send_key"].as_string() == send_key,
+        )
+        .order_by(Event.id)
+    )
+    return list(rows)
+
+
+async def engagement_of_customer(session: AsyncSession, *, customer_id: str) -> list[Event]:
+    """The customer's opens and clicks, oldest first, with their class and reason."""
+    rows = await session.scalars(
+        select(Event)
+        .where(Event.customer_id == customer_id, Event.name.in_(ENGAGEMENT))
+        .order_by(Event.id)
+    )
+    return list(rows)
+
+
+async def classify_engagement(
+    session: AsyncSession,
+    *,
+    event: Event,
+    engagement_class: str,
+    reason: str,
+    detail: str | None,
+    move_to: str | None = None,
+    properties: dict[str, Any] | None = None,
+) -> Event:
+    """Write the class of a recorded open or click (``properties``: added to its own).
+    ``move_to``: the message id it is kept under from now on (a machine's open or click
+    is kept apart, so that a person's later one of the same email is recorded, not counted
+    as its repeat); if an event already has it, this one is counted as its repeat and
+    deleted, and that one is returned."""
+    if move_to is not None and move_to != event.message_id:
+        other = await session.scalar(select(Event).where(Event.message_id == move_to))
+        if other is not None:
+            other.repeats += 1 + event.repeats
+            await session.delete(event)
+            await session.flush()
+            return other
+        event.message_id = move_to
+    event.engagement_class = engagement_class
+    event.engagement_reason = reason
+    event.engagement_detail = detail or None
+    if properties:
+        event.properties = {**(event.properties or {}), **properties}
+    await session.flush()
+    return event
+
+
+async def event_by_message_id(session: AsyncSession, *, message_id: str) -> Event | None:
+    return await session.scalar(select(Event).where(Event.message_id == message_id))

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from testkit.data import add_customer, email_for
+from testkit.engagement import PERSON, read_later
 from testkit.mail import journey_mails, parts, steps_of, tracked_links, wait_for_mail
 from testkit.waiting import PATIENCE
 from workflows.browse_follow_up import BrowseFollowUp
@@ -53,8 +54,9 @@ async def test_reviews_after_a_week_away_then_a_click_brings_the_recommendation(
     assert "https://shop.test/reviews/BOOT-4" in text
 
     targets = {}
+    await read_later(stack, cid)  # a person, not a scanner at delivery
     for link in tracked_links(html):  # every shop link in the mail goes via the tracker
-        answer = await http.get(link)
+        answer = await http.get(link, headers=PERSON)
         assert answer.status_code == 302
         targets[answer.headers["location"]] = link
     assert set(targets) == {"https://shop.test/reviews/BOOT-4", BOOTS["url"]}

@@ -14,6 +14,7 @@ from core import tokens
 from core.zones import zone_at_local_hour
 from store.models import Customer, Event, Suppression
 from testkit.data import TEE, abandon_cart, add_customer, email_for
+from testkit.engagement import PERSON, read_later
 from testkit.mail import parts, wait_for_mail
 from testkit.stack import WRITE_KEY
 from testkit.waiting import PATIENCE
@@ -330,10 +331,11 @@ async def test_open_pixel_and_click_redirect_record_against_the_send(http, stack
     assert pixel and clicks
     assert f"https://shop.test/checkout/{cid}" not in html  # every shop link goes via tracking
 
-    opened = await http.get(_path(pixel.group(1)))
+    await read_later(stack, cid)  # a person, not a scanner at delivery
+    opened = await http.get(_path(pixel.group(1)), headers=PERSON)
     assert opened.status_code == 200 and opened.headers["content-type"] == "image/gif"
     assert "no-store" in opened.headers["cache-control"]
-    clicked = await http.get(_path(clicks[0]))
+    clicked = await http.get(_path(clicks[0]), headers=PERSON)
     assert clicked.status_code == 302
     assert clicked.headers["location"] == f"https://shop.test/checkout/{cid}"
 

@@ -3,6 +3,11 @@
 A genuine link always answers (the pixel, the 302), whatever happens to recording it: a
 store or Temporal that fails is logged, one that is slow is left to finish in the
 background after ``RECORD_WAIT`` seconds. Only a forged or altered token gets 404.
+
+Every fetch, GET or HEAD, is recorded with what a classifier needs (method, user agent,
+the client's address): a mail scanner or image proxy gets the same pixel and the same
+redirect as a person, and its fetch is kept as a machine's, never counted as a person's
+(starter/ingest/engagement.py, core/engagement.py).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from starter.api import Journeys
@@ -29,9 +34,10 @@ _pending: set[asyncio.Task[None]] = set()  # recordings that outlived RECORD_WAI
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
-@router.get("/o/{token}", response_class=Response)
-async def open_pixel(token: str, j: JourneysDep, links: LinksDep) -> Response:
-    """1x1 GIF; records "Email Opened" against the send and tells its journey."""
+@router.api_route("/o/{token}", methods=["GET", "HEAD"], response_class=Response)
+async def open_pixel(token: str, request: Request, j: JourneysDep, links: LinksDep) -> Response:
+    """1x1 GIF; records "Email Opened" against the send, classified (a person's is told
+    to its journey)."""
     payload = links.read(token, "open")
     if payload is None:
         raise HTTPException(status_code=404, detail="unknown link")
@@ -42,14 +48,16 @@ async def open_pixel(token: str, j: JourneysDep, links: LinksDep) -> Response:
             "kind": "opened",
             "send_key": payload["k"],
             "message_id": f"open:{uuid.uuid4().hex}",
+            **_fetch(request),
         },
     )
     return Response(content=PIXEL, media_type="image/gif", headers=NO_CACHE)
 
 
-@router.get("/c/{token}", response_class=RedirectResponse)
-async def click(token: str, j: JourneysDep, links: LinksDep) -> RedirectResponse:
-    """302 to the link that was in the email (and only to it); records the click."""
+@router.api_route("/c/{token}", methods=["GET", "HEAD"], response_class=RedirectResponse)
+async def click(token: str, request: Request, j: JourneysDep, links: LinksDep) -> RedirectResponse:
+    """302 to the link that was in the email (and only to it), for people and machines
+    alike; records the click, classified (a person's is told to its journey)."""
     payload = links.read(token, "click")
     if payload is None or not str(payload.get("u", "")).startswith(("https://", "http://")):
         raise HTTPException(status_code=404, detail="unknown link")
@@ -61,9 +69,20 @@ async def click(token: str, j: JourneysDep, links: LinksDep) -> RedirectResponse
             "send_key": payload["k"],
             "url": payload["u"],
             "message_id": f"click:{uuid.uuid4().hex}",
+            **_fetch(request),
         },
     )
     return RedirectResponse(payload["u"], status_code=302, headers=NO_CACHE)
+
+
+def _fetch(request: Request) -> dict[str, str | None]:
+    """What the classifier reads of the request: method, user agent, client address (the
+    peer as the server sees it; behind a proxy run uvicorn with --proxy-headers)."""
+    return {
+        "method": request.method,
+        "user_agent": (request.headers.get("user-agent") or "")[:2000] or None,
+        "remote_addr": request.client.host[:64] if request.client else None,
+    }
 
 
 async def _record_quietly(j: Journeys, event: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ is about (``concerns``: the workflow id a result names, a duplicate's too).
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import suppress
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -345,15 +346,27 @@ class EmailEngaged(Event):
     kind: Literal["opened", "clicked"]
     send_key: str | None = Field(None, validation_alias=AliasChoices("send_key", "email_id"))
     url: str | None = Field(None, validation_alias=AliasChoices("url", "link_url"))
+    # The fetch of our tracking link (starter/http/tracking.py), classified human or
+    # machine by core/engagement.py; None: not a fetch of ours (taken as reported).
+    method: str | None = Field(None, max_length=16)
+    user_agent: str | None = Field(None, max_length=2000)
+    remote_addr: str | None = Field(None, max_length=64)
 
     def recorded(self) -> dict[str, Any]:
         key = parse_send_key(self.send_key)
-        return {"send_key": self.send_key, "step": key.step if key else None, "url": self.url}
+        kept = {"send_key": self.send_key, "step": key.step if key else None, "url": self.url}
+        return kept | ({"user_agent": self.user_agent[:300]} if self.user_agent else {})
 
     def identity(self) -> str | None:
-        """The first open and the first click of one email count; repeats (a second look,
-        an image proxy, a forwarded email) are counted on it, not recorded or signalled."""
-        return f"{self.kind}:{self.send_key}" if self.send_key else None
+        """The first open of one email and the first click of each of its links count;
+        repeats (a second look, an image proxy, a forwarded email) are counted on it, not
+        recorded or signalled. A machine's is kept apart (starter/ingest/engagement.py)."""
+        if not self.send_key:
+            return None
+        if self.kind == "clicked" and self.url:
+            link = hashlib.sha256(self.url.encode()).hexdigest()[:12]
+            return f"{self.kind}:{self.send_key}:{link}"
+        return f"{self.kind}:{self.send_key}"
 
     def concerns(self) -> str | None:
         key = parse_send_key(self.send_key)
