@@ -7,6 +7,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from starter import report_charts
 from starter.reports import money, percent
 
 # The page loads nothing: no script, no font, no image from anywhere.
@@ -66,6 +67,8 @@ def journey_page(report: dict[str, Any]) -> str:
         parts.append(f"<h2>Step {escape(step['step'])}</h2>")
         parts.append(lift_chart(step["windows"]))
         parts.append(_table(step["windows"]))
+    if "mail" in report:
+        parts.append(report_charts.mail_section(report["mail"]))
     parts.append(f'<p class="muted">{escape(METHOD)}</p>')
     return page(f"Effect of {report['journey']}", "".join(parts))
 

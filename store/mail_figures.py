@@ -56,6 +56,7 @@ HANDED_OVER = ("sent", "uncertain", "bounced")  # statuses of a send the relay w
 RECEIVED = ("sent", "uncertain")  # statuses of a send that may have reached the mailbox
 HUMAN, MACHINE = "human", "machine"
 USER_AGENT_KEY = "user_agent"  # where the tracking route keeps the request's user agent
+UNCATEGORISED = "uncategorised"  # no category on the line nor in the catalogue
 TOP_USER_AGENTS = 500  # distinct agents read per report (the rest count as "other")
 
 
@@ -327,7 +328,7 @@ def _bought(dialect: str, journey: str, window: timedelta, since: datetime | Non
             o.customer_id.label("customer_id"),
             sku.label("sku"),
             _item(dialect, value, "name").label("name"),
-            func.coalesce(_item(dialect, value, "category"), Product.category, "-").label(
+            func.coalesce(_item(dialect, value, "category"), Product.category, UNCATEGORISED).label(
                 "category"
             ),
             quantity.label("quantity"),

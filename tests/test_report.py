@@ -20,7 +20,7 @@ from sqlalchemy import select
 from core.rules import in_holdout
 from settings import ROOT
 from starter.http import create_app
-from store.models import JourneyEntry, Order, SendLog
+from store.models import Event, JourneyEntry, Order, SendLog
 from testkit.data import abandon_cart, add_customer
 from testkit.live_api import serving
 from testkit.stack import Stack
@@ -30,6 +30,11 @@ CUSTOMERS = 120
 WINDOWS = ("2d", "10d", "30d")
 ADMIN = ("ops", "report-password-0123")
 TEE = {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90"}
+MUG = {"sku": "MUG-7", "name": "Coffee mug", "price": "8.50", "category": "kitchen"}
+OUTLOOK = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17029; Pro)"
+APPLE_MAIL = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+)
 
 
 def _orders_of(i: int, treated: bool) -> list[tuple[timedelta, Decimal]]:
@@ -112,9 +117,55 @@ async def _place_orders(stack: Stack, ids: list[str], journey: str) -> None:
                         customer_id=cid,
                         total=total,
                         currency="EUR",
+                        lines={"items": [{**(MUG if i % 3 else TEE), "price": str(total)}]},
                         placed_at=e.entered_at + after,
                     )
                 )
+
+
+async def _engage(stack: Stack, ids: list[str]) -> tuple[int, int, int]:
+    """Opens and clicks of the first reminder, as the tracking route records them: every
+    third treated customer opens it (a person, hours after), every sixth also clicks; a
+    scanner opens every fifth at delivery. Returns (human opens, human clicks, machine)."""
+    async with stack.sessions.begin() as s:
+        sends = list(
+            await s.scalars(
+                select(SendLog).where(
+                    SendLog.customer_id.in_(ids),
+                    SendLog.step == "reminder_1",
+                    SendLog.status == "sent",
+                )
+            )
+        )
+        opens = clicks = machine = 0
+        for n, send in enumerate(sends):
+
+            def event(
+                name: str, after: timedelta, cls: str, send: SendLog = send, **p: str
+            ) -> None:
+                s.add(
+                    Event(
+                        message_id=f"{name}:{send.idempotency_key}:{cls}",
+                        customer_id=send.customer_id,
+                        name=name,
+                        properties={"send_key": send.idempotency_key, **p},
+                        occurred_at=(send.sent_at or send.decided_at) + after,
+                        engagement_class=cls,
+                    )
+                )
+
+            if n % 3 == 0:
+                agent = OUTLOOK if n % 2 else APPLE_MAIL
+                event("Email Opened", timedelta(hours=n % 30), "human", user_agent=agent)
+                opens += 1
+            if n % 6 == 0:
+                url = f"https://shop.test/checkout/{send.customer_id}"
+                event("Email Link Clicked", timedelta(hours=n % 30, minutes=2), "human", url=url)
+                clicks += 1
+            if n % 5 == 0:
+                event("Email Opened", timedelta(seconds=1), "machine", user_agent="Mozilla/5.0")
+                machine += 1
+    return opens, clicks, machine
 
 
 def _auth() -> dict[str, str]:
@@ -128,6 +179,7 @@ async def test_report_shows_the_lift_of_a_journey_with_a_holdout_per_window(
     journey = "cart_recovery"
     ids = await _walk_customers(stack)
     await _place_orders(stack, ids, journey)
+    engaged = await _engage(stack, ids)
     settings = stack.settings.model_copy(
         update={"admin_user": ADMIN[0], "admin_password": ADMIN[1]}
     )
@@ -149,11 +201,13 @@ async def test_report_shows_the_lift_of_a_journey_with_a_holdout_per_window(
     assert first_step["windows"][0]["control"]["customers"] > 0
     # the store is shared by the session's tests: this test's customers are the entries
     # since its first one
-    await _assert_own_figures(stack, ids, journey)
+    await _assert_own_figures(stack, ids, journey, engaged)
     await _open_in_chromium(app, journey)
 
 
-async def _assert_own_figures(stack: Stack, ids: list[str], journey: str) -> None:
+async def _assert_own_figures(
+    stack: Stack, ids: list[str], journey: str, engaged: tuple[int, int, int]
+) -> None:
     """The report since this test's first entry equals the figures computed by hand."""
     from starter.reports import journey_report
 
@@ -179,6 +233,17 @@ async def _assert_own_figures(stack: Stack, ids: list[str], journey: str) -> Non
         assert row["lift"]["absolute"] == pytest.approx(t[1] / t[0] - c[1] / c[0])
         lo, hi = row["lift"]["ci95"]
         assert lo <= row["lift"]["absolute"] <= hi
+    # the mail figures of the first reminder: sent to the treated, held out of the control
+    treated = sum(not in_holdout(cid, journey, 0.5) for cid in ids)
+    first_step = next(row for row in report["mail"]["steps"] if row["step"] == "reminder_1")
+    assert (first_step["sent"], first_step["held_out"]) == (treated, len(ids) - treated)
+    opens, clicks, machine = engaged
+    assert (first_step["opens"], first_step["clicks"]) == (opens, clicks)
+    assert first_step["machine"]["opens"] == machine
+    assert first_step["open_rate"] == pytest.approx(opens / treated)
+    assert sum(row["opens"] for row in report["mail"]["by_local_hour"]) == opens
+    bought = {p["sku"] for w in report["mail"]["bought"] for p in w["treated"]["products"]}
+    assert bought == {"TEE-1", "MUG-7"}
 
 
 async def _open_in_chromium(app: Any, journey: str) -> None:
@@ -189,15 +254,39 @@ async def _open_in_chromium(app: Any, journey: str) -> None:
     )
     async with serving(app) as base:
         seen = await asyncio.to_thread(_browse, chromium, driver_path, f"{base}/reports/{journey}")
-    requests, console, svg_marks, title = seen
+    requests, console, svg_marks, title, bars = seen
     assert title.startswith("Effect of")
     assert svg_marks >= len(WINDOWS), "the lift chart did not render its intervals"
+    # the mail charts: funnel, by day, by hour, clients, products; bars drawn with a size
+    for chart in (
+        "funnel of step reminder_1",
+        "opens and clicks by day after sending",
+        "opens and clicks by local hour",
+        "opens per mail client",
+    ):
+        assert bars.get(chart, 0) > 0, f"chart {chart!r} drew no bar: {bars}"
+    assert any(name.startswith("top products bought within") for name in bars), bars
     assert console == [], console
     leaving = [u for u in requests if not u.startswith(base) and not u.startswith("data:")]
     assert leaving == [], f"the page asked for something off this machine: {leaving}"
 
 
-def _browse(chromium: str, driver_path: str, url: str) -> tuple[list[str], list[Any], int, str]:
+# Per chart (its aria-label): how many of its bars the browser laid out with a width.
+DRAWN_BARS = """
+const out = {};
+for (const svg of document.querySelectorAll('svg.chart')) {
+  const name = svg.getAttribute('aria-label');
+  const drawn = [...svg.querySelectorAll('rect.bar')]
+    .filter(r => r.getBoundingClientRect().width > 0).length;
+  out[name] = (out[name] || 0) + drawn;
+}
+return out;
+"""
+
+
+def _browse(
+    chromium: str, driver_path: str, url: str
+) -> tuple[list[str], list[Any], int, str, dict[str, int]]:
     import json
 
     from selenium import webdriver
@@ -215,7 +304,10 @@ def _browse(chromium: str, driver_path: str, url: str) -> tuple[list[str], list[
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": _auth()})
         driver.get(url)
         marks = len(driver.find_elements(By.CSS_SELECTOR, "svg line.ci"))
+        bars = driver.execute_script(DRAWN_BARS)
         title = driver.title
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1200, min(int(height) + 100, 16000))  # the whole page
         out = ROOT / "var" / "report-page.png"
         Path(out).parent.mkdir(exist_ok=True)
         driver.save_screenshot(str(out))
@@ -226,6 +318,6 @@ def _browse(chromium: str, driver_path: str, url: str) -> tuple[list[str], list[
             message = json.loads(entry["message"])["message"]
             if message.get("method") == "Network.requestWillBeSent":
                 requests.append(message["params"]["request"]["url"])
-        return requests, console, marks, title
+        return requests, console, marks, title, bars
     finally:
         driver.quit()
