@@ -63,35 +63,31 @@ async def mail_figures(
     machine_opens) and ``bought`` (per window label and group: top products and
     categories of the converted customers). ``windows``: (label, timedelta)."""
     async with sessions() as s:
+        await mf.room_to_sort(s)
         statuses = await mf.send_statuses(s, journey=journey, since=since)
-        unique = await mf.unique_engagement(s, journey=journey, since=since)
+        found = await mf.engagement(s, journey=journey, since=since)
         left = await mf.attributed(s, journey=journey, since=since)
-        by_day = await mf.engagement_by_day(s, journey=journey, since=since)
-        by_hour = await mf.engagement_by_local_hour(s, journey=journey, since=since)
-        links = await mf.clicks_by_link(s, journey=journey, since=since)
-        agents = await mf.opens_by_user_agent(s, journey=journey, since=since)
-        bought = []
-        for label, window in windows:
-            products = await mf.top_products(s, journey=journey, window=window, since=since)
-            categories = await mf.top_categories(s, journey=journey, window=window, since=since)
-            bought.append(
-                {
-                    "window": label,
-                    **{
-                        grp: {
-                            "products": [_product(p) for p in products.get(grp, [])],
-                            "categories": [_category(c) for c in categories.get(grp, [])],
-                        }
-                        for grp in (mf.TREATED, mf.CONTROL)
-                    },
+        per_window = await mf.bought(s, journey=journey, windows=windows, since=since)
+    bought = [
+        {
+            "window": label,
+            **{
+                grp: {
+                    "products": [_product(p) for p in per_window[(label, grp)].products],
+                    "categories": [_category(c) for c in per_window[(label, grp)].categories],
                 }
-            )
+                for grp in (mf.TREATED, mf.CONTROL)
+            },
+        }
+        for label, _ in windows
+    ]
+    unique = found.unique
     return {
         "steps": [_step(step, statuses, unique, left) for step in _steps(statuses, unique)],
-        "by_day": _by_day(by_day),
-        "by_local_hour": _by_hour(by_hour),
-        "links": _links(links),
-        "clients": _clients(agents),
+        "by_day": _by_day(found.by_day),
+        "by_local_hour": _by_hour(found.by_local_hour),
+        "links": _links(found.links),
+        "clients": _clients(found.agents),
         "bought": bought,
     }
 

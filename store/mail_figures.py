@@ -26,20 +26,24 @@ Sources and their terms:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Text,
     and_,
     cast,
     func,
     literal,
     literal_column,
     select,
+    text,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Subquery
@@ -57,6 +61,7 @@ RECEIVED = ("sent", "uncertain")  # statuses of a send that may have reached the
 HUMAN, MACHINE = "human", "machine"
 USER_AGENT_KEY = "user_agent"  # where the tracking route keeps the request's user agent
 UNCATEGORISED = "uncategorised"  # no category on the line nor in the catalogue
+REPORT_WORK_MEM = "64MB"  # per sort or hash of a report query (PostgreSQL)
 TOP_USER_AGENTS = 500  # distinct agents read per report (the rest count as "other")
 
 
@@ -93,6 +98,13 @@ def _dialect(s: AsyncSession) -> str:
     return s.get_bind().dialect.name
 
 
+async def room_to_sort(s: AsyncSession) -> None:
+    """PostgreSQL: let this transaction's sorts and hashes use memory (``work_mem``, 4 MB by
+    default, spills a report's sorts to disk); a no-op elsewhere."""
+    if _dialect(s) == "postgresql":
+        await s.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+
+
 async def send_statuses(
     s: AsyncSession, *, journey: str, since: datetime | None = None
 ) -> dict[str, dict[str, int]]:
@@ -112,9 +124,20 @@ async def send_statuses(
     return out
 
 
-def _engagement(dialect: str, journey: str, since: datetime | None) -> Subquery:
-    """Opens and clicks of the journey's sends: step, kind, class, send key, when (event and
-    send), customer, link and user agent."""
+@dataclass
+class Engagement:
+    """Opens and clicks of a journey's sends, counted five ways (keys: event name, class)."""
+
+    unique: dict[tuple[str, str, str], int]  # (step, name, class): sends opened / clicked
+    by_day: dict[tuple[str, str, int], int]  # (name, class, days after the send): sends
+    by_local_hour: dict[tuple[str, str, int], int]  # (name, class, customer's hour): events
+    links: list[tuple[str, str, str, int]]  # (step, url, class, emails clicked), most first
+    agents: list[tuple[str | None, str, int]]  # (user agent, class, opens), most first
+
+
+def _engagement(dialect: str, journey: str, since: datetime | None) -> Any:
+    """Opens and clicks of the journey's sends (a CTE, joined once per report): step, kind,
+    class, send key, when (event and send), customer's zone, link and user agent."""
     e, log = Event, SendLog
     key = _prop(dialect, e.properties, "send_key")
     query = (
@@ -125,121 +148,84 @@ def _engagement(dialect: str, journey: str, since: datetime | None) -> Subquery:
             log.idempotency_key.label("send_key"),
             e.occurred_at.label("at"),
             _send_time().label("sent_at"),
-            e.customer_id.label("customer_id"),
+            Customer.timezone.label("zone"),
             _prop(dialect, e.properties, "url").label("url"),
             _prop(dialect, e.properties, USER_AGENT_KEY).label("user_agent"),
         )
         .select_from(e)
         .join(log, log.idempotency_key == key)
+        .join(Customer, Customer.id == log.customer_id)
         .where(e.name.in_((OPENED, CLICKED)), log.journey == journey)
     )
     if since is not None:
         query = query.where(log.decided_at >= since)
-    return query.subquery("engagement")
+    return query.cte("engagement")
 
 
-async def unique_engagement(
-    s: AsyncSession, *, journey: str, since: datetime | None = None
-) -> dict[tuple[str, str, str], int]:
-    """Per (step, event name, class): sends opened / clicked at least once."""
-    g = _engagement(_dialect(s), journey, since).c
-    query = select(g.step, g.name, g.cls, func.count(func.distinct(g.send_key))).group_by(
-        g.step, g.name, g.cls
-    )
-    return {(step, name, cls): int(n) for step, name, cls, n in await s.execute(query)}
-
-
-async def engagement_by_day(
-    s: AsyncSession, *, journey: str, since: datetime | None = None
-) -> dict[tuple[str, str, int], int]:
-    """Per (event name, class, whole days after the send; 0 = the first 24 hours): unique
-    opens / clicks. A fetch stamped before its send (clock skew) counts on day 0."""
+async def engagement(s: AsyncSession, *, journey: str, since: datetime | None = None) -> Engagement:
+    """The opens and clicks of the journey's sends, in one statement over one join:
+    unique per step; per whole day after the send (0 = the first 24 hours; a fetch stamped
+    before its send, clock skew, counts on day 0); per hour on the customer's clock
+    (``customers.timezone``); per link (the emails in which it was clicked); per user agent
+    (the ``TOP_USER_AGENTS`` most frequent, the rest as ``"other"``)."""
     dialect = _dialect(s)
     g = _engagement(dialect, journey, since).c
+    distinct_sends = func.count(func.distinct(g.send_key))
     if dialect == "postgresql":
         days: Any = func.floor(func.extract("epoch", g.at - g.sent_at) / 86400)
-    else:
-        days = func.julianday(g.at) - func.julianday(g.sent_at)
-    # before its send (clock skew): day 0. SQLite's two-argument max() is its greatest().
-    day = (func.greatest if dialect == "postgresql" else func.max)(cast(days, Integer), 0)
-    query = select(g.name, g.cls, day.label("day"), func.count(func.distinct(g.send_key))).group_by(
-        g.name, g.cls, literal_column("day")
-    )
-    return {(name, cls, int(d)): int(n) for name, cls, d, n in await s.execute(query)}
-
-
-async def engagement_by_local_hour(
-    s: AsyncSession, *, journey: str, since: datetime | None = None
-) -> dict[tuple[str, str, int], int]:
-    """Per (event name, class, hour 0-23 on the customer's clock, ``customers.timezone``):
-    opens / clicks (each email's first of each kind)."""
-    dialect = _dialect(s)
-    g = _engagement(dialect, journey, since)
-    c = g.c
-    zone = Customer.timezone
-    if dialect == "postgresql":
-        hour = cast(func.extract("hour", func.timezone(zone, c.at)), Integer).label("hour")
-        query = (
-            select(c.name, c.cls, hour, func.count())
-            .select_from(g)
-            .join(Customer, Customer.id == c.customer_id)
-            .group_by(c.name, c.cls, literal_column("hour"))
-        )
-        return {(name, cls, int(h)): int(n) for name, cls, h, n in await s.execute(query)}
-    # SQLite has no time zones: count per UTC hour and zone, then move each hour to the
-    # zone's clock here (one row per zone and hour, not per event).
-    from zoneinfo import ZoneInfo
-
-    utc_hour = func.strftime("%Y-%m-%dT%H:00:00", c.at).label("utc_hour")
-    query = (
-        select(c.name, c.cls, zone, utc_hour, func.count())
-        .select_from(g)
-        .join(Customer, Customer.id == c.customer_id)
-        .group_by(c.name, c.cls, zone, literal_column("utc_hour"))
-    )
-    out: dict[tuple[str, str, int], int] = {}
-    for name, cls, tz, at, n in await s.execute(query):
-        local = datetime.fromisoformat(at + "+00:00").astimezone(ZoneInfo(tz or "UTC"))
-        out[(name, cls, local.hour)] = out.get((name, cls, local.hour), 0) + int(n)
-    return out
-
-
-async def clicks_by_link(
-    s: AsyncSession, *, journey: str, since: datetime | None = None
-) -> list[tuple[str, str, str, int]]:
-    """(step, link, class, emails in which the link was clicked), most clicked first."""
-    g = _engagement(_dialect(s), journey, since).c
-    n = func.count(func.distinct(g.send_key))
-    query = (
-        select(g.step, g.url, g.cls, n)
+        day = func.greatest(cast(days, Integer), 0)
+        # the customer's clock: the hour itself
+        hour: Any = cast(cast(func.extract("hour", func.timezone(g.zone, g.at)), Integer), Text)
+        zone: Any = None
+    else:  # SQLite's two-argument max() is greatest(); it has no time zones: count per UTC
+        # hour and zone, moved to the zone's clock below (one row per zone and hour)
+        day = func.max(cast(func.julianday(g.at) - func.julianday(g.sent_at), Integer), 0)
+        hour = func.strftime("%Y-%m-%dT%H:00:00", g.at)
+        zone = g.zone
+    blank: Any = literal_column("''")
+    by_hour = (g.name, g.cls, hour) if zone is None else (g.name, g.cls, hour, zone)
+    parts = [
+        select(literal("unique"), g.step, g.name, g.cls, blank, distinct_sends).group_by(
+            g.step, g.name, g.cls
+        ),
+        select(literal("day"), g.name, g.cls, cast(day, Text), blank, distinct_sends).group_by(
+            g.name, g.cls, day
+        ),
+        select(
+            literal("hour"), g.name, g.cls, hour, blank if zone is None else zone, func.count()
+        ).group_by(*by_hour),
+        select(literal("link"), g.step, g.url, g.cls, blank, distinct_sends)
         .where(g.name == CLICKED, g.url.is_not(None))
-        .group_by(g.step, g.url, g.cls)
-        .order_by(n.desc(), g.step, g.url)
-    )
-    return [(step, url, cls, int(count)) for step, url, cls, count in await s.execute(query)]
-
-
-async def opens_by_user_agent(
-    s: AsyncSession, *, journey: str, since: datetime | None = None
-) -> list[tuple[str | None, str, int]]:
-    """(user agent, class, opens) for the ``TOP_USER_AGENTS`` most frequent agents, and one
-    row with agent ``"other"`` for the rest: the mail client family is read from these few
-    strings (starter side), never per open."""
-    g = _engagement(_dialect(s), journey, since).c
-    n = func.count()
-    query = (
-        select(g.user_agent, g.cls, n)
+        .group_by(g.step, g.url, g.cls),
+        select(literal("agent"), g.user_agent, g.cls, blank, blank, func.count())
         .where(g.name == OPENED)
-        .group_by(g.user_agent, g.cls)
-        .order_by(n.desc())
-    )
-    rows = [(ua, cls, int(count)) for ua, cls, count in await s.execute(query)]
-    if len(rows) <= TOP_USER_AGENTS:
-        return rows
-    rest: dict[str, int] = {}
-    for _, cls, count in rows[TOP_USER_AGENTS:]:
-        rest[cls] = rest.get(cls, 0) + count
-    return rows[:TOP_USER_AGENTS] + [("other", cls, count) for cls, count in rest.items()]
+        .group_by(g.user_agent, g.cls),
+    ]
+    found = Engagement(unique={}, by_day={}, by_local_hour={}, links=[], agents=[])
+    for part, a, b, c, d, n in await s.execute(union_all(*parts)):
+        if part == "unique":
+            found.unique[(a, b, c)] = int(n)
+        elif part == "day":
+            found.by_day[(a, b, int(c))] = int(n)
+        elif part == "hour":
+            h = int(c) if dialect == "postgresql" else _local_hour(c, d)
+            found.by_local_hour[(a, b, h)] = found.by_local_hour.get((a, b, h), 0) + int(n)
+        elif part == "link":
+            found.links.append((a, b, c, int(n)))
+        else:
+            found.agents.append((a, b, int(n)))
+    found.links.sort(key=lambda r: (-r[3], r[0], r[1]))
+    found.agents.sort(key=lambda r: -r[2])
+    if len(found.agents) > TOP_USER_AGENTS:
+        rest: dict[str, int] = {}
+        for _, cls, n in found.agents[TOP_USER_AGENTS:]:
+            rest[cls] = rest.get(cls, 0) + n
+        found.agents[TOP_USER_AGENTS:] = [("other", cls, n) for cls, n in rest.items()]
+    return found
+
+
+def _local_hour(utc_hour: str, zone: str | None) -> int:
+    return datetime.fromisoformat(utc_hour + "+00:00").astimezone(ZoneInfo(zone or "UTC")).hour
 
 
 async def attributed(
@@ -312,9 +298,19 @@ def _first_entries(journey: str, since: datetime | None) -> Subquery:
     return query.subquery("entries")
 
 
-def _bought(dialect: str, journey: str, window: timedelta, since: datetime | None) -> Subquery:
-    """The order lines the journey's customers bought within ``window`` after their first
-    entry: group, customer, sku, name, category, quantity, amount."""
+@dataclass
+class Bought:
+    """What one group bought within one window: top products and categories."""
+
+    products: list[ProductRow] = field(default_factory=list)
+    categories: list[CategoryRow] = field(default_factory=list)
+
+
+def _lines_bought(
+    dialect: str, journey: str, windows: list[tuple[str, timedelta]], since: datetime | None
+) -> Any:
+    """The order lines the journey's customers bought after their first entry, one row per
+    window they fall in (label, group, customer, sku, name, category, quantity, amount)."""
     o = Order
     table, value = _items(dialect)
     quantity = func.coalesce(cast(_item(dialect, value, "quantity"), Integer), 1)
@@ -322,10 +318,14 @@ def _bought(dialect: str, journey: str, window: timedelta, since: datetime | Non
     sku = _item(dialect, value, "sku")
     entries = _first_entries(journey, since)
     ec = entries.c
-    query = (
+    longest = max(window for _, window in windows)
+    # The orders within the longest window, read once; each window takes its part.
+    orders = (
         select(
             ec.grp.label("grp"),
+            ec.t0.label("t0"),
             o.customer_id.label("customer_id"),
+            o.placed_at.label("placed_at"),
             sku.label("sku"),
             _item(dialect, value, "name").label("name"),
             func.coalesce(_item(dialect, value, "category"), Product.category, UNCATEGORISED).label(
@@ -340,106 +340,95 @@ def _bought(dialect: str, journey: str, window: timedelta, since: datetime | Non
             and_(
                 o.customer_id == ec.customer_id,
                 o.placed_at > ec.t0,
-                _not_after(o.placed_at, ec.t0, window, dialect),
+                _not_after(o.placed_at, ec.t0, longest, dialect),
             ),
         )
         .join(table, literal(True))
         .outerjoin(Product, Product.sku == sku)
         .where(ec.nth == 1)
+        .cte("bought")
     )
-    return query.subquery("bought")
+    b = orders.c
+    return union_all(
+        *(
+            select(
+                literal(label).label("label"),
+                b.grp,
+                b.customer_id,
+                b.sku,
+                b.name,
+                b.category,
+                b.quantity,
+                b.amount,
+            ).where(_not_after(b.placed_at, b.t0, window, dialect))
+            for label, window in windows
+        )
+    ).subquery("in_window")
 
 
-async def top_products(
+async def bought(
     s: AsyncSession,
     *,
     journey: str,
-    window: timedelta,
+    windows: list[tuple[str, timedelta]],
     since: datetime | None = None,
     limit: int = 10,
-) -> dict[str, list[ProductRow]]:
-    """Per group (treated, control): the products the journey's converted customers bought
-    within ``window`` after entering, by customers then quantity."""
-    b = _bought(_dialect(s), journey, window, since).c
+) -> dict[tuple[str, str], Bought]:
+    """Per (window label, group): the products and the categories (the line's, else the
+    catalogue's) that the journey's converted customers bought within the window after
+    entering, ranked by customers, then quantity; the first ``limit`` of each. One
+    statement for every window."""
+    b = _lines_bought(_dialect(s), journey, windows, since).c
     customers = func.count(func.distinct(b.customer_id))
-    ranked = (
+    quantity = func.sum(b.quantity)
+    ranked = [
         select(
+            literal(kind).label("kind"),
+            b.label,
             b.grp,
-            b.sku,
-            func.max(b.name).label("name"),
+            key.label("key"),
+            func.max(b.name if kind == "product" else b.category).label("name"),
             customers.label("customers"),
-            func.sum(b.quantity).label("quantity"),
+            quantity.label("quantity"),
             func.sum(b.amount).label("revenue"),
             func.row_number()
-            .over(
-                partition_by=b.grp, order_by=(customers.desc(), func.sum(b.quantity).desc(), b.sku)
-            )
+            .over(partition_by=(b.label, b.grp), order_by=(customers.desc(), quantity.desc(), key))
             .label("rank"),
-        )
-        .group_by(b.grp, b.sku)
-        .subquery("ranked")
+        ).group_by(b.label, b.grp, key)
+        for kind, key in (("product", b.sku), ("category", b.category))
+    ]
+    r = union_all(*ranked).subquery("ranked").c
+    query = select(r.kind, r.label, r.grp, r.key, r.name, r.customers, r.quantity, r.revenue).where(
+        r.rank <= limit
     )
-    r = ranked.c
-    query = (
-        select(r.grp, r.sku, r.name, r.customers, r.quantity, r.revenue)
-        .where(r.rank <= limit)
-        .order_by(r.grp, r.rank)
+    out: dict[tuple[str, str], Bought] = {
+        (label, grp): Bought() for label, _ in windows for grp in (TREATED, CONTROL)
+    }
+    rows = sorted(
+        await s.execute(query),
+        key=lambda row: (-int(row.customers), -int(row.quantity or 0), str(row.key)),
     )
-    out: dict[str, list[ProductRow]] = {TREATED: [], CONTROL: []}
-    for grp, sku, name, n, quantity, revenue in await s.execute(query):
-        out.setdefault(grp, []).append(
-            ProductRow(
-                sku=str(sku),
-                name=str(name or sku),
-                customers=int(n),
-                quantity=int(quantity or 0),
-                revenue=_money(revenue),
+    for kind, label, grp, key, name, n, qty, revenue in rows:
+        found = out.setdefault((label, grp), Bought())
+        if kind == "product":
+            found.products.append(
+                ProductRow(
+                    sku=str(key),
+                    name=str(name or key),
+                    customers=int(n),
+                    quantity=int(qty or 0),
+                    revenue=_money(revenue),
+                )
             )
-        )
-    return out
-
-
-async def top_categories(
-    s: AsyncSession,
-    *,
-    journey: str,
-    window: timedelta,
-    since: datetime | None = None,
-    limit: int = 10,
-) -> dict[str, list[CategoryRow]]:
-    """Per group: the categories (the line's, else the catalogue's) bought, as above."""
-    b = _bought(_dialect(s), journey, window, since).c
-    customers = func.count(func.distinct(b.customer_id))
-    ranked = (
-        select(
-            b.grp,
-            b.category,
-            customers.label("customers"),
-            func.sum(b.quantity).label("quantity"),
-            func.sum(b.amount).label("revenue"),
-            func.row_number()
-            .over(partition_by=b.grp, order_by=(customers.desc(), b.category))
-            .label("rank"),
-        )
-        .group_by(b.grp, b.category)
-        .subquery("ranked")
-    )
-    r = ranked.c
-    query = (
-        select(r.grp, r.category, r.customers, r.quantity, r.revenue)
-        .where(r.rank <= limit)
-        .order_by(r.grp, r.rank)
-    )
-    out: dict[str, list[CategoryRow]] = {TREATED: [], CONTROL: []}
-    for grp, category, n, quantity, revenue in await s.execute(query):
-        out.setdefault(grp, []).append(
-            CategoryRow(
-                category=str(category),
-                customers=int(n),
-                quantity=int(quantity or 0),
-                revenue=_money(revenue),
+        else:
+            found.categories.append(
+                CategoryRow(
+                    category=str(key),
+                    customers=int(n),
+                    quantity=int(qty or 0),
+                    revenue=_money(revenue),
+                )
             )
-        )
     return out
 
 
