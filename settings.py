@@ -127,6 +127,19 @@ class Settings(BaseSettings):
     api_write_key: str = "dev-write-key"
     api_batch_max: int = Field(100, ge=1, le=1000)
     soft_bounce_limit: int = Field(3, ge=1)
+    # List hygiene (docs/decisions/0010-double-opt-in.md): the daily sweep sunsets an address
+    # with no human open or click (nor order, re-subscribe, "keep writing") in its last
+    # SUNSET_AFTER_EMAILS marketing emails and SUNSET_AFTER_DAYS days; 0 emails: off.
+    sunset_after_emails: int = Field(8, ge=0)
+    sunset_after_days: int = Field(120, ge=1)
+    # Double opt-in: a signup that gives marketing consent gets a confirmation email first;
+    # no marketing email goes to the address until its link is pressed (consent recorded).
+    double_opt_in: bool = False
+    consent_text: str = Field(
+        "Yes, send me emails with offers and news. I can unsubscribe at any time.",
+        min_length=1,
+        max_length=2000,
+    )
     # /healthz probes Temporal, the store and SMTP at most this often; answers in between
     # repeat the last probe's summary (0: probe on every request).
     health_probe_seconds: float = Field(10.0, ge=0)

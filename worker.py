@@ -23,7 +23,7 @@ from activities.journey import JourneyActivities
 from activities.mailer import SmtpPool
 from activities.render import Renderer
 from activities.send import MailSettings, SendActivities
-from activities.sweep import SweepActivities
+from activities.sweep import SweepActivities, sunset_rule
 from core.sending import SEND_START_TO_CLOSE
 from journeys.loader import JourneyLoader
 from observability import configure_logging, runtime_with_metrics
@@ -119,7 +119,14 @@ def build_activities(
         journey.sunset_customer,
     ]
     if client is not None:
-        activities.append(SweepActivities(sessions=sessions, client=client).sweep_page)
+        sunset = sunset_rule(
+            after_emails=settings.sunset_after_emails,
+            after_days=settings.sunset_after_days,
+            journeys_dir=settings.journeys_dir,
+        )
+        activities.append(
+            SweepActivities(sessions=sessions, client=client, sunset=sunset).sweep_page
+        )
     return activities
 
 

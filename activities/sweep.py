@@ -1,10 +1,14 @@
-"""One page of the daily sweep: select (store/sweep.py), then start one journey each."""
+"""One page of the daily sweep: select (store/sweep.py), then start one journey each; or,
+in the "sunset" phase, suppress a page of unengaged addresses (set-based, no journey)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import tomllib
 from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
 
 from temporalio import activity
 from temporalio.client import Client
@@ -20,6 +24,7 @@ from core.ids import birthday_id, win_back_id
 from core.starting import start_journey
 from store import sweep
 from store.db import SessionFactory
+from store.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +32,41 @@ log = logging.getLogger(__name__)
 STARTS_AT_ONCE = 20
 
 
+def transactional_templates(journeys_dir: Path) -> frozenset[str]:
+    """Templates of the steps every journey TOML marks ``transactional``: their emails are
+    no marketing emails, so they do not count towards a sunset."""
+    found: set[str] = set()
+    for path in sorted(journeys_dir.glob("*.toml")):
+        steps = tomllib.loads(path.read_text()).get("steps", [])
+        found |= {str(s["template"]) for s in steps if s.get("transactional") and "template" in s}
+    return frozenset(found)
+
+
+def sunset_rule(*, after_emails: int, after_days: int, journeys_dir: Path) -> sweep.SunsetRule:
+    """The sunset of SUNSET_AFTER_EMAILS / SUNSET_AFTER_DAYS (settings.py)."""
+    return sweep.SunsetRule(
+        after_emails=after_emails,
+        after=timedelta(days=after_days),
+        not_marketing=transactional_templates(journeys_dir),
+    )
+
+
 class SweepActivities:
-    def __init__(self, *, sessions: SessionFactory, client: Client) -> None:
+    def __init__(
+        self, *, sessions: SessionFactory, client: Client, sunset: sweep.SunsetRule | None = None
+    ) -> None:
+        """``sunset``: the engagement sunset's rule; None: the phase selects nobody."""
         self._sessions = sessions
         self._client = client
+        self._sunset = sunset
 
     @activity.defn(name="sweep_page")
     async def sweep_page(self, req: SweepPageInput) -> SweepPageResult:
         win_back = req.win_back
         if req.phase == "birthday":
             return await self._birthdays(req)
+        if req.phase == "sunset":
+            return await self._sunset_page(req)
         async with self._sessions() as s:
             rows = await sweep.lapsed_page(
                 s,
@@ -68,6 +98,27 @@ class SweepActivities:
             selected=len(chosen),
             started=started,
             next_after=rows[-1][0] if len(rows) == req.page_size else None,
+        )
+
+    async def _sunset_page(self, req: SweepPageInput) -> SweepPageResult:
+        """Sunset one page of unengaged addresses: one SELECT, two INSERT ... SELECT, one
+        transaction. A sunset is lifted as win-back's is: the "keep writing" button, a
+        re-subscribe, an order."""
+        rule = self._sunset
+        if rule is None or not rule.enabled:
+            return SweepPageResult(selected=0, started=0, next_after=None)
+        async with self._sessions.begin() as s:
+            chosen = await sweep.unengaged_page(
+                s, as_of=req.as_of, rule=rule, after_id=req.after_id, limit=req.page_size
+            )
+            detail = f"{rule.describe()} (sweep of {req.as_of:%Y-%m-%d})"
+            await sweep.sunset_unengaged(s, customer_ids=chosen, detail=detail, at=utcnow())
+        if chosen:
+            log.info("sunset %d unengaged addresses: %s", len(chosen), rule.describe())
+        return SweepPageResult(
+            selected=len(chosen),
+            started=len(chosen),
+            next_after=chosen[-1] if len(chosen) == req.page_size else None,
         )
 
     async def _birthdays(self, req: SweepPageInput) -> SweepPageResult:

@@ -1,11 +1,14 @@
-"""The daily sweep: finds customers for win-back and birthday greetings, and starts them.
+"""The daily sweep: sunsets unengaged addresses, finds customers for win-back and birthday
+greetings, and starts them.
 
 Trigger: the Temporal Schedule ``daily-sweep`` (starter/schedule.py), once a day at
-``[sweep] run_at`` in ``time_zone`` (journeys/win_back.toml). Three phases: the win-back group,
-the repeat-purchase group, birthdays. Each page is one activity: a keyset-paged, set-based
-query, then one journey per customer with a deterministic id (a rerun of the same day starts
-nobody twice). After ``pages_per_run`` pages it continues as new, so its history stays small
-for a million customers.
+``[sweep] run_at`` in ``time_zone`` (journeys/win_back.toml). Four phases: the engagement
+sunset (SUNSET_AFTER_EMAILS / SUNSET_AFTER_DAYS; first, so nobody sunset today is offered a
+win-back), the win-back group, the repeat-purchase group, birthdays. Each page is one
+activity: a keyset-paged, set-based query, then one journey per customer with a deterministic
+id (a rerun of the same day starts nobody twice), or for the sunset one set-based suppression.
+After ``pages_per_run`` pages it continues as new, so its history stays small for a million
+customers.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ with workflow.unsafe.imports_passed_through():
         SweepResult,
     )
 
+SUNSET = "sunset"
+# Sweeps started before the sunset phase began with the win-back group.
+SUNSET_PATCH = "daily-sweep-sunset-first"
+
 
 @workflow.defn(name="DailySweep")
 class DailySweep:
@@ -41,9 +48,15 @@ class DailySweep:
     @workflow.run
     async def run(self, inp: SweepInput) -> SweepResult:
         as_of = inp.as_of or workflow.now()
-        self._counts = {p: inp.counts.get(p, PhaseCount()) for p in PHASES}
+        fresh = inp.phase == PHASES[0] and not inp.after_id and not inp.counts
+        with_sunset = inp.phase == SUNSET or (fresh and workflow.patched(SUNSET_PATCH))
+        phases = (SUNSET, *PHASES) if with_sunset else PHASES
+        if fresh and with_sunset:
+            inp = inp.model_copy(update={"phase": SUNSET})
+        counted = (SUNSET, *PHASES) if with_sunset or SUNSET in inp.counts else PHASES
+        self._counts = {p: inp.counts.get(p, PhaseCount()) for p in counted}
         pages_left = inp.win_back.sweep.pages_per_run
-        for phase in PHASES[PHASES.index(inp.phase) :]:
+        for phase in phases[phases.index(inp.phase) :]:
             self._phase = phase
             after: str | None = inp.after_id if phase == inp.phase else ""
             while after is not None:

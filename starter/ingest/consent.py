@@ -24,7 +24,8 @@ from starter.ingest.service import (
     in_transaction,
     known_customer,
 )
-from store import repo
+from store import events, repo
+from store.models import utcnow
 
 
 async def unsubscribed(call: Call, e: Unsubscribed) -> Handled:
@@ -80,12 +81,26 @@ async def complaint(call: Call, e: Complaint) -> Handled:
     return await _left(call, live_runs(call.customer), "complaint", e)
 
 
+SUNSET_LIFTED = "Sunset Lifted"  # the event log's name of a "keep writing" press
+
+
 async def lift_sunset(ingest: Ingest, customer_id: str) -> None:
-    """ "Keep writing to me": a sunset address comes back (nothing else is lifted)."""
+    """ "Keep writing to me": a sunset address comes back (nothing else is lifted). The
+    press is kept in the event log: a sign of life, so the next sweep does not sunset the
+    address again for the same silence (store/sweep.py)."""
 
     async def lift(s: AsyncSession) -> None:
         customer = await known_customer(s, customer_id)
         await repo.lift_suppression(s, email=customer.email, reasons=("sunset",))
+        now = utcnow()
+        await events.record_event(
+            s,
+            message_id=f"sunset-lifted:{customer.id}:{now.isoformat()}",
+            customer_id=customer.id,
+            name=SUNSET_LIFTED,
+            properties={},
+            occurred_at=now,
+        )
 
     await in_transaction(ingest.sessions, lift)
 
