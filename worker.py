@@ -20,10 +20,12 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.breaker import BreakerPolicy
 from activities.journey import JourneyActivities
+from activities.lifecycle import LifecycleActivities
 from activities.mailer import SmtpPool
 from activities.render import Renderer
 from activities.send import MailSettings, SendActivities
 from activities.sweep import SweepActivities, sunset_rule
+from core.lifecycle import load_lifecycle
 from core.sending import SEND_START_TO_CLOSE
 from journeys.loader import JourneyLoader
 from observability import configure_logging, runtime_with_metrics
@@ -34,6 +36,7 @@ from store.db import SessionFactory, make_engine, make_session_factory
 from workflows.birthday import BirthdayGreeting
 from workflows.browse_follow_up import BrowseFollowUp
 from workflows.cart_recovery import CartRecovery
+from workflows.lifecycle_sweep import LifecycleSweep
 from workflows.nurture import NewCustomerNurture
 from workflows.sweep import DailySweep
 from workflows.welcome_series import WelcomeSeries
@@ -47,6 +50,7 @@ WORKFLOWS: Sequence[type] = (
     WinBack,
     BirthdayGreeting,
     DailySweep,
+    LifecycleSweep,
 )
 
 log = logging.getLogger("worker")
@@ -109,6 +113,7 @@ def build_activities(
         pool_wait=settings.smtp_pool_wait_seconds,
     )
     journey = JourneyActivities(sessions=sessions)
+    lifecycle = LifecycleActivities(sessions=sessions)
     activities = [
         send.send_step,
         send.send_gave_up,
@@ -117,6 +122,7 @@ def build_activities(
         journey.record_entry,
         journey.tag_customer,
         journey.sunset_customer,
+        lifecycle.lifecycle_page,
     ]
     if client is not None:
         sunset = sunset_rule(
@@ -169,7 +175,12 @@ async def main() -> None:
     sessions = make_session_factory(engine)
     worker = build_worker(client, settings=settings, sessions=sessions, mailer=mailer)
     configs = JourneyLoader(settings.journeys_dir, speedup=settings.journey_speedup)
-    done = await ensure_daily_sweep(client, configs, settings.temporal_task_queue)
+    done = await ensure_daily_sweep(
+        client,
+        configs,
+        settings.temporal_task_queue,
+        lifecycle=load_lifecycle(settings.journeys_dir),
+    )
     log.info("schedule %r %s (journeys/win_back.toml [sweep])", SCHEDULE_ID, done)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, computed_field, model_validator
 
 from core.ids import send_key
+from core.lifecycle import LifecycleConfig
 from journeys.config import (
     BirthdayConfig,
     BrowseConfig,
@@ -78,6 +79,9 @@ def describe(code: ReasonCode | None, detail: str | None) -> str | None:
 class JourneyInput(BaseModel):
     customer_id: str
     config: JourneyConfig
+    # The customer's lifecycle stage when the run was started (core.lifecycle.Lifecycle's
+    # label): the run's LifecycleStage search attribute. None: not known to the starter.
+    lifecycle_stage: str | None = None
 
 
 class CustomerLeft(BaseModel):
@@ -194,6 +198,9 @@ class SweepInput(BaseModel):
     birthday: BirthdayConfig
     as_of: datetime | None = None  # the sweep's "today"; default: when it starts
     phase: str = SWEEP_PHASES[0]
+    # journeys/lifecycle.toml: the stages are brought up to date first (the LifecycleSweep
+    # child, from the patch "daily-sweep-lifecycle-stages"); None: they are not.
+    lifecycle: LifecycleConfig | None = None
     after_id: str = ""
     counts: dict[str, PhaseCount] = {}
 
@@ -201,6 +208,27 @@ class SweepInput(BaseModel):
 class SweepResult(BaseModel):
     as_of: datetime
     counts: dict[str, PhaseCount]
+
+
+class LifecycleSweepInput(BaseModel):
+    """The lifecycle part of the daily sweep (workflows/lifecycle_sweep.py): stages brought
+    up to date, one keyset page at a time; continues as new every ``pages_per_run`` pages."""
+
+    lifecycle: LifecycleConfig
+    as_of: datetime
+    page_size: int = 2000
+    pages_per_run: int = 20
+    phase: str = "stages"
+    after_id: str = ""
+    counts: dict[str, PhaseCount] = {}
+
+
+class LifecyclePageInput(BaseModel):
+    phase: str  # stages
+    as_of: datetime
+    after_id: str
+    page_size: int
+    lifecycle: LifecycleConfig
 
 
 # -- activities -----------------------------------------------------------------------------

@@ -29,7 +29,9 @@ CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEY = SearchAttributeKey.for_keyword("Journey")
 JOURNEY_STEP = SearchAttributeKey.for_keyword("JourneyStep")
 JOURNEY_OUTCOME = SearchAttributeKey.for_keyword("JourneyOutcome")
-SEARCH_ATTRIBUTES = (CUSTOMER_ID, JOURNEY, JOURNEY_STEP, JOURNEY_OUTCOME)
+# The customer's lifecycle stage when the run started (core/lifecycle.py): "active, vip".
+LIFECYCLE_STAGE = SearchAttributeKey.for_keyword("LifecycleStage")
+SEARCH_ATTRIBUTES = (CUSTOMER_ID, JOURNEY, JOURNEY_STEP, JOURNEY_OUTCOME, LIFECYCLE_STAGE)
 
 # The daily sweep's schedule id (the server appends the scheduled time to each run's id).
 DAILY_SWEEP = "daily-sweep"

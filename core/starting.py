@@ -22,7 +22,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from core.contracts import JourneyInput
-from core.ids import CUSTOMER_ID, JOURNEY, customer_ref, workflow_id
+from core.ids import CUSTOMER_ID, JOURNEY, LIFECYCLE_STAGE, customer_ref, workflow_id
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,12 @@ async def start_journey(
     Raises ``KeyError`` for a journey without an entry in ``ENTRIES``."""
     config = inp.config
     entry = ENTRIES[config.name]
+    attributes = [
+        SearchAttributePair(CUSTOMER_ID, customer_ref(inp.customer_id)),
+        SearchAttributePair(JOURNEY, config.name),
+    ]
+    if inp.lifecycle_stage:
+        attributes.append(SearchAttributePair(LIFECYCLE_STAGE, inp.lifecycle_stage))
     try:
         await client.start_workflow(
             entry.workflow,
@@ -77,12 +83,7 @@ async def start_journey(
             id=run_id or workflow_id(config.name, inp.customer_id),
             task_queue=task_queue,
             id_reuse_policy=entry.reuse,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(CUSTOMER_ID, customer_ref(inp.customer_id)),
-                    SearchAttributePair(JOURNEY, config.name),
-                ]
-            ),
+            search_attributes=TypedSearchAttributes(attributes),
             memo={"journey_version": config.version},
             static_summary=summary(config.name, inp.customer_id),
             start_signal=signal[0] if signal else None,

@@ -143,6 +143,11 @@ class JourneyConfig(_Strict):
         )
 
 
+# TOMLs in the journeys directory that are no journey: the lifecycle's thresholds
+# (journeys/lifecycle.toml, core/lifecycle.py).
+NOT_JOURNEYS = frozenset({"lifecycle"})
+
+
 class JourneyConfigError(ValueError):
     """A journey TOML that cannot be used; the message names file, key and reason."""
 

@@ -46,6 +46,7 @@ from histories import (
     browse_follow_up,
     cart_recovery,
     daily_sweep,
+    lifecycle_sweep,
     new_customer_nurture,
     welcome_series,
     win_back,
@@ -71,6 +72,7 @@ CODE_VERSIONS = {
     "win_back": 2,
     "birthday": 1,
     "daily_sweep": 1,
+    "lifecycle_sweep": 1,
 }
 
 JOURNEYS = (
@@ -81,6 +83,7 @@ JOURNEYS = (
     win_back,
     birthday,
     daily_sweep,
+    lifecycle_sweep,
 )
 
 # journey -> branch name -> (how to drive it, the outcome it must end with, the steps sent)

@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.lifecycle import load_lifecycle
 from core.zones import zone_at_local_hour
 from journeys.config import JourneyConfigError
 from settings import Settings, get_settings
@@ -226,7 +227,12 @@ async def _pause_or_resume(journeys: Journeys, args: argparse.Namespace, _: Sett
 
 
 async def _schedule(journeys: Journeys, args: argparse.Namespace, settings: Settings) -> int:
-    done = await ensure_daily_sweep(journeys.client, journeys, settings.temporal_task_queue)
+    done = await ensure_daily_sweep(
+        journeys.client,
+        journeys,
+        settings.temporal_task_queue,
+        lifecycle=load_lifecycle(settings.journeys_dir),
+    )
     print(f"schedule {SCHEDULE_ID!r} {done}")
     if args.trigger:
         await journeys.client.get_schedule_handle(SCHEDULE_ID).trigger()
@@ -322,6 +328,8 @@ def print_explanation(x: ops.Explanation) -> None:
     print(f"customer {c.id} <{c.email}>  time zone {c.timezone}  orders {c.order_count}")
     print(f"marketing email: {'subscribed' if c.subscribed else 'UNSUBSCRIBED'}", end="")
     print(f"; suppressed: {x.suppression}" if x.suppression else "")
+    for line in x.lifecycle.lines() if x.lifecycle else []:
+        print(line)
     print("\nsend decisions (journey clock):")
     for row in x.sends:
         why = f"  {row.reason}" if row.reason else ""

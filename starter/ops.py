@@ -15,8 +15,11 @@ from temporalio.service import RPCError
 
 from core.contracts import JourneyState
 from core.ids import CUSTOMER_ID, JOURNEY, JOURNEY_OUTCOME, JOURNEY_STEP, customer_ref
+from core.lifecycle import LifecycleConfig
 from store import decisions, repo
+from store import lifecycle as stages
 from store.db import SessionFactory
+from store.lifecycle import LifecycleView
 from store.models import Customer, JourneyDecision, SendLog
 
 
@@ -87,6 +90,7 @@ class Explanation:
     sends: list[SendLog]
     branches: list[JourneyDecision]
     held: list[dict[str, Any]]  # deferred / paused decisions of running runs, from their state
+    lifecycle: LifecycleView | None = None  # stage, since when, touch budget
 
     @property
     def uncertain(self) -> list[SendLog]:
@@ -94,7 +98,13 @@ class Explanation:
         return [row for row in self.sends if row.status == "uncertain"]
 
 
-async def explain(sessions: SessionFactory, client: Client, customer_id: str) -> Explanation:
+async def explain(
+    sessions: SessionFactory,
+    client: Client,
+    customer_id: str,
+    *,
+    lifecycle: LifecycleConfig | None = None,
+) -> Explanation:
     """Every send decision for the customer with its reason, and the branches taken."""
     async with sessions() as s:
         customer = await repo.get_customer(s, customer_id=customer_id)
@@ -102,6 +112,11 @@ async def explain(sessions: SessionFactory, client: Client, customer_id: str) ->
             await repo.suppression_reasons(s, email=customer.email) if customer is not None else []
         )
         sends = await repo.sends_for_customer(s, customer_id=customer_id)
+        life = (
+            await stages.view(s, customer, lifecycle or LifecycleConfig())
+            if customer is not None
+            else None
+        )
         branches = list(
             await s.scalars(
                 select(JourneyDecision)
@@ -128,6 +143,7 @@ async def explain(sessions: SessionFactory, client: Client, customer_id: str) ->
         sends=sends,
         branches=branches,
         held=held,
+        lifecycle=life,
     )
 
 

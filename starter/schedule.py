@@ -27,6 +27,7 @@ from temporalio.client import (
 
 from core.contracts import SweepInput
 from core.ids import DAILY_SWEEP
+from core.lifecycle import LifecycleConfig
 from journeys.config import BirthdayConfig, WinBackConfig
 from journeys.loader import JourneyConfigs
 from workflows.sweep import DailySweep
@@ -34,14 +35,17 @@ from workflows.sweep import DailySweep
 SCHEDULE_ID = DAILY_SWEEP
 
 
-def daily_sweep_schedule(configs: JourneyConfigs, task_queue: str) -> Schedule:
+def daily_sweep_schedule(
+    configs: JourneyConfigs, task_queue: str, *, lifecycle: LifecycleConfig | None = None
+) -> Schedule:
+    """``lifecycle`` (journeys/lifecycle.toml): the sweep brings stages up to date first."""
     win_back = configs.config("win_back", WinBackConfig)
     birthday = configs.config("birthday", BirthdayConfig)
     run_at = win_back.sweep.run_at
     return Schedule(
         action=ScheduleActionStartWorkflow(
             DailySweep.run,
-            SweepInput(win_back=win_back, birthday=birthday),
+            SweepInput(win_back=win_back, birthday=birthday, lifecycle=lifecycle),
             id=SCHEDULE_ID,  # the server adds the scheduled time to each run's id
             task_queue=task_queue,
         ),
@@ -63,9 +67,15 @@ def daily_sweep_schedule(configs: JourneyConfigs, task_queue: str) -> Schedule:
     )
 
 
-async def ensure_daily_sweep(client: Client, configs: JourneyConfigs, task_queue: str) -> str:
+async def ensure_daily_sweep(
+    client: Client,
+    configs: JourneyConfigs,
+    task_queue: str,
+    *,
+    lifecycle: LifecycleConfig | None = None,
+) -> str:
     """Create the schedule, or bring an existing one up to date; returns what was done."""
-    schedule = daily_sweep_schedule(configs, task_queue)
+    schedule = daily_sweep_schedule(configs, task_queue, lifecycle=lifecycle)
     try:
         await client.create_schedule(SCHEDULE_ID, schedule)
     except ScheduleAlreadyRunningError:

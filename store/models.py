@@ -56,6 +56,7 @@ class Customer(Base):
         # The daily sweep's selections: lapsed buyers and birthdays.
         Index("ix_customers_last_order", "last_order_at"),
         Index("ix_customers_birthday", "birthday_md"),
+        Index("ix_customers_stage", "stage"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -72,6 +73,11 @@ class Customer(Base):
     last_emailed_at: Mapped[datetime | None]  # last automation email sent (journey clock)
     birthday_md: Mapped[str | None] = mapped_column(String(5))  # "MM-DD"
     winback_for: Mapped[datetime | None]  # last_order_at of the lapse a win-back began for
+    # The lifecycle stage (core/lifecycle.py) and since when we know it; VIP since when.
+    # Updated on orders and by the daily sweep; None until first computed.
+    stage: Mapped[str | None] = mapped_column(String(32))
+    stage_since: Mapped[datetime | None]
+    vip_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         SWEEP_PHASES as PHASES,
     )
     from core.contracts import (
+        LifecycleSweepInput,
         PhaseCount,
         SweepInput,
         SweepPageInput,
@@ -33,6 +34,9 @@ with workflow.unsafe.imports_passed_through():
 SUNSET = "sunset"
 # Sweeps started before the sunset phase began with the win-back group.
 SUNSET_PATCH = "daily-sweep-sunset-first"
+
+# Sweeps started before lifecycle stages (journeys/lifecycle.toml) leave them out.
+LIFECYCLE_PATCH = "daily-sweep-lifecycle-stages"
 
 
 @workflow.defn(name="DailySweep")
@@ -48,6 +52,17 @@ class DailySweep:
     @workflow.run
     async def run(self, inp: SweepInput) -> SweepResult:
         as_of = inp.as_of or workflow.now()
+        if inp.lifecycle is not None and not inp.counts and workflow.patched(LIFECYCLE_PATCH):
+            await workflow.execute_child_workflow(  # stages first: the selections see them
+                "LifecycleSweep",
+                LifecycleSweepInput(
+                    lifecycle=inp.lifecycle,
+                    as_of=as_of,
+                    pages_per_run=inp.win_back.sweep.pages_per_run,
+                ),
+                id=f"{workflow.info().workflow_id}:lifecycle",
+                result_type=SweepResult,
+            )
         fresh = inp.phase == PHASES[0] and not inp.after_id and not inp.counts
         with_sunset = inp.phase == SUNSET or (fresh and workflow.patched(SUNSET_PATCH))
         phases = (SUNSET, *PHASES) if with_sunset else PHASES

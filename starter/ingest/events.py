@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from core.ids import parse_send_key, workflow_id
+from core.lifecycle import Stage
 
 FROM_SEGMENT = {"source": "segment"}  # validation context of a call that came over HTTP
 
@@ -297,6 +298,21 @@ class ProductViewed(Line, Event):
 
     def concerns(self) -> str:
         return workflow_id("browse_follow_up", self.customer_id)
+
+
+class LifecycleStageChanged(Event):
+    """ "Lifecycle Stage Changed": the customer's stage (core/lifecycle.py) changed; we emit
+    it when an order moves them, and journeys may start on it. Its effect is decided from the
+    stored stage, never from these fields, so a call from outside changes nothing by itself."""
+
+    stage: Stage
+    previous: str | None = Field(None, max_length=32)
+    vip: bool = False
+    became_vip: bool = False
+
+    def identity(self) -> str:
+        at = f"{self.occurred_at:%Y%m%dT%H%M%S}"
+        return f"lifecycle:{self.customer_id}:{self.stage}:{'vip' if self.vip else ''}:{at}"
 
 
 # -- consent and deliverability --------------------------------------------------------------

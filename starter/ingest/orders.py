@@ -13,6 +13,7 @@ from core.contracts import NurtureInput, OrderSeen, Shipment
 from core.ids import workflow_id
 from core.rules import LIFTED_BY_ORDER, main_category
 from journeys.config import NurtureConfig
+from starter.ingest import lifecycle
 from starter.ingest.events import OrderCompleted, OrderShipped
 from starter.ingest.runs import live_runs
 from starter.ingest.service import SIGNALLED, Call, Handled, done
@@ -37,6 +38,7 @@ async def order_placed(call: Call, e: OrderCompleted) -> Handled:
     # An order brings a sunset address back: the customer is engaged again.
     await repo.lift_suppression(call.s, email=call.customer.email, reasons=LIFTED_BY_ORDER)
     await products.upsert_products(call.s, lines=lines, ordered=True)
+    await lifecycle.refresh_stage(call)
     notice = OrderSeen(order_id=e.order_id, skus=[line.sku for line in e.lines])
     runs = live_runs(call.customer)
     if not closes_cart:

@@ -34,6 +34,7 @@ from starter.ingest.runs import Runs
 from starter.outbox import Relay, signal_payload, start_payload
 from store import events, outbox, repo
 from store.db import SessionFactory
+from store.lifecycle import stage_label
 from store.models import Customer
 
 T = TypeVar("T")
@@ -125,6 +126,8 @@ class Call:
     ) -> None:
         """Start the journey after the commit (``signal``: signal-with-start, so a live run
         gets the signal instead)."""
+        if inp.lifecycle_stage is None and self.customer.stage is not None:
+            inp = inp.model_copy(update={"lifecycle_stage": stage_label(self.customer)})
         payload = start_payload(inp, signal=signal, run_id=run_id)
         wf_id = run_id or workflow_id(inp.config.name, inp.customer_id)
         await self._enqueue("start", wf_id, payload)

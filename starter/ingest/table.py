@@ -13,7 +13,7 @@ from typing import Any, Generic
 
 from pydantic import BaseModel
 
-from starter.ingest import browsing, carts, consent, engagement, orders, profiles
+from starter.ingest import browsing, carts, consent, engagement, lifecycle, orders, profiles
 from starter.ingest.events import (
     CartProduct,
     CartUpdated,
@@ -22,6 +22,7 @@ from starter.ingest.events import (
     EmailLinkClicked,
     EmailOpened,
     Event,
+    LifecycleStageChanged,
     OrderCompleted,
     OrderShipped,
     OtherEvent,
@@ -54,6 +55,7 @@ EVENTS: dict[str, Route[Any]] = {
     "Email Marked as Spam": Route(Complaint, consent.complaint),
     "Email Opened": Route(EmailOpened, engagement.engaged),
     "Email Link Clicked": Route(EmailLinkClicked, engagement.engaged),
+    "Lifecycle Stage Changed": Route(LifecycleStageChanged, lifecycle.stage_changed),
 }
 
 
