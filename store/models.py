@@ -88,6 +88,8 @@ class Event(Base):
     counts in ``repeats``."""
 
     __tablename__ = "events"
+    # The report finds unsubscribes, complaints and reported bounces among all events.
+    __table_args__ = (Index("ix_events_name_occurred", "name", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(String(200), unique=True)
@@ -167,7 +169,19 @@ class SendLog(Base):
     down, 4xx) has no row until it ends (docs/decisions/0002-send-idempotency.md)."""
 
     __tablename__ = "send_log"
-    __table_args__ = (Index("ix_send_log_customer_decided", "customer_id", "decided_at"),)
+    __table_args__ = (
+        Index("ix_send_log_customer_decided", "customer_id", "decided_at"),
+        # The effect report: each customer's first send of each step, in index order.
+        Index(
+            "ix_send_log_journey_customer_step",
+            "journey",
+            "customer_id",
+            "step",
+            "decided_at",
+            "id",
+            postgresql_include=["status", "reason_code"],
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(String(400), unique=True)
@@ -305,6 +319,15 @@ class JourneyEntry(Base):
     __table_args__ = (
         Index("uq_journey_entries_run", "workflow_id", "run_chain_id", unique=True),
         Index("ix_journey_entries_journey_entered", "journey", "entered_at"),
+        # The effect report: each customer's first entry, in index order.
+        Index(
+            "ix_journey_entries_journey_customer",
+            "journey",
+            "customer_id",
+            "entered_at",
+            "id",
+            postgresql_include=["group"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(
