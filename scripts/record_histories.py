@@ -71,7 +71,7 @@ CODE_VERSIONS = {
     "browse_follow_up": 2,
     "win_back": 2,
     "birthday": 1,
-    "daily_sweep": 1,
+    "daily_sweep": 2,
     "lifecycle_sweep": 1,
 }
 
