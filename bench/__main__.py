@@ -1,4 +1,4 @@
-"""``python -m bench [--size smoke|full] [--db sqlite|postgres] [--json FILE]``
+"""``python -m bench [--size smoke|full] [--db sqlite|postgres] [--only report] [--json FILE]``
 
 Starts its own Temporal dev server, SMTP catcher, store database, journey worker, floor worker
 and HTTP API; measures; prints one Markdown table (BENCHMARKS.md explains every row).
@@ -18,14 +18,20 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
+from bench import report_scale
 from bench.measure import Measurements
 from bench.report import ROW_IDS, Row, markdown, write_json
 from bench.sizes import SIZES, Size
 from bench.stack import bench_stack
 
 
-async def run(size: Size, *, db: str, keep: bool) -> tuple[list[Row], list[str]]:
+async def run(
+    size: Size, *, db: str, keep: bool, only: str | None = None
+) -> tuple[list[Row], list[str]]:
     failures: list[str] = []
+    if only == "report":  # PostgreSQL only: no Temporal, worker or API needed
+        found = await report_scale.measure(sends=size.report_sends, orders=size.report_orders)
+        return [report_scale.row(found)], failures
     async with bench_stack(db=db, keep=keep) as stack:
         if keep:
             print(f"[bench] keeping {stack.workdir}", file=sys.stderr)
@@ -57,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         help="override the size's sleeping-run counts for (6), e.g. 10000,50000 (cumulative)",
     )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument(
+        "--only", choices=("report",), help="only this measurement (report: 7, PostgreSQL)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, databases)")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         size = replace(size, footprint=tuple(int(x) for x in args.footprint.split(",")))
     t0 = time.monotonic()
     load_before = os.getloadavg()[0]
-    rows, failures = asyncio.run(run(size, db=args.db, keep=args.keep))
+    rows, failures = asyncio.run(run(size, db=args.db, keep=args.keep, only=args.only))
     meta = {
         "size": args.size,
         "db": args.db,
@@ -82,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         f"load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after\n"
     )
     print(markdown(rows))
-    missing = [rid for rid in ROW_IDS if rid not in {r.id for r in rows}]
+    wanted = ROW_IDS if args.only is None else ("7-report",)
+    missing = [rid for rid in wanted if rid not in {r.id for r in rows}]
     for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)
     if missing:

@@ -8,7 +8,7 @@ import math
 import os
 from collections.abc import Awaitable, Callable
 
-from bench import phases, sending
+from bench import phases, report_scale, sending
 from bench import sweep as sweep_bench
 from bench.report import Row
 from bench.sizes import Size
@@ -42,6 +42,7 @@ class Measurements:
             ("6 history", self.history),
             ("5 sweep", self.sweep),
             ("6 footprint", self.footprint),
+            ("7 report", self.report),
         ]
 
     async def warm_up(self) -> None:
@@ -299,3 +300,9 @@ class Measurements:
                 else "n/a",
             )
         )
+
+    async def report(self) -> None:
+        found = await report_scale.measure(
+            sends=self.size.report_sends, orders=self.size.report_orders
+        )
+        self.rows.append(report_scale.row(found))

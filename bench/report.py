@@ -19,6 +19,7 @@ ROW_IDS = (
     "6-worker-rss",
     "6-server-db",
     "6-history",
+    "7-report",
 )
 
 

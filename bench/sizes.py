@@ -22,6 +22,8 @@ class Size:
     sweep_customers: tuple[int, ...] = (2_000,)  # (5) generated customers, PostgreSQL
     sweep_every: int = 100  # 1 in this many is a lapsed repeat customer
     sweep_start_cap: int = 20  # runs started to measure the start rate
+    report_sends: int = 20_000  # (7) send-log rows under the effect report, PostgreSQL
+    report_orders: int = 2_000  # (7) orders
 
 
 SIZES = {
@@ -52,5 +54,7 @@ SIZES = {
         patience=900,
         sweep_customers=(100_000, 1_000_000),
         sweep_start_cap=1000,
+        report_sends=1_000_000,
+        report_orders=100_000,
     ),
 }
