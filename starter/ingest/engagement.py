@@ -91,6 +91,9 @@ async def _judge(call: Call, e: EmailEngaged) -> Engagement:
         delivered = (sent.sent_at or sent.claimed_at) if sent is not None else None
         if delivered is not None:
             since = max(0.0, (now - delivered).total_seconds())
+    # Links fetched together by the same client (its user agent, as recorded): a person
+    # clicking while a scanner checks the email is not part of the scanner's burst.
+    agent = e.user_agent[:300] if e.user_agent else None
     burst: list[Event] = []
     if e.kind == "clicked" and e.send_key:
         window = now - timedelta(seconds=BURST_SECONDS)
@@ -102,7 +105,9 @@ async def _judge(call: Call, e: EmailEngaged) -> Engagement:
                 send_key=e.send_key,
                 name="Email Link Clicked",
             )
-            if other.received_at >= window and other.message_id != call.source
+            if other.received_at >= window
+            and other.message_id != call.source
+            and (other.properties or {}).get("user_agent") == agent
         ]
     links = {str((o.properties or {}).get("url")) for o in burst} | {str(e.url)}
     verdict = classify(
