@@ -189,7 +189,7 @@ def _body_problems(body: str, context: dict[str, Any]) -> list[str]:
     ):
         if value not in body.replace("&amp;", "&"):
             problems.append(f"{what} is missing")
-    own = {context["unsubscribe_url"], context["stay_url"]}
+    own = {context["unsubscribe_url"], context["stay_url"], context.get("report_url")}
     for url in sorted(set(links_in(body))):
         if url in own or url == STOREFRONT or url.startswith((f"{STOREFRONT}/", f"{EVENTS}/")):
             continue

@@ -350,6 +350,9 @@ class Complaint(Event):
     """ "Email Marked as Spam"."""
 
     detail: str | None = None
+    # Where it came from, kept with the suppression: a provider's feedback loop (the
+    # default, "complaint report"), or our "report this email" link ("report link").
+    source: str | None = Field(None, max_length=64)
 
 
 # -- engagement and everything else ----------------------------------------------------------
