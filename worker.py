@@ -24,6 +24,9 @@ from activities.lifecycle import LifecycleActivities
 from activities.mailer import SmtpPool
 from activities.render import Renderer
 from activities.send import MailSettings, SendActivities
+from activities.sms.compose import SmsComposer, check_sms_templates, parse_hints
+from activities.sms.delivery import Texts
+from activities.sms.provider import TwilioSms
 from activities.sweep import SweepActivities, sunset_rule
 from core.lifecycle import load_lifecycle
 from core.sending import SEND_START_TO_CLOSE
@@ -69,6 +72,30 @@ def make_mailer(settings: Settings) -> SmtpPool:
     )
 
 
+def make_texts(settings: Settings) -> Texts:
+    """The SMS provider (Twilio's API: Twilio, or the local catcher) and the composer; a
+    text template over SMS_MAX_SEGMENTS fails here, at start (naming file and count)."""
+    sid, token = settings.twilio_credentials
+    composer = SmsComposer(
+        settings.journeys_dir / "templates",
+        max_segments=settings.sms_max_segments,
+        hints=parse_hints(settings.sms_opt_out_hints),
+        short_base=settings.public_base_url,
+    )
+    check_sms_templates(settings.journeys_dir, composer)
+    return Texts(
+        provider=TwilioSms(
+            base_url=settings.twilio_url,
+            account_sid=sid,
+            auth_token=token,
+            sender=settings.sms_from,
+            timeout=settings.sms_timeout_seconds,
+        ),
+        composer=composer,
+        status_callback=f"{settings.public_base_url.rstrip('/')}/v1/sms/status",
+    )
+
+
 # The longest SMTP path of one send, in timeouts of one command: connect and greeting, EHLO,
 # STARTTLS, AUTH, the NOOP of an idle connection, MAIL, RCPT, DATA, the reply to the dot.
 SMTP_PATH_COMMANDS = 9
@@ -111,6 +138,7 @@ def build_activities(
             cooldown=timedelta(seconds=settings.smtp_breaker_cooldown_seconds),
         ),
         pool_wait=settings.smtp_pool_wait_seconds,
+        texts=make_texts(settings),
     )
     journey = JourneyActivities(sessions=sessions)
     lifecycle = LifecycleActivities(sessions=sessions)

@@ -45,6 +45,7 @@ from activities.send_log import (
     uncertain,
     unknown_customer,
 )
+from activities.sms.delivery import TextDelivery, Texts
 from core.contracts import SendGaveUp, SendOutcome, SendStepInput
 from core.links import Links
 from journeys.shop import Shop
@@ -61,7 +62,7 @@ class MailSettings:
     shop: Shop
 
 
-class SendActivities(Delivery):
+class SendActivities(Delivery, TextDelivery):
     def __init__(
         self,
         *,
@@ -71,6 +72,7 @@ class SendActivities(Delivery):
         mail: MailSettings,
         breaker: BreakerPolicy | None = None,
         pool_wait: float = 60.0,
+        texts: Texts | None = None,
     ) -> None:
         self._sessions = sessions
         self._mailer = mailer
@@ -81,6 +83,7 @@ class SendActivities(Delivery):
             sessions=sessions, relay=mailer.relay, policy=breaker or BreakerPolicy()
         )
         self._pool_wait = pool_wait  # seconds a send waits for a pool connection
+        self._texts = texts  # the SMS provider and composer (None: no text steps)
         engine = sessions.kw["bind"]
         self._sent_now = (
             sent_now.SentNow(engine.url) if engine.dialect.name == "postgresql" else None
@@ -88,6 +91,8 @@ class SendActivities(Delivery):
 
     @activity.defn(name="send_step")
     async def send_step(self, req: SendStepInput) -> SendOutcome:
+        if req.channel == "sms":
+            return await self._send_text(req)
         decided = await self._decide(req)
         if isinstance(decided, SendOutcome):
             return decided

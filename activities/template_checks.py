@@ -138,6 +138,8 @@ def _config_models(base: type[JourneyConfig]) -> list[type[JourneyConfig]]:
 def _samples(config: JourneyConfig) -> Iterator[_Sample]:
     extra = [template for _, template in config.extra_templates()]
     for step in config.steps:
+        if step.channel == "sms":
+            continue  # texts: activities/sms/compose.py check_sms_templates
         templates = [step.template] + (extra if step.template in extra else [])
         for template in dict.fromkeys(templates):
             for drop in VARIANTS:
