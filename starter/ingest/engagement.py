@@ -28,6 +28,7 @@ from datetime import timedelta
 from core.contracts import Engagement as EngagementSignal
 from core.engagement import BURST_SECONDS, Engagement, Fetch, as_reported, classify
 from core.ids import parse_send_key
+from observability import count_engagement
 from starter.ingest.events import EmailEngaged, OtherEvent
 from starter.ingest.service import SIGNALLED, Call, Handled, done
 from store import events, repo
@@ -61,6 +62,13 @@ async def engaged(call: Call, e: EmailEngaged) -> Handled:
         properties={"list_link": list_link} if list_link else None,
     )
     key = parse_send_key(e.send_key)
+    if kept is row and key is not None and not list_link:  # the app's metrics
+        count_engagement(
+            workflow_id=key.workflow_id,
+            step=key.step,
+            kind=e.kind,
+            engagement_class=verdict.engagement_class,
+        )
     if kept is not row or key is None or not verdict.human or list_link:
         return done(e, "recorded")
     if e.kind == "clicked" and await _clicked_before(call, e, row):
