@@ -45,6 +45,7 @@ from activities.send_log import (
     uncertain,
     unknown_customer,
 )
+from activities.sms.delivery import TextDelivery, Texts
 from core.contracts import SendGaveUp, SendOutcome, SendStepInput
 from core.links import Links
 from journeys.shop import Shop
@@ -62,7 +63,7 @@ class MailSettings:
     shop: Shop
 
 
-class SendActivities(Delivery):
+class SendActivities(Delivery, TextDelivery):
     def __init__(
         self,
         *,
@@ -72,6 +73,7 @@ class SendActivities(Delivery):
         mail: MailSettings,
         breaker: BreakerPolicy | None = None,
         pool_wait: float = 60.0,
+        texts: Texts | None = None,
     ) -> None:
         self._sessions = sessions
         self._mailer = mailer
@@ -82,6 +84,7 @@ class SendActivities(Delivery):
             sessions=sessions, relay=mailer.relay, policy=breaker or BreakerPolicy()
         )
         self._pool_wait = pool_wait  # seconds a send waits for a pool connection
+        self._texts = texts  # the SMS provider and composer (None: no text steps)
         engine = sessions.kw["bind"]
         self._sent_now = (
             sent_now.SentNow(engine.url) if engine.dialect.name == "postgresql" else None
@@ -99,6 +102,8 @@ class SendActivities(Delivery):
         return outcome
 
     async def _send_step(self, req: SendStepInput) -> SendOutcome:
+        if req.channel == "sms":
+            return await self._send_text(req)
         decided = await self._decide(req)
         if isinstance(decided, SendOutcome):
             return decided
