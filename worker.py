@@ -12,7 +12,6 @@ import signal
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
@@ -25,11 +24,7 @@ from activities.lifecycle import LifecycleActivities
 from activities.mailer import SmtpPool
 from activities.render import Renderer
 from activities.send import MailSettings, SendActivities
-from activities.sms.compose import SmsComposer, check_sms_templates, parse_hints
-from activities.sms.delivery import Texts
-from activities.sms.provider import TwilioSms
 from activities.sweep import SweepActivities, sunset_rule
-from activities.template_checks import check_templates
 from core.lifecycle import load_lifecycle
 from core.sending import SEND_START_TO_CLOSE
 from journeys.loader import JourneyLoader
@@ -74,30 +69,6 @@ def make_mailer(settings: Settings) -> SmtpPool:
     )
 
 
-def make_texts(settings: Settings) -> Texts:
-    """The SMS provider (Twilio's API: Twilio, or the local catcher) and the composer; a
-    text template over SMS_MAX_SEGMENTS fails here, at start (naming file and count)."""
-    sid, token = settings.twilio_credentials
-    composer = SmsComposer(
-        settings.journeys_dir / "templates",
-        max_segments=settings.sms_max_segments,
-        hints=parse_hints(settings.sms_opt_out_hints),
-        short_base=settings.public_base_url,
-    )
-    check_sms_templates(settings.journeys_dir, composer)
-    return Texts(
-        provider=TwilioSms(
-            base_url=settings.twilio_url,
-            account_sid=sid,
-            auth_token=token,
-            sender=settings.sms_from,
-            timeout=settings.sms_timeout_seconds,
-        ),
-        composer=composer,
-        status_callback=f"{settings.public_base_url.rstrip('/')}/v1/sms/status",
-    )
-
-
 # The longest SMTP path of one send, in timeouts of one command: connect and greeting, EHLO,
 # STARTTLS, AUTH, the NOOP of an idle connection, MAIL, RCPT, DATA, the reply to the dot.
 SMTP_PATH_COMMANDS = 9
@@ -113,16 +84,6 @@ def check_send_timeouts(settings: Settings) -> None:
             f"does not fit in the send activity's start-to-close "
             f"({SEND_START_TO_CLOSE.total_seconds():.0f} s): lower them"
         )
-
-
-def check_journey_templates(journeys_dir: Path) -> None:
-    """Every step of every journey renders against sample contexts, with and without each
-    optional field (activities/template_checks.py); a missing variable (StrictUndefined), an
-    unknown template or a link off the storefront raises ValueError naming each file."""
-    problems = check_templates(journeys_dir)
-    if problems:
-        listed = "\n".join(f"  {problem}" for problem in problems)
-        raise ValueError(f"{len(problems)} problem(s) in the journeys' templates:\n{listed}")
 
 
 def build_activities(
@@ -150,7 +111,6 @@ def build_activities(
             cooldown=timedelta(seconds=settings.smtp_breaker_cooldown_seconds),
         ),
         pool_wait=settings.smtp_pool_wait_seconds,
-        texts=make_texts(settings),
     )
     journey = JourneyActivities(sessions=sessions)
     lifecycle = LifecycleActivities(sessions=sessions)
@@ -209,11 +169,6 @@ def build_worker(
 async def main() -> None:
     settings = get_settings()
     configure_logging(settings)
-    try:  # fail at start, naming the file, rather than at a customer's send
-        check_journey_templates(settings.journeys_dir)
-    except ValueError as exc:
-        log.error("%s", exc)
-        raise SystemExit(f"worker not started: {exc}") from None
     client = await connect(settings, runtime_with_metrics(settings))
     engine = make_engine(settings.database_url)
     mailer = make_mailer(settings)

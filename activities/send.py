@@ -45,11 +45,9 @@ from activities.send_log import (
     uncertain,
     unknown_customer,
 )
-from activities.sms.delivery import TextDelivery, Texts
 from core.contracts import SendGaveUp, SendOutcome, SendStepInput
 from core.links import Links
 from journeys.shop import Shop
-from observability import count_send
 from store import repo, sent_now
 from store.db import SessionFactory
 from store.models import Coupon, Customer
@@ -63,7 +61,7 @@ class MailSettings:
     shop: Shop
 
 
-class SendActivities(Delivery, TextDelivery):
+class SendActivities(Delivery):
     def __init__(
         self,
         *,
@@ -73,7 +71,6 @@ class SendActivities(Delivery, TextDelivery):
         mail: MailSettings,
         breaker: BreakerPolicy | None = None,
         pool_wait: float = 60.0,
-        texts: Texts | None = None,
     ) -> None:
         self._sessions = sessions
         self._mailer = mailer
@@ -84,7 +81,6 @@ class SendActivities(Delivery, TextDelivery):
             sessions=sessions, relay=mailer.relay, policy=breaker or BreakerPolicy()
         )
         self._pool_wait = pool_wait  # seconds a send waits for a pool connection
-        self._texts = texts  # the SMS provider and composer (None: no text steps)
         engine = sessions.kw["bind"]
         self._sent_now = (
             sent_now.SentNow(engine.url) if engine.dialect.name == "postgresql" else None
@@ -92,18 +88,6 @@ class SendActivities(Delivery, TextDelivery):
 
     @activity.defn(name="send_step")
     async def send_step(self, req: SendStepInput) -> SendOutcome:
-        outcome = await self._send_step(req)
-        count_send(  # the app's metrics (observability.py)
-            journey=req.journey,
-            step=req.step,
-            status=outcome.status,
-            already_done=outcome.already_done,
-        )
-        return outcome
-
-    async def _send_step(self, req: SendStepInput) -> SendOutcome:
-        if req.channel == "sms":
-            return await self._send_text(req)
         decided = await self._decide(req)
         if isinstance(decided, SendOutcome):
             return decided

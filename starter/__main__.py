@@ -7,7 +7,6 @@ python -m starter schedule [--trigger]
 python -m starter mail [--show N]
 python -m starter demo [--email E]
 python -m starter report [--journey J] [--since DATE] [--windows 2d,10d,30d] [--format F]
-python -m starter preview JOURNEY STEP --customer ID [--out DIR] [--open] [--send-to ADDRESS]
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from core.lifecycle import load_lifecycle
 from core.zones import zone_at_local_hour
 from journeys.config import JourneyConfigError
 from settings import Settings, get_settings
-from starter import ops, preview, reports
+from starter import ops, reports
 from starter.api import Journeys
 from starter.client import connect
 from starter.ingest.service import EventResult, UnknownCustomer
@@ -92,7 +91,6 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--email", default=None)
     d.add_argument("--timeout", type=float, default=60.0)
     reports.add_command(sub)
-    preview.add_command(sub)  # needs the store only
     return p
 
 
@@ -347,10 +345,6 @@ def print_explanation(x: ops.Explanation) -> None:
     for held in x.held:
         when = f"{held['at']:%Y-%m-%d %H:%M}"
         print(f"  {when}  {held['journey']:22} {held['step']:22} deferred  {held['reason']}")
-    if x.engagement:
-        print("\nopens and clicks (a machine's is kept, never counted):")
-    for e in x.engagement:
-        print(f"  {ops.engagement_line(e)}")
     if x.branches:
         print("\nbranches taken:")
     for b in x.branches:
@@ -370,8 +364,6 @@ def main(argv: list[str] | None = None) -> int:
         return list_mail(settings, args.show)
     if args.command == "report":
         return asyncio.run(reports.run_command(args, settings.database_url))
-    if args.command == "preview":
-        return asyncio.run(preview.run_command(args, settings))
     try:
         return asyncio.run(_run(args, settings))
     except ValidationError as exc:

@@ -5,7 +5,7 @@ Used by the CLI (``python -m starter journeys|explain|cancel|pause|resume ...``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,11 +16,11 @@ from temporalio.service import RPCError
 from core.contracts import JourneyState
 from core.ids import CUSTOMER_ID, JOURNEY, JOURNEY_OUTCOME, JOURNEY_STEP, customer_ref
 from core.lifecycle import LifecycleConfig
-from store import decisions, events, repo
+from store import decisions, repo
 from store import lifecycle as stages
 from store.db import SessionFactory
 from store.lifecycle import LifecycleView
-from store.models import Customer, Event, JourneyDecision, SendLog
+from store.models import Customer, JourneyDecision, SendLog
 
 
 @dataclass(frozen=True)
@@ -90,15 +90,7 @@ class Explanation:
     sends: list[SendLog]
     branches: list[JourneyDecision]
     held: list[dict[str, Any]]  # deferred / paused decisions of running runs, from their state
-    # Opens and clicks, oldest first, each with its class (human | machine) and reason.
-    engagement: list[Event] = field(default_factory=list)
     lifecycle: LifecycleView | None = None  # stage, since when, touch budget
-
-    @property
-    def discounted(self) -> list[Event]:
-        """Opens and clicks no decision counted: a machine's (scanner, image proxy, prefetch
-        at delivery, every link at once, HEAD), or a click of one of our list links."""
-        return [e for e in self.engagement if not events.counts_as_reaction(e)]
 
     @property
     def uncertain(self) -> list[SendLog]:
@@ -120,7 +112,6 @@ async def explain(
             await repo.suppression_reasons(s, email=customer.email) if customer is not None else []
         )
         sends = await repo.sends_for_customer(s, customer_id=customer_id)
-        engagement = await events.engagement_of_customer(s, customer_id=customer_id)
         life = (
             await stages.view(s, customer, lifecycle or LifecycleConfig())
             if customer is not None
@@ -152,24 +143,8 @@ async def explain(
         sends=sends,
         branches=branches,
         held=held,
-        engagement=engagement,
         lifecycle=life,
     )
-
-
-def engagement_line(e: Event) -> str:
-    """One open or click for people: when, what, of which email, counted or not and why."""
-    props = e.properties or {}
-    what = "open" if e.name == "Email Opened" else f"click {props.get('url') or ''}".strip()
-    if events.counts_as_reaction(e):
-        verdict = f"counted ({e.engagement_reason or 'person'})"
-    elif props.get("list_link"):
-        verdict = f"not counted: a click of the {props['list_link']} link"
-    else:
-        verdict = f"DISCOUNTED, a machine's: {e.engagement_reason} ({e.engagement_detail})"
-    again = f" [+{e.repeats} more]" if e.repeats else ""
-    step = str(props.get("step") or "")
-    return f"{e.received_at:%Y-%m-%d %H:%M:%S}  {step:22} {what}  {verdict}{again}"
 
 
 async def cancel(client: Client, customer_id: str, journey: str | None = None) -> list[str]:
