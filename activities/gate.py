@@ -3,6 +3,8 @@ when a send is decided and again when its claim is taken, right before the final
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,12 +12,17 @@ from activities.journey import ordered_since
 from core.contracts import SendOutcome, SendStepInput
 from core.rules import Recipient, cart_state, send_decision
 from store import decisions, repo, sends
+from store import lifecycle as cadence
 from store.models import Customer
 
 
 async def gate(s: AsyncSession, req: SendStepInput, customer: Customer) -> SendOutcome | None:
     """Why this email must not go out (or not yet), or None: send it."""
-    return send_decision(req, await recipient(s, req, customer))
+    req = with_stage_cap(req, customer.stage)
+    decision = send_decision(req, await recipient(s, req, customer))
+    if decision is not None and decision.code == "capped" and req.on_cap == "defer":
+        return await held_by_cap(s, req, customer, decision)
+    return decision
 
 
 async def recipient(s: AsyncSession, req: SendStepInput, customer: Customer) -> Recipient:

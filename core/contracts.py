@@ -8,7 +8,7 @@ ever added with a default (never renamed or retyped) while runs that carry it ma
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, computed_field, model_validator
@@ -246,6 +246,13 @@ class SendStepInput(BaseModel):
     now: datetime  # the journey's clock at the decision (workflow.now())
     holdout_share: float = 0.0
     frequency_cap: FrequencyCap = FrequencyCap()
+    # Cadence (journeys/lifecycle.toml): the cap of a customer in a stage, in place of
+    # ``frequency_cap``; a capped send is skipped, or held ("defer") until the cap allows
+    # it, at most ``cap_wait`` after ``due_at`` (when the step was first asked).
+    stage_caps: dict[str, FrequencyCap] = {}
+    on_cap: Literal["skip", "defer"] = "skip"
+    cap_wait: timedelta = timedelta(days=7)
+    due_at: datetime | None = None
     coupon: CouponConfig | None = None
     requires_active_cart: bool = False
     transactional: bool = False

@@ -37,6 +37,7 @@ def send_step_input(
     ignore_order_id: str | None = None,
     order_skus: list[str] | None = None,
     context: dict[str, Any] | None = None,
+    due_at: datetime | None = None,
 ) -> SendStepInput:
     """The gate's input for ``step``: transactional steps skip quiet hours; a step with
     ``on_order = "send"`` goes out whatever was ordered (no order check)."""
@@ -53,6 +54,10 @@ def send_step_input(
         now=now,
         holdout_share=config.holdout_share,
         frequency_cap=config.frequency_cap,
+        stage_caps=config.stage_caps,
+        on_cap=step.on_cap,
+        cap_wait=step.cap_wait,
+        due_at=due_at,
         coupon=step.coupon,
         requires_active_cart=requires_active_cart,
         transactional=step.transactional,

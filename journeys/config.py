@@ -51,6 +51,11 @@ class StepConfig(_Strict):
     # When the customer has ordered since entering the journey: leave the journey ("exit"),
     # skip just this email ("skip"), or send it anyway ("send").
     on_order: Literal["exit", "skip", "send"] = "exit"
+    # When the frequency cap holds this email back: drop it ("skip"), or hold it until the
+    # cap allows it ("defer", like quiet hours: the run waits and still leaves at once on an
+    # order or an unsubscribe), at most ``cap_wait`` after it was due; longer: skipped.
+    on_cap: Literal["skip", "defer"] = "skip"
+    cap_wait: Duration = timedelta(days=7)
     # Transactional mail (a shipping notice): it still goes to unsubscribed and sunset
     # addresses, past quiet hours, the frequency cap and the holdout; never to an address
     # that hard-bounced or complained.
@@ -89,6 +94,9 @@ class JourneyConfig(_Strict):
     description: str = ""
     holdout_share: float = Field(0.0, ge=0.0, le=1.0)
     frequency_cap: FrequencyCap = FrequencyCap()
+    # The cap of a customer in a lifecycle stage, in place of ``frequency_cap``: filled from
+    # journeys/lifecycle.toml [cadence] by the loader (journeys/loader.py), not in a journey.
+    stage_caps: dict[str, FrequencyCap] = {}
     quiet_hours: QuietHours = QuietHours()
     send_retry: SendRetry = SendRetry()
     # A send whose final dot went out without a recorded reply may have arrived: "skip" (the

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Protocol, overload
 
-from journeys.config import Config, JourneyConfig, load_journey
+from pydantic import TypeAdapter, ValidationError
+
+from journeys.config import Config, FrequencyCap, JourneyConfig, JourneyConfigError, load_journey
 
 
 class JourneyConfigs(Protocol):
@@ -37,6 +40,27 @@ class JourneyLoader:
         if cached is None or cached[0] != mtime or not isinstance(cached[1], model):
             cached = (mtime, load_journey(name, self._dir, model))
             self._cache[name] = cached
-        config = cached[1].sped_up(self._speedup)
+        config = with_stage_caps(cached[1], self._dir).sped_up(self._speedup)
         assert isinstance(config, model)
         return config
+
+
+def with_stage_caps(config: JourneyConfig, journeys_dir: Path) -> JourneyConfig:
+    """``config`` with the caps by lifecycle stage of ``<journeys_dir>/lifecycle.toml``
+    ([cadence.<stage>], core/lifecycle.py): the gate uses the customer's stage's cap."""
+    caps = _stage_caps(journeys_dir)
+    return config.model_copy(update={"stage_caps": caps}) if caps else config
+
+
+def _stage_caps(journeys_dir: Path) -> dict[str, FrequencyCap]:
+    path = journeys_dir / "lifecycle.toml"
+    if not path.is_file():
+        return {}
+    try:
+        cadence = tomllib.loads(path.read_text(encoding="utf-8")).get("cadence", {})
+        return _CAPS.validate_python(cadence)
+    except (tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise JourneyConfigError(f"{path}: cadence: {exc}") from exc
+
+
+_CAPS = TypeAdapter(dict[str, FrequencyCap])

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.lifecycle import CustomerFacts, LifecycleConfig, TouchBudget, label
 from store.models import Customer, Event, Order, SendLog
+from store.sends import GOING_OUT
 
 # Events that show a person engaged (a prospect who engages is not lost).
 ENGAGEMENT_EVENTS = ("Email Opened", "Email Link Clicked")
@@ -248,4 +249,29 @@ async def view(
         budget=config.budget.get(customer.stage),  # type: ignore[call-overload]
         care_sent=care,
         marketing_sent=marketing,
+    )
+
+
+async def cap_frees_at(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    since: datetime,
+    other_than_run_chain: str,
+    max_emails: int,
+) -> datetime | None:
+    """Cadence: of the emails the frequency cap counts (other runs', going out or gone,
+    since ``since``), the ``max_emails``-th most recent one's time: once it leaves the
+    window the cap allows a send. None: fewer than that."""
+    return await session.scalar(
+        select(SendLog.decided_at)
+        .where(
+            SendLog.customer_id == customer_id,
+            SendLog.status.in_(GOING_OUT),
+            SendLog.decided_at >= since,
+            SendLog.run_chain_id != other_than_run_chain,
+        )
+        .order_by(SendLog.decided_at.desc())
+        .offset(max_emails - 1)
+        .limit(1)
     )

@@ -240,6 +240,8 @@ class Journey(Records):
         Ends the journey when the customer left, or when the decision ends it
         (core.rules.ends_journey: an order only where the step says so)."""
 
+        due = workflow.now()  # a capped send is held at most step.cap_wait from here
+
         def request() -> SendStepInput:
             return send_step_input(
                 self.config,
@@ -254,6 +256,7 @@ class Journey(Records):
                 ignore_order_id=ignore_order_id,
                 order_skus=order_skus,
                 context=context,
+                due_at=due,
             )
 
         outcome = await self._send_held(step, request, also)
