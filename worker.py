@@ -12,6 +12,7 @@ import signal
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
@@ -25,6 +26,7 @@ from activities.mailer import SmtpPool
 from activities.render import Renderer
 from activities.send import MailSettings, SendActivities
 from activities.sweep import SweepActivities, sunset_rule
+from activities.template_checks import check_templates
 from core.lifecycle import load_lifecycle
 from core.sending import SEND_START_TO_CLOSE
 from journeys.loader import JourneyLoader
@@ -84,6 +86,16 @@ def check_send_timeouts(settings: Settings) -> None:
             f"does not fit in the send activity's start-to-close "
             f"({SEND_START_TO_CLOSE.total_seconds():.0f} s): lower them"
         )
+
+
+def check_journey_templates(journeys_dir: Path) -> None:
+    """Every step of every journey renders against sample contexts, with and without each
+    optional field (activities/template_checks.py); a missing variable (StrictUndefined), an
+    unknown template or a link off the storefront raises ValueError naming each file."""
+    problems = check_templates(journeys_dir)
+    if problems:
+        listed = "\n".join(f"  {problem}" for problem in problems)
+        raise ValueError(f"{len(problems)} problem(s) in the journeys' templates:\n{listed}")
 
 
 def build_activities(
@@ -169,6 +181,11 @@ def build_worker(
 async def main() -> None:
     settings = get_settings()
     configure_logging(settings)
+    try:  # fail at start, naming the file, rather than at a customer's send
+        check_journey_templates(settings.journeys_dir)
+    except ValueError as exc:
+        log.error("%s", exc)
+        raise SystemExit(f"worker not started: {exc}") from None
     client = await connect(settings, runtime_with_metrics(settings))
     engine = make_engine(settings.database_url)
     mailer = make_mailer(settings)

@@ -7,6 +7,7 @@ python -m starter schedule [--trigger]
 python -m starter mail [--show N]
 python -m starter demo [--email E]
 python -m starter report [--journey J] [--since DATE] [--windows 2d,10d,30d] [--format F]
+python -m starter preview JOURNEY STEP --customer ID [--out DIR] [--open] [--send-to ADDRESS]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from core.lifecycle import load_lifecycle
 from core.zones import zone_at_local_hour
 from journeys.config import JourneyConfigError
 from settings import Settings, get_settings
-from starter import ops, reports
+from starter import ops, preview, reports
 from starter.api import Journeys
 from starter.client import connect
 from starter.ingest.service import EventResult, UnknownCustomer
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--email", default=None)
     d.add_argument("--timeout", type=float, default=60.0)
     reports.add_command(sub)
+    preview.add_command(sub)  # needs the store only
     return p
 
 
@@ -364,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         return list_mail(settings, args.show)
     if args.command == "report":
         return asyncio.run(reports.run_command(args, settings.database_url))
+    if args.command == "preview":
+        return asyncio.run(preview.run_command(args, settings))
     try:
         return asyncio.run(_run(args, settings))
     except ValidationError as exc:

@@ -218,3 +218,37 @@ def test_shop_links_are_under_the_storefront_not_the_tracking_host() -> None:
 
 def _any_config(name: str) -> JourneyConfig:
     return load_any(name, JOURNEYS)
+
+
+def test_the_worker_refuses_to_start_naming_a_template_with_a_missing_variable_or_stray_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import worker
+
+    journeys = tmp_path / "journeys"
+    shutil.copytree(JOURNEYS, journeys, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    worker.check_journey_templates(journeys)  # a good copy starts
+    need_help = journeys / "templates" / "need_help.html.j2"
+    need_help.write_text(need_help.read_text().replace("{{ shop_url }}/help", "{{ help_url }}"))
+    last_call = journeys / "templates" / "last_call.txt.j2"
+    last_call.write_text(
+        last_call.read_text().replace(
+            "{% endblock %}", "More: https://api.example.com/x\n{% endblock %}"
+        )
+    )
+    settings = Settings(environment="test", journeys_dir=journeys)
+    monkeypatch.setattr(worker, "get_settings", lambda: settings)
+    monkeypatch.setattr(worker, "configure_logging", lambda _: None)
+    connected: list[object] = []
+    monkeypatch.setattr(worker, "connect", lambda *a: connected.append(a))
+
+    with pytest.raises(SystemExit) as stopped:
+        asyncio.run(worker.main())
+
+    said = str(stopped.value)
+    assert said.startswith("worker not started: ")
+    assert f"{need_help}: step 'need_help'" in said and "'help_url' is undefined" in said
+    assert f"{last_call}: step 'last_call'" in said and "https://api.example.com/x" in said
+    assert connected == []  # it stopped before it reached Temporal

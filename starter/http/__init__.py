@@ -33,7 +33,7 @@ from journeys.config import JourneyConfigError
 from settings import Settings
 from starter.api import Journeys
 from starter.client import connect
-from starter.http import health, ingest, reports, tracking, unsubscribe
+from starter.http import health, ingest, preview, reports, tracking, unsubscribe
 from starter.http.deps import CallInvalid
 from starter.http.sms import router as sms_router
 from store.db import make_engine, make_session_factory
@@ -72,6 +72,7 @@ def create_app(settings: Settings, journeys: Journeys | None = None) -> FastAPI:
     for router in (ingest.router, tracking.router, unsubscribe.router, health.router):
         app.include_router(router)
     app.include_router(reports.router)  # the effect report, behind the operator login
+    app.include_router(preview.router)  # a step's email for a customer, behind the same
     app.include_router(sms_router)  # Twilio's webhooks: replies and status callbacks
     _answer_errors(app)
     _document_bodies(app)
