@@ -60,3 +60,42 @@ async def recipient(s: AsyncSession, req: SendStepInput, customer: Customer) -> 
         recent_sends=recent,
         paused=(pause.reason or "") if pause is not None else None,
     )
+
+
+def with_stage_cap(req: SendStepInput, stage: str | None) -> SendStepInput:
+    """The request with the frequency cap of the customer's lifecycle stage, when
+    journeys/lifecycle.toml gives that stage one (``stage_caps``); else as it is."""
+    cap = req.stage_caps.get(stage or "")
+    return req if cap is None else req.model_copy(update={"frequency_cap": cap})
+
+
+async def held_by_cap(
+    s: AsyncSession, req: SendStepInput, customer: Customer, capped: SendOutcome
+) -> SendOutcome:
+    """A capped send of a step with ``on_cap = "defer"``: held (``deferred``, code
+    ``capped``) until the cap allows it, when that is within ``cap_wait`` of when the step
+    was due; else skipped as capped, saying so."""
+    cap = req.frequency_cap
+    oldest_counted = await cadence.cap_frees_at(
+        s,
+        customer_id=customer.id,
+        since=req.now - cap.window,
+        other_than_run_chain=req.run_chain_id,
+        max_emails=cap.max_emails,
+    )
+    # The cap allows it once the max_emails-th most recent counted email leaves the window.
+    allowed = (oldest_counted + cap.window if oldest_counted else req.now) + CAP_MARGIN
+    limit = (req.due_at or req.now) + req.cap_wait
+    if allowed > limit:
+        detail = f"{capped.detail}; allowed only at {allowed:%Y-%m-%d %H:%M}, past {req.cap_wait}"
+        return capped.model_copy(update={"detail": detail})
+    return SendOutcome(
+        status="deferred",
+        code="capped",
+        detail=f"{capped.detail}; held until {allowed:%Y-%m-%d %H:%M} UTC",
+        retry_at=allowed,
+    )
+
+
+# Asked again just after the counted email has left the window (``decided_at >= since``).
+CAP_MARGIN = timedelta(seconds=1)
