@@ -38,6 +38,7 @@ from store.db import SessionFactory, make_engine, make_session_factory
 from workflows.birthday import BirthdayGreeting
 from workflows.browse_follow_up import BrowseFollowUp
 from workflows.cart_recovery import CartRecovery
+from workflows.confirm_subscription import ConfirmSubscription
 from workflows.lifecycle_sweep import LifecycleSweep
 from workflows.nurture import NewCustomerNurture
 from workflows.sweep import DailySweep
@@ -52,6 +53,7 @@ WORKFLOWS: Sequence[type] = (
     WinBack,
     BirthdayGreeting,
     DailySweep,
+    ConfirmSubscription,
     LifecycleSweep,
 )
 

@@ -162,6 +162,14 @@ class BirthdayInput(JourneyInput):
     year: int
 
 
+class ConfirmInput(JourneyInput):
+    """The double opt-in's confirmation email (workflows/confirm_subscription.py): the
+    signed link to confirm with, and the consent text it confirms."""
+
+    confirm_url: str
+    consent_text: str
+
+
 class CartChange(BaseModel):
     """Signal ``cart_updated``: the cart changed; ``empty`` when it was emptied."""
 

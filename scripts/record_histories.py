@@ -45,6 +45,7 @@ from histories import (
     birthday,
     browse_follow_up,
     cart_recovery,
+    confirm_subscription,
     daily_sweep,
     lifecycle_sweep,
     new_customer_nurture,
@@ -73,6 +74,7 @@ CODE_VERSIONS = {
     "birthday": 1,
     "daily_sweep": 2,
     "lifecycle_sweep": 1,
+    "confirm_subscription": 1,
 }
 
 JOURNEYS = (
@@ -84,6 +86,7 @@ JOURNEYS = (
     birthday,
     daily_sweep,
     lifecycle_sweep,
+    confirm_subscription,
 )
 
 # journey -> branch name -> (how to drive it, the outcome it must end with, the steps sent)

@@ -330,6 +330,8 @@ def print_explanation(x: ops.Explanation) -> None:
     print(f"customer {c.id} <{c.email}>  time zone {c.timezone}  orders {c.order_count}")
     print(f"marketing email: {'subscribed' if c.subscribed else 'UNSUBSCRIBED'}", end="")
     print(f"; suppressed: {x.suppression}" if x.suppression else "")
+    if x.consent is not None:
+        print(ops.consent_line(x.consent))
     for line in x.lifecycle.lines() if x.lifecycle else []:
         print(line)
     print("\nsend decisions (journey clock):")

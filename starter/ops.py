@@ -18,6 +18,7 @@ from core.ids import CUSTOMER_ID, JOURNEY, JOURNEY_OUTCOME, JOURNEY_STEP, custom
 from core.lifecycle import LifecycleConfig
 from store import decisions, repo
 from store import lifecycle as stages
+from store.consent import ConsentRecord, consent_of_customer
 from store.db import SessionFactory
 from store.lifecycle import LifecycleView
 from store.models import Customer, JourneyDecision, SendLog
@@ -91,6 +92,7 @@ class Explanation:
     branches: list[JourneyDecision]
     held: list[dict[str, Any]]  # deferred / paused decisions of running runs, from their state
     lifecycle: LifecycleView | None = None  # stage, since when, touch budget
+    consent: ConsentRecord | None = None  # where, when and to what the address consented
 
     @property
     def uncertain(self) -> list[SendLog]:
@@ -112,6 +114,7 @@ async def explain(
             await repo.suppression_reasons(s, email=customer.email) if customer is not None else []
         )
         sends = await repo.sends_for_customer(s, customer_id=customer_id)
+        consent_record = await consent_of_customer(s, customer_id=customer_id)
         life = (
             await stages.view(s, customer, lifecycle or LifecycleConfig())
             if customer is not None
@@ -143,8 +146,26 @@ async def explain(
         sends=sends,
         branches=branches,
         held=held,
+        consent=consent_record,
         lifecycle=life,
     )
+
+
+def consent_line(record: ConsentRecord) -> str:
+    """The address's consent for people: source, time, double opt-in and its confirmation
+    (when, IP address, user agent), and the text agreed to."""
+    line = f"consent: {record.source}, {record.given_at:%Y-%m-%d %H:%M} UTC"
+    if not record.double_opt_in:
+        line += ", single opt-in"
+    elif record.confirmed_at is None:
+        line += ", double opt-in: NOT CONFIRMED yet (no marketing email until it is)"
+    else:
+        line += (
+            f", double opt-in confirmed {record.confirmed_at:%Y-%m-%d %H:%M} UTC"
+            f" from {record.confirm_ip or 'an unknown address'}"
+            f" ({record.confirm_user_agent or 'no user agent'})"
+        )
+    return f'{line}; agreed to: "{record.text}"'
 
 
 async def cancel(client: Client, customer_id: str, journey: str | None = None) -> list[str]:

@@ -341,3 +341,23 @@ class JourneyEntry(Base):
     group: Mapped[str] = mapped_column(String(8))  # treated | control
     holdout_share: Mapped[float]
     journey_version: Mapped[int]
+
+
+class ConsentRecord(Base):
+    """An address's consent to marketing email: where it was given (``source``: the signup
+    form, an identify call, an event), when, the text agreed to, and, with double opt-in,
+    when its confirmation link was pressed and from where (IP address and user agent of that
+    request). One row per address; a later consent replaces a pending one, never a
+    confirmed one (docs/decisions/0010-double-opt-in.md)."""
+
+    __tablename__ = "consent_records"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)  # lowercased
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)  # the words agreed to, as shown
+    given_at: Mapped[datetime]  # when the consent was given (the event's time)
+    double_opt_in: Mapped[bool] = mapped_column(default=False)
+    confirmed_at: Mapped[datetime | None]  # the confirmation link's button was pressed
+    confirm_ip: Mapped[str | None] = mapped_column(String(45))  # IPv4 or IPv6, as seen
+    confirm_user_agent: Mapped[str | None] = mapped_column(Text)

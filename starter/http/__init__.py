@@ -9,6 +9,7 @@ Endpoints (README "HTTP API" has a curl example for each), one router module eac
   tracking     GET  /t/o/<token> open pixel              GET /t/c/<token> click redirect
   unsubscribe  GET  /u/<token> page, POST /u/<token> RFC 8058 one-click;
                GET /s/<token> "keep writing to me" page, POST /s/<token> its button
+  confirm      GET  /confirm/<token> double opt-in page, POST /confirm/<token> its button
   health       GET  /healthz  Temporal, database and SMTP reachability (a cached summary)
 Shared dependencies (settings, links, the Journeys API, the write key) are in ``deps``.
 """
@@ -34,6 +35,7 @@ from settings import Settings
 from starter.api import Journeys
 from starter.client import connect
 from starter.http import health, ingest, preview, reports, tracking, unsubscribe
+from starter.http.confirm import router as confirm_router
 from starter.http.deps import CallInvalid
 from starter.http.sms import router as sms_router
 from store.db import make_engine, make_session_factory
@@ -72,6 +74,7 @@ def create_app(settings: Settings, journeys: Journeys | None = None) -> FastAPI:
     for router in (ingest.router, tracking.router, unsubscribe.router, health.router):
         app.include_router(router)
     app.include_router(reports.router)  # the effect report, behind the operator login
+    app.include_router(confirm_router)  # the double opt-in's confirmation link
     app.include_router(preview.router)  # a step's email for a customer, behind the same
     app.include_router(sms_router)  # Twilio's webhooks: replies and status callbacks
     _answer_errors(app)

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import WelcomeInput
 from journeys.config import WelcomeConfig
+from starter.ingest import opt_in
 from starter.ingest.events import CustomerProfile, Identify, SignedUp
 from starter.ingest.service import (
     Call,
@@ -78,7 +79,10 @@ async def known_customers(ingest: Ingest, customer_ids: set[str]) -> set[str]:
 
 
 async def signed_up(call: Call, e: SignedUp) -> Handled:
-    """A new account: the welcome series starts, once per customer ever."""
+    """A new account: the welcome series starts, once per customer ever. Its consent is
+    recorded; with double opt-in the series waits for the confirmation (opt_in.py)."""
+    if await opt_in.consent_given(call, source=opt_in.SIGNED_UP, at=e.occurred_at):
+        return done(e, "awaiting_confirmation")
     config = call.config("welcome_series", WelcomeConfig)
     await call.start(WelcomeInput(customer_id=e.customer_id, config=config))
     return done(e, Took("started", "already_welcomed"))
