@@ -16,7 +16,7 @@ from core.contracts import (
     TagInput,
 )
 from core.rules import counts_as_order, skus_of
-from store import decisions, events, orders, repo, reports
+from store import coupons, decisions, events, orders, repo, reports
 from store.db import SessionFactory
 from store.models import utcnow
 
@@ -71,6 +71,9 @@ class JourneyActivities:
                 orders_total=await orders.count_orders(s, customer_id=req.customer_id),
                 has_birthday=bool(customer and customer.attributes.get("birthday")),
                 viewed_again=viewed_again,
+                used_coupon=await coupons.redeemed_from_run(
+                    s, customer_id=req.customer_id, send_key_prefix=req.send_key_prefix
+                ),
             )
 
     @activity.defn(name="record_decision")

@@ -48,7 +48,7 @@ from activities.send_log import (
 from core.contracts import SendGaveUp, SendOutcome, SendStepInput
 from core.links import Links
 from journeys.shop import Shop
-from store import repo, sent_now
+from store import ab_tests, repo, sent_now
 from store.db import SessionFactory
 from store.models import Coupon, Customer
 
@@ -91,7 +91,7 @@ class SendActivities(Delivery):
         decided = await self._decide(req)
         if isinstance(decided, SendOutcome):
             return decided
-        customer, context = decided
+        customer, context, req = decided  # req: with the A/B variant chosen, if any
         message_id = message_id_for(req.idempotency_key, self._mail.mail_from)
         msg = self._compose(req, customer, context, message_id)
         async with heartbeating():
@@ -121,9 +121,12 @@ class SendActivities(Delivery):
         log_for(req.customer_id, "send %s gave up: %s", req.idempotency_key, gave_up.detail)
         return outcome
 
-    async def _decide(self, req: SendStepInput) -> SendOutcome | tuple[Customer, dict[str, Any]]:
+    async def _decide(
+        self, req: SendStepInput
+    ) -> SendOutcome | tuple[Customer, dict[str, Any], SendStepInput]:
         """In one transaction: the answer recorded before, or the gate's (recorded unless
-        deferred), or the customer and the template's context to send."""
+        deferred), or the customer, the template's context and the request to send (with
+        its A/B variant: store.ab_tests.choose)."""
         key = req.idempotency_key
         async with self._sessions.begin() as s:
             existing = await repo.get_send(s, key=key)
@@ -137,13 +140,14 @@ class SendActivities(Delivery):
                 keep(s, req, customer, existing, decision)
                 log_for(customer.id, "send %s %s: %s", key, decision.status, decision.reason)
                 return decision
+            req = await ab_tests.choose(s, req, claimed=existing)
             cart = await repo.get_cart(s, customer_id=customer.id)
             coupon = await self._coupon(s, req)
             context = base_context(
                 req, customer, cart, coupon, shop=self._mail.shop, links=self._links
             )
             context.update(await extra_context(s, req, customer))
-        return customer, context
+        return customer, context, req
 
     async def _coupon(self, s: AsyncSession, req: SendStepInput) -> Coupon | None:
         if req.coupon is None:

@@ -52,6 +52,7 @@ def row_for(
         status="sending",
         recipient=email,
         decided_at=req.now,
+        variant=req.variant,
     )
     if decision is not None:
         decided(row, decision)

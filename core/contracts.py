@@ -16,6 +16,7 @@ from pydantic import BaseModel, computed_field, model_validator
 from core.ids import send_key
 from core.lifecycle import LifecycleConfig
 from journeys.config import (
+    AutoWinner,
     BirthdayConfig,
     BrowseConfig,
     CouponConfig,
@@ -23,6 +24,7 @@ from journeys.config import (
     JourneyConfig,
     NurtureConfig,
     QuietHours,
+    Variant,
     WelcomeConfig,
     WinBackConfig,
 )
@@ -44,6 +46,7 @@ ReasonCode = Literal[
     "ordered",  # an order that counts since entering
     "capped",  # the frequency cap across journeys
     "holdout",  # the control group (status held_out)
+    "step_holdout",  # the step's own control group: skips this email only (status held_out)
     # held: the same send is tried again later (status deferred)
     "quiet_hours",
     "paused",  # an operator paused the journey
@@ -276,6 +279,12 @@ class SendStepInput(BaseModel):
     # A send found uncertain (the dot went out, no reply recorded): leave it ("skip") or send
     # it again ("resend") once the attempt that wrote the dot is surely over (its lease).
     on_uncertain: Literal["skip", "resend"] = "skip"
+    # The step's own holdout (skip this email, walk on) and its A/B test; ``variant`` is the
+    # one chosen for this send (set by the send activity, recorded in the send log).
+    step_holdout_share: float = 0.0
+    variants: tuple[Variant, ...] = ()
+    auto_winner: AutoWinner | None = None
+    variant: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -351,6 +360,8 @@ class JourneyFacts(BaseModel):
     orders_total: int
     has_birthday: bool
     viewed_again: bool = False
+    # A coupon this run gave was redeemed (its own customer's, in time: store.coupons).
+    used_coupon: bool = False
 
 
 class DecisionInput(BaseModel):

@@ -7,14 +7,14 @@ workflows and activities share the same answer.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.contracts import EXIT_CODES, ReasonCode, SendOutcome, SendStepInput
-from journeys.config import QuietHours, StepConfig
+from journeys.config import QuietHours, StepConfig, Variant
 
 # Suppressions that stop even transactional mail: the address does not take mail, or its
 # owner reported us.
@@ -44,6 +44,28 @@ def in_holdout(customer_id: str, journey: str, share: float) -> bool:
         return False
     digest = hashlib.sha256(f"{customer_id}:{journey}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def in_step_holdout(customer_id: str, journey: str, step: str, share: float) -> bool:
+    """The step's own control group: ``in_holdout`` keyed by journey and step, so a customer
+    skips the same step on every retry and replay, and not the same customers at each step."""
+    return in_holdout(customer_id, f"{journey}/{step}", share)
+
+
+def ab_variant(customer_id: str, journey: str, step: str, variants: Sequence[Variant]) -> str:
+    """The variant of a step's A/B test this customer gets: a hash of (customer, journey,
+    step) into [0, 1) cut by the variants' weights, so the same customer always gets the
+    same one (retries, replays, reruns) and shares follow the weights. ``variants`` must not
+    be empty."""
+    if not variants:
+        raise ValueError("ab_variant: no variants")
+    digest = hashlib.sha256(f"ab:{customer_id}:{journey}/{step}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(v.weight for v in variants)
+    for v in variants:
+        point -= v.weight
+        if point < 0:
+            return v.name
+    return variants[-1].name  # rounding at the very top
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -195,6 +217,10 @@ def _refusal(req: SendStepInput, who: Recipient) -> SendOutcome | None:
     if in_holdout(req.customer_id, req.journey, req.holdout_share):
         detail = f"{req.holdout_share:.0%} of {req.journey}"
         return SendOutcome(status="held_out", code="holdout", detail=detail)
+    share = req.step_holdout_share
+    if in_step_holdout(req.customer_id, req.journey, req.step, share):
+        detail = f"{share:.0%} of step {req.step}"
+        return SendOutcome(status="held_out", code="step_holdout", detail=detail)
     return None
 
 

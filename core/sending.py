@@ -67,4 +67,7 @@ def send_step_input(
         order_skus=order_skus,
         context=context or {},
         on_uncertain=config.on_uncertain,
+        step_holdout_share=step.holdout_share,
+        variants=step.variants,
+        auto_winner=step.auto_winner,
     )

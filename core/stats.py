@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from scipy.stats import binomtest, norm
+from scipy.stats import binomtest, chi2, norm
 
 CONFIDENCE = 0.95
 # Below this many customers in either group the verdict says it cannot tell yet: the
@@ -111,4 +111,43 @@ def verdict(treated: Group, control: Group, found: Lift | None) -> str:
     if found.p_value < 1 - CONFIDENCE:
         more = "more" if found.absolute > 0 else "less"
         return f"significant at 95 %: the journey's customers bought {more} than the control"
+    return "no difference shown at 95 %"
+
+
+# -- A/B tests: variants of one step -------------------------------------------------------
+
+
+def chi_squared(groups: list[tuple[int, int]]) -> float:
+    """p-value of Pearson's chi-squared test that k groups of (hits, trials) share one rate
+    (the k x 2 table, no continuity correction, k - 1 degrees of freedom). With two groups it
+    is the pooled two-proportion z-test. Where the table has nothing to compare (fewer than
+    two groups with trials, or every trial a hit, or none): 1.0."""
+    filled = [(hits, n) for hits, n in groups if n > 0]
+    if len(filled) < 2:
+        return 1.0
+    total = sum(n for _, n in filled)
+    hits = sum(h for h, _ in filled)
+    if hits in (0, total):
+        return 1.0
+    rate = hits / total
+    stat = sum(
+        (h - n * rate) ** 2 / (n * rate) + ((n - h) - n * (1 - rate)) ** 2 / (n * (1 - rate))
+        for h, n in filled
+    )
+    return float(chi2.sf(stat, len(filled) - 1))
+
+
+def best_variant(groups: dict[str, tuple[int, int]]) -> str | None:
+    """The variant with the highest rate of hits per trial (ties: the first listed); None
+    when no variant had a trial."""
+    rated = {name: h / n for name, (h, n) in groups.items() if n > 0}
+    return max(rated, key=lambda name: rated[name]) if rated else None
+
+
+def ab_verdict(p_value: float, smallest: int) -> str:
+    """An A/B test's finding in plain words (``smallest``: the fewest trials of a variant)."""
+    if smallest < MIN_CUSTOMERS:
+        return "not enough sends yet to tell"
+    if p_value < 1 - CONFIDENCE:
+        return "the variants differ, significant at 95 %"
     return "no difference shown at 95 %"

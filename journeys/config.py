@@ -42,12 +42,41 @@ class CouponConfig(_Strict):
     valid_for: Duration = timedelta(days=7)
 
 
+class Variant(_Strict):
+    """One arm of a step's A/B test: its subject (and maybe its template), and its share of
+    the customers relative to the other variants' weights."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    subject: str
+    template: str | None = None  # None: the step's template
+    weight: float = Field(1.0, gt=0)
+
+
+class AutoWinner(_Strict):
+    """Stop the test once it is decided: when every variant has at least
+    ``min_sends_per_variant`` sends and the chi-squared test of ``metric`` (unique human
+    opens or clicks per send) gives p < ``alpha``, every later send gets the variant with the
+    best rate (recorded in ``ab_winners``)."""
+
+    min_sends_per_variant: int = Field(500, ge=1)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    metric: Literal["opens", "clicks"] = "opens"
+
+
 class StepConfig(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     after: Duration
     template: str
     subject: str
     coupon: CouponConfig | None = None
+    # A share of the customers who skip just this email and walk on to the next step (the
+    # step's own control group: what this one message adds), decided per customer and step
+    # (core.rules.in_step_holdout); on top of the journey's holdout_share.
+    holdout_share: float = Field(0.0, ge=0.0, le=1.0)
+    # An A/B test of this step: each customer gets one variant, by weight, the same on every
+    # retry and replay (core.rules.ab_variant). Empty: no test.
+    variants: tuple[Variant, ...] = ()
+    auto_winner: AutoWinner | None = None
     # When the customer has ordered since entering the journey: leave the journey ("exit"),
     # skip just this email ("skip"), or send it anyway ("send").
     on_order: Literal["exit", "skip", "send"] = "exit"
@@ -60,6 +89,17 @@ class StepConfig(_Strict):
     # addresses, past quiet hours, the frequency cap and the holdout; never to an address
     # that hard-bounced or complained.
     transactional: bool = False
+
+    @model_validator(mode="after")
+    def _variants_are_a_test(self) -> StepConfig:
+        names = [v.name for v in self.variants]
+        if len(names) == 1:
+            raise ValueError("variants: an A/B test needs at least two variants")
+        if len(set(names)) != len(names):
+            raise ValueError(f"variants: names must be unique, got {names}")
+        if self.auto_winner is not None and not self.variants:
+            raise ValueError("auto_winner: the step has no variants to pick from")
+        return self
 
 
 class QuietHours(_Strict):
@@ -194,6 +234,12 @@ def load_journey(
     templates = journeys_dir / "templates"
     named = [(f"steps.{i}.template", s.template) for i, s in enumerate(config.steps)]
     named += [(key, template) for key, template in config.extra_templates()]
+    named += [
+        (f"steps.{i}.variants.{j}.template", v.template)
+        for i, s in enumerate(config.steps)
+        for j, v in enumerate(s.variants)
+        if v.template is not None
+    ]
     for key, template in named:
         for suffix in ("html", "txt"):
             if not (templates / f"{template}.{suffix}.j2").is_file():

@@ -67,7 +67,7 @@ HISTORIES = ROOT / "tests" / "histories"
 # The workflow code version of each journey: bump it with every `workflow.patched` change.
 CODE_VERSIONS = {
     "cart_recovery": 4,
-    "welcome_series": 2,
+    "welcome_series": 3,
     "new_customer_nurture": 2,
     "browse_follow_up": 2,
     "win_back": 2,

@@ -65,8 +65,12 @@ def journey_page(report: dict[str, Any]) -> str:
     ]
     for step in report.get("steps", []):
         parts.append(f"<h2>Step {escape(step['step'])}</h2>")
+        if step.get("control") == "step holdout":
+            parts.append('<p class="muted">Compared with the customers held out of this step.</p>')
         parts.append(lift_chart(step["windows"]))
         parts.append(_table(step["windows"]))
+        if step.get("variants"):
+            parts.append(ab_table(step))
     if "mail" in report:
         parts.append(report_charts.mail_section(report["mail"]))
     parts.append(f'<p class="muted">{escape(METHOD)}</p>')
@@ -97,6 +101,41 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f'<tr><td></td><td colspan=7 class="verdict">{escape(row["verdict"])}{note}</td></tr>'
         )
     return f"<table>{head}{''.join(body)}</table>"
+
+
+def ab_table(step: dict[str, Any]) -> str:
+    """A step's A/B test: per variant sends, opens, clicks and conversions per window, the
+    chi-squared p-values and the winner if one was picked."""
+    ab, variants = step["ab"], step["variants"]
+    labels = [w["window"] for w in variants[0]["windows"]]
+    head = "<tr><th>Variant</th><th>Sent</th><th>Opened</th><th>Clicked</th>" + "".join(
+        f"<th>Bought in {escape(label)}</th>" for label in labels
+    )
+    body = [
+        f"<tr><td>{escape(v['variant'])}</td><td>{v['sends']}</td>"
+        f"<td>{percent(v['open_rate'])} <span class=muted>({v['opens']})</span></td>"
+        f"<td>{percent(v['click_rate'])} <span class=muted>({v['clicks']})</span></td>"
+        + "".join(f"<td>{_rate(w)}</td>" for w in v["windows"])
+        + "</tr>"
+        for v in variants
+    ]
+    p_values = "".join(
+        f"<td>p = {p:.3f}</td>"
+        for p in [ab["opens_p_value"], ab["clicks_p_value"], *ab["conversions_p_value"].values()]
+    )
+    body.append(f"<tr><td class=muted>chi-squared</td><td></td>{p_values}</tr>")
+    won = ab["winner"]
+    verdict = ab["verdict"] + (
+        f"; winner {won['variant']} on {won['metric']} (p = {won['p_value']:.3f}), sent to"
+        " everyone since"
+        if won
+        else ""
+    )
+    return (
+        "<h3>A/B test</h3>"
+        f"<table class=ab>{head}</tr>{''.join(body)}</table>"
+        f'<p class="verdict">{escape(verdict)}</p>'
+    )
 
 
 def _rate(g: dict[str, Any]) -> str:

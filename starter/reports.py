@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from core.stats import Group, Lift, lift, verdict
+from core.stats import Group, Lift, ab_verdict, chi_squared, lift, verdict
 from starter import mail_report
-from store import reports
+from store import ab_tests, reports
 from store.db import SessionFactory, make_engine, make_session_factory
 
 DEFAULT_WINDOWS = "2d,10d,30d"
@@ -108,6 +108,7 @@ async def journey_report(
         "steps": [],
     }
     by_step: dict[str, list[dict[str, Any]]] = {}
+    step_held: set[str] = set()  # steps with a holdout of their own
     async with sessions() as s:
         for label in windows:
             window = window_of(label)
@@ -122,19 +123,103 @@ async def journey_report(
             per_step = await reports.step_counts(
                 s, journey=journey, window=window, as_of=at, since=since
             )
+            step_held |= {step for step, grp in per_step if grp == reports.STEP_CONTROL}
             for step in sorted({step for step, _ in per_step}):
+                # A step with its own holdout compares with it: what this one email added.
+                control = reports.STEP_CONTROL if step in step_held else reports.CONTROL
                 by_step.setdefault(step, []).append(
                     figures(
                         label,
                         per_step.get((step, reports.TREATED)),
-                        per_step.get((step, reports.CONTROL)),
+                        per_step.get((step, control)),
                     )
                 )
-    out["steps"] = [{"step": step, "windows": rows} for step, rows in by_step.items()]
+        tests = (
+            await ab_results(s, journey, windows=windows, since=since, as_of=at) if steps else {}
+        )
+    out["steps"] = [
+        {
+            "step": step,
+            "control": "step holdout" if step in step_held else "journey holdout",
+            "windows": rows,
+            **tests.get(step, {"variants": []}),
+        }
+        for step, rows in by_step.items()
+    ]
     if steps:  # the mail figures (starter/mail_report.py)
         out["mail"] = await mail_report.mail_figures(
             sessions, journey, windows=[(w, window_of(w)) for w in windows], since=since
         )
+    return out
+
+
+def _rate(hits: int, n: int) -> float | None:
+    return hits / n if n else None
+
+
+async def ab_results(
+    s: Any, journey: str, *, windows: list[str], since: datetime | None, as_of: datetime
+) -> dict[str, dict[str, Any]]:
+    """Per A/B-tested step: ``variants`` (sends, unique human opens and clicks, and per
+    window customers, converted, rate and revenue) and ``ab``: the chi-squared p-values of
+    opens, clicks and each window's conversions across the variants (core.stats), a verdict
+    and the winner if the test picked one."""
+    engaged = await reports.variant_engagement(s, journey=journey, since=since)
+    per_window = {
+        label: await reports.variant_counts(
+            s, journey=journey, window=window_of(label), as_of=as_of, since=since
+        )
+        for label in windows
+    }
+    decided = await ab_tests.winners(s, journey=journey)
+    out: dict[str, dict[str, Any]] = {}
+    for step in sorted({step for step, _ in engaged}):
+        names = sorted(v for st, v in engaged if st == step)
+        variants: list[dict[str, Any]] = []
+        for name in names:
+            e = engaged[(step, name)]
+            rows = []
+            for label in windows:
+                g = _group(per_window[label].get((step, name)))
+                rows.append({"window": label, **_group_json(g)})
+            variants.append(
+                {
+                    "variant": name,
+                    "sends": e.sends,
+                    "opens": e.opens,
+                    "clicks": e.clicks,
+                    "open_rate": _rate(e.opens, e.sends),
+                    "click_rate": _rate(e.clicks, e.sends),
+                    "windows": rows,
+                }
+            )
+        opens_p = chi_squared([(v["opens"], v["sends"]) for v in variants])
+        conversions = {
+            label: chi_squared(
+                [(v["windows"][i]["converted"], v["windows"][i]["customers"]) for v in variants]
+            )
+            for i, label in enumerate(windows)
+        }
+        won = decided.get(step)
+        out[step] = {
+            "variants": variants,
+            "ab": {
+                "test": "chi-squared, k x 2 table, no continuity correction",
+                "opens_p_value": opens_p,
+                "clicks_p_value": chi_squared([(v["clicks"], v["sends"]) for v in variants]),
+                "conversions_p_value": conversions,
+                "verdict": ab_verdict(opens_p, min(v["sends"] for v in variants)),
+                "winner": None
+                if won is None
+                else {
+                    "variant": won.variant,
+                    "metric": won.metric,
+                    "p_value": won.p_value,
+                    "figures": won.figures,
+                    "decided_at": won.decided_at.isoformat(),
+                },
+            },
+        }
     return out
 
 
@@ -174,9 +259,27 @@ def as_table(report: dict[str, Any]) -> str:
     for step in report.get("steps", []):
         lines.append(f"  step {step['step']} (after its send or would-be send)")
         lines += ["  " + line for line in _window_lines(step["windows"])]
+        lines += _variant_lines(step)
     if "mail" in report:
         lines += mail_report.table_lines(report["mail"])
     return "\n".join(lines)
+
+
+def _variant_lines(step: dict[str, Any]) -> list[str]:
+    """A step's A/B test: per variant sends, opens, clicks, conversions per window."""
+    if not step.get("variants"):
+        return []
+    ab = step["ab"]
+    out = [f"    A/B test: {ab['verdict']} (opens p = {ab['opens_p_value']:.3f})"]
+    for v in step["variants"]:
+        conv = "  ".join(f"{w['window']} {_cell(w)}" for w in v["windows"])
+        out.append(
+            f"    {v['variant']:>8}: {v['sends']} sent, opens {percent(v['open_rate'])},"
+            f" clicks {percent(v['click_rate'])}; {conv}"
+        )
+    if ab["winner"]:
+        out.append(f"    winner: {ab['winner']['variant']} on {ab['winner']['metric']}")
+    return out
 
 
 def _window_lines(rows: list[dict[str, Any]]) -> list[str]:

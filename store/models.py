@@ -171,6 +171,7 @@ class SendLog(Base):
     __tablename__ = "send_log"
     __table_args__ = (
         Index("ix_send_log_customer_decided", "customer_id", "decided_at"),
+        Index("ix_send_log_journey_step_variant", "journey", "step", "variant"),
         # The effect report: each customer's first send of each step, in index order.
         Index(
             "ix_send_log_journey_customer_step",
@@ -202,6 +203,9 @@ class SendLog(Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
     recipient: Mapped[str | None] = mapped_column(String(320))
     coupon_code: Mapped[str | None] = mapped_column(String(64))
+    # The A/B variant of the step that went out (its subject, maybe its template); None:
+    # the step has no variants (core.rules.ab_variant, journeys/config.py Variant).
+    variant: Mapped[str | None] = mapped_column(String(32))
     decided_at: Mapped[datetime]  # the journey's clock (workflow.now()) at the decision
     claimed_at: Mapped[datetime | None]  # wall clock when the claim was taken (before the dot)
     sent_at: Mapped[datetime | None]  # wall clock when the SMTP server accepted
@@ -248,6 +252,47 @@ class Coupon(Base):
     percent_off: Mapped[int]
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CouponRedemption(Base):
+    """A code given with an order ("Order Completed"'s ``coupon``): who used it, when (the
+    order's time), on which order, with what discount, and what the code was to us:
+    ``redeemed`` (the customer's own coupon, in time), ``expired``, ``foreign`` (another
+    customer's), ``reused`` (already redeemed on another order) or ``unknown`` (not ours)."""
+
+    __tablename__ = "coupon_redemptions"
+    __table_args__ = (
+        Index("uq_coupon_redemptions_order_code", "order_id", "code", unique=True),
+        Index("ix_coupon_redemptions_code", "code"),
+        Index("ix_coupon_redemptions_customer", "customer_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(64))  # as given, trimmed and upper-cased
+    order_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(String(64))  # who placed the order
+    owner_id: Mapped[str | None] = mapped_column(String(64))  # whose coupon it is
+    journey: Mapped[str | None] = mapped_column(String(64))  # the journey that gave it
+    status: Mapped[str] = mapped_column(String(16))
+    discount: Mapped[Decimal | None]  # the order's discount (Segment's ``discount``)
+    redeemed_at: Mapped[datetime]  # the order's own time
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AbWinner(Base):
+    """An A/B test of a step that picked its winner ("auto_winner" in the step's TOML):
+    from ``decided_at`` on every send of the step gets ``variant``. Once per step."""
+
+    __tablename__ = "ab_winners"
+
+    journey: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step: Mapped[str] = mapped_column(String(64), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(32))
+    metric: Mapped[str] = mapped_column(String(16))  # opens | clicks
+    p_value: Mapped[float]
+    # per variant: {"sends": n, "hits": n} at the decision
+    figures: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Product(Base):

@@ -19,11 +19,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Subquery
 
-from store.models import JourneyEntry, Order, SendLog
+from store.models import Event, JourneyEntry, Order, SendLog
 
 TREATED, CONTROL = "treated", "control"
+# A step's own control group: customers held out of just this step (reason step_holdout).
+STEP_CONTROL = "step_control"
 # A step's send log status and the group it stands for.
 STEP_GROUPS = {"sent": TREATED, "held_out": CONTROL}
+# What counts as engagement with one email: human opens and clicks only (machine ones, once
+# classified, are left out); a click counts as an open too (its images may be blocked).
+OPENS = ("Email Opened", "Email Link Clicked")
+CLICKS = ("Email Link Clicked",)
 
 
 @dataclass(frozen=True)
@@ -112,14 +118,19 @@ async def step_counts(
     as_of: datetime,
     since: datetime | None = None,
 ) -> dict[tuple[str, str], Counts]:
-    """Per (step, group): after the step's send (treated) or would-be send (held out)."""
+    """Per (step, group): after the step's send (treated) or would-be send (held out: the
+    journey's control group, or ``STEP_CONTROL`` for the step's own holdout)."""
     log = SendLog
     first = func.row_number().over(
         partition_by=(log.customer_id, log.step), order_by=(log.decided_at, log.id)
     )
+    group = case(
+        (log.reason_code == "step_holdout", literal(STEP_CONTROL)),
+        *((log.status == st, literal(g)) for st, g in STEP_GROUPS.items()),
+    )
     sends = select(
         log.customer_id.label("customer_id"),
-        case(*((log.status == st, literal(g)) for st, g in STEP_GROUPS.items())).label("grp"),
+        group.label("grp"),
         log.decided_at.label("t0"),
         log.step.label("step"),
         first.label("nth"),
@@ -127,6 +138,85 @@ async def step_counts(
     if since is not None:
         sends = sends.where(log.decided_at >= since)
     return await _convert(s, sends.subquery("sends"), window=window, as_of=as_of)
+
+
+# -- A/B tests: per variant of a step ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Engagement:
+    sends: int = 0  # emails of the variant that went out
+    opens: int = 0  # of them, opened (a human open or click)
+    clicks: int = 0  # of them, clicked (a human click)
+
+
+def _engaged(log: type[SendLog], names: tuple[str, ...]) -> ColumnElement[bool]:
+    """A human open/click event (``names``) on this send log row's email (by its key)."""
+    e = Event
+    return (
+        select(literal(1))
+        .where(
+            e.customer_id == log.customer_id,
+            e.name.in_(names),
+            e.properties["send_key"].as_string() == log.idempotency_key,
+            func.coalesce(e.engagement_class, "human") == "human",
+        )
+        .exists()
+    )
+
+
+async def variant_engagement(
+    s: AsyncSession, *, journey: str, step: str | None = None, since: datetime | None = None
+) -> dict[tuple[str, str], Engagement]:
+    """Per (step, variant) of A/B-tested steps: sends, unique opens, unique clicks."""
+    log = SendLog
+    query = (
+        select(
+            log.step,
+            log.variant,
+            func.count().label("sends"),
+            func.sum(case((_engaged(log, OPENS), 1), else_=0)).label("opens"),
+            func.sum(case((_engaged(log, CLICKS), 1), else_=0)).label("clicks"),
+        )
+        .where(log.journey == journey, log.variant.is_not(None), log.status == "sent")
+        .group_by(log.step, log.variant)
+    )
+    if step is not None:
+        query = query.where(log.step == step)
+    if since is not None:
+        query = query.where(log.decided_at >= since)
+    return {
+        (row.step, row.variant): Engagement(
+            sends=int(row.sends), opens=int(row.opens or 0), clicks=int(row.clicks or 0)
+        )
+        for row in await s.execute(query)
+    }
+
+
+async def variant_counts(
+    s: AsyncSession,
+    *,
+    journey: str,
+    window: timedelta,
+    as_of: datetime,
+    since: datetime | None = None,
+) -> dict[tuple[str, str], Counts]:
+    """Per (step, variant): the customers a variant went to and their orders in ``window``
+    after it (each customer once per step: their first send of it)."""
+    log = SendLog
+    first = func.row_number().over(
+        partition_by=(log.customer_id, log.step), order_by=(log.decided_at, log.id)
+    )
+    sends = select(
+        log.customer_id.label("customer_id"),
+        log.variant.label("grp"),
+        log.decided_at.label("t0"),
+        log.step.label("step"),
+        first.label("nth"),
+    ).where(log.journey == journey, log.variant.is_not(None), log.status == "sent")
+    if since is not None:
+        sends = sends.where(log.decided_at >= since)
+    return await _convert(s, sends.subquery("variant_sends"), window=window, as_of=as_of)
 
 
 async def _convert(

@@ -3,8 +3,9 @@
 Trigger: "Signed Up" (id ``welcome-series:<customer>``, once per customer ever).
 Timeline (journeys/welcome_series.toml), counted from the signup: welcome + account info +
 first-order coupon at once; "need help?" on day 2; feedback / why shop with us on day 5.
-Around day 7, from the store: ordered -> thank-you with cross-sell, and leave; opened or
-clicked but not ordered -> a time-limited gift offer; opened nothing -> tagged for
+Around day 7, from the store: ordered -> thank-you with cross-sell, and leave (ordered
+with the welcome coupon: the thank-you says so, branch "used_coupon"); opened or clicked
+(human opens only) but not ordered -> a time-limited gift offer; opened nothing -> tagged for
 reactivation, but only if an email of the series was sent (held out: "held_out"; none went
 out: "not_mailed"; neither is tagged). Around day 12 the gift branch splits on order again;
 everyone left gets the preferences email (with a birthday request when the birthday is
@@ -51,6 +52,12 @@ class WelcomeSeries(Journey):
         await self._wait_for(inp.config.step("thank_you"))
         facts = await self.facts()
         if facts.ordered:
+            if facts.used_coupon and workflow.patched("welcome-thanks-for-the-coupon"):
+                # The plan's "used the coupon": thanks for using it, with the cross-sell.
+                await self.decide("day_7", "used_coupon", "ordered with the welcome coupon")
+                context = {"order_id": "latest", "used_coupon": True}
+                await self._step("thank_you", context=context)
+                return "ordered"
             await self.decide("day_7", "ordered", "ordered since signing up")
             await self._step("thank_you", context={"order_id": "latest"})
             return "ordered"

@@ -7,11 +7,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import httpx
+from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from starter.http import create_app
 from starter.ingest.service import EventResult
+from store.models import SendLog
 from testkit.data import email_for
+from testkit.engagement import PERSON, read_later
 from testkit.mail import journey_mails, parts, steps_of, wait_for_mail
 from testkit.stack import Stack
 from testkit.waiting import PATIENCE, eventually
@@ -77,15 +80,37 @@ def html_of(stack: Stack, cid: str, journey: str, index: int) -> str:
     return parts(journey_mails(stack.catcher, cid, journey)[index])[1]
 
 
-async def follow(stack: Stack, link: str, status: int, *, method: str = "GET") -> None:
+async def _delivered(stack: Stack, cid: str) -> None:
+    """Wait until none of the customer's sends is between its final dot and its recorded
+    250 (``sent_at`` is what "read later" moves back)."""
+
+    async def claimed() -> int:
+        async with stack.sessions() as s:
+            found = await s.scalar(
+                select(func.count()).where(SendLog.customer_id == cid, SendLog.status == "sending")
+            )
+            return int(found or 0)
+
+    check(await eventually(claimed, lambda n: n == 0) == 0, f"{cid}: a send stays claimed")
+
+
+async def follow(
+    stack: Stack, link: str, status: int, *, method: str = "GET", reader: str | None = None
+) -> None:
     """Open or click a tracked link from a mail through the HTTP app (httpx + ASGI, as the
     tests' ``http`` fixture), as the customer's mail client does (``method="POST"``: press
-    the button of the page a link shows, e.g. "stay")."""
+    the button of the page a link shows, e.g. "stay"). With ``reader`` (the customer id) it
+    is a person's: read an hour after delivery, in a browser (testkit/engagement.py)."""
+    headers: dict[str, str] = {}
+    if reader is not None:
+        await _delivered(stack, reader)
+        await read_later(stack, reader)
+        headers = PERSON
     app = create_app(stack.settings, journeys=stack.journeys)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="https://shop.test"
     ) as http:
-        answer = await http.request(method, link)
+        answer = await http.request(method, link, headers=headers)
     check(answer.status_code == status, f"{method} {link}: {answer.status_code}, not {status}")
 
 

@@ -1,6 +1,6 @@
-"""Welcome series: the day-7 branches (ordered, gift offer, reactivation), the gift branch
-left on an order, a run whose sends wait for the end of quiet hours, and a held-out run (no
-email went out: not tagged for reactivation)."""
+"""Welcome series: the day-7 branches (ordered, ordered with the welcome coupon, gift offer,
+reactivation), the gift branch left on an order, a run whose sends wait for the end of quiet
+hours, and a held-out run (no email went out: not tagged for reactivation)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
 from core.zones import zone_at_local_hour
 from histories.common import Branch, Handle, check, expect_steps, follow, handle_of, html_of
-from store.models import Customer
+from store.models import Coupon, Customer
 from testkit.data import add_customer
 from testkit.mail import journey_mails, tracked_links
 from testkit.stack import Stack
@@ -56,12 +58,34 @@ async def ordered(stack: Stack, cid: str) -> Handle:
     return handle
 
 
+async def used_coupon(stack: Stack, cid: str) -> Handle:
+    """Orders with the welcome coupon right after the welcome: need_help and feedback are
+    skipped, on day 7 the thank-you for using it (code version 3), then leaves."""
+    handle = await _welcomed(stack, cid)
+    async with stack.sessions() as s:
+        code = await s.scalar(select(Coupon.code).where(Coupon.customer_id == cid))
+    check(code is not None, f"{cid}: no welcome coupon")
+    await stack.journeys.order_placed(
+        {
+            "customer_id": cid,
+            "order_id": f"o-{cid}",
+            "total": "17.91",
+            "lines": [SHIRT],
+            "coupon": code,
+        }
+    )
+    await stack.fast_forward(handle, timedelta(days=7, minutes=1))
+    branches = (await handle.query(WelcomeSeries.state)).branches
+    check(branches.get("day_7", "").startswith("used_coupon"), f"{cid}: branches {branches}")
+    return handle
+
+
 async def gift_offer_completed(stack: Stack, cid: str) -> Handle:
     """Opens the welcome (loads its pixel), orders nothing: gift_offer on day 7, preferences
     on day 12."""
     handle = await _welcomed(stack, cid)
     (pixel,) = tracked_links(html_of(stack, cid, JOURNEY, 0), "o")
-    await follow(stack, pixel, 200)
+    await follow(stack, pixel, 200, reader=cid)
     await stack.fast_forward(handle, timedelta(days=12, minutes=1))
     return handle
 
@@ -70,7 +94,7 @@ async def gift_offer_then_ordered(stack: Stack, cid: str) -> Handle:
     """Clicks in the welcome, gets the gift offer, then orders: leaves at once (no clock
     moved)."""
     handle = await _welcomed(stack, cid)
-    await follow(stack, tracked_links(html_of(stack, cid, JOURNEY, 0), "c")[0], 302)
+    await follow(stack, tracked_links(html_of(stack, cid, JOURNEY, 0), "c")[0], 302, reader=cid)
     await stack.fast_forward(handle, timedelta(days=8))
     await expect_steps(stack, cid, JOURNEY, "welcome", "need_help", "feedback", "gift_offer")
     await _order(stack, cid)
@@ -122,6 +146,8 @@ async def held_out_not_tagged(stack: Stack, cid: str) -> Handle:
 
 BRANCHES = {
     "ordered": Branch(ordered, "ordered", ["welcome", "need_help", "thank_you"]),
+    # code version 3: ordered with the welcome coupon -> branch "used_coupon"
+    "used_coupon": Branch(used_coupon, "ordered", ["welcome", "thank_you"]),
     "gift_offer_completed": Branch(
         gift_offer_completed,
         "completed",

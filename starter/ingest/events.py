@@ -24,6 +24,7 @@ from pydantic import (
     AfterValidator,
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -248,6 +249,22 @@ class CartProduct(Line, Event):
         return workflow_id("cart_recovery", self.customer_id)
 
 
+def _codes(value: Any) -> Any:
+    """ "A1, B2" -> ["A1", "B2"]; "" or None -> []."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [code.strip() for code in value.split(",") if code.strip()]
+    return value
+
+
+Coupons = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]],
+    BeforeValidator(_codes),
+    Field(max_length=20),
+]
+
+
 class OrderCompleted(Event):
     """ "Order Completed" (Python API ``order_placed``)."""
 
@@ -255,9 +272,17 @@ class OrderCompleted(Event):
     total: Money = Field(validation_alias=AliasChoices("total", "revenue"))
     currency: Currency = "EUR"
     lines: Lines
+    # Segment's ``coupon`` (one code, or several separated by commas) or a list of codes;
+    # each is recorded as redeemed, expired, foreign, reused or unknown (store/coupons.py).
+    coupons: Coupons = Field(
+        default_factory=list, validation_alias=AliasChoices("coupon", "coupons")
+    )
+    discount: Money | None = None  # the order's discount (Segment's ``discount``)
 
     def recorded(self) -> dict[str, Any]:
-        return {"order_id": self.order_id, "total": str(self.total), "currency": self.currency}
+        kept = {"order_id": self.order_id, "total": str(self.total), "currency": self.currency}
+        return kept | ({"coupons": self.coupons} if self.coupons else {})
+
 
     def concerns(self) -> str:
         return workflow_id("cart_recovery", self.customer_id)

@@ -17,7 +17,7 @@ from starter.ingest import lifecycle
 from starter.ingest.events import OrderCompleted, OrderShipped
 from starter.ingest.runs import live_runs
 from starter.ingest.service import SIGNALLED, Call, Handled, done
-from store import orders, products, repo
+from store import coupons, orders, products, repo
 
 
 async def order_placed(call: Call, e: OrderCompleted) -> Handled:
@@ -35,6 +35,15 @@ async def order_placed(call: Call, e: OrderCompleted) -> Handled:
     )
     if not recorded:  # this order was here before
         return Handled("none", e.concerns(), recorded=False)
+    if e.coupons:
+        await coupons.redeem(
+            call.s,
+            order_id=e.order_id,
+            customer_id=e.customer_id,
+            codes=e.coupons,
+            discount=e.discount,
+            placed_at=e.occurred_at,
+        )
     # An order brings a sunset address back: the customer is engaged again.
     await repo.lift_suppression(call.s, email=call.customer.email, reasons=LIFTED_BY_ORDER)
     await products.upsert_products(call.s, lines=lines, ordered=True)
