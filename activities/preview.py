@@ -58,7 +58,7 @@ from journeys.config import (
     NurtureConfig,
     StepConfig,
 )
-from store import orders, repo
+from store import ab_tests, orders, repo
 from store.db import SessionFactory
 from store.models import Coupon, Customer, Event
 
@@ -106,6 +106,7 @@ class Preview:
     journey: str
     step: str
     template: str
+    variant: str | None  # the customer's arm of the step's A/B test; None: no test
     customer_id: str
     context: dict[str, Any]  # the step's context from the workflow (defaults + overrides)
     rendered: Rendered
@@ -145,12 +146,14 @@ class StepPreviews:
         return [p.stem for p in sorted(self._dir.glob("*.toml")) if p.stem not in NOT_JOURNEYS]
 
     def config(self, journey: str) -> JourneyConfig:
-        """The journey's config (its own model: nurture's care templates, ...)."""
+        """The journey's config (its own model: nurture's care templates, ...), named as in
+        its TOML (``cart_recovery``) or as in workflow ids (``cart-recovery``)."""
         names = self.journeys()
-        if journey not in names:
+        name = journey if journey in names else journey.replace("-", "_")
+        if name not in names:
             raise PreviewNotFound(f"unknown journey {journey!r}; journeys: {', '.join(names)}")
         try:
-            return load_any(journey, self._dir)
+            return load_any(name, self._dir)
         except JourneyConfigError as exc:
             raise PreviewBroken(str(exc)) from exc
 
@@ -165,6 +168,7 @@ class StepPreviews:
     ) -> Preview:
         """The email of ``journey``'s ``step`` for ``customer_id``; raises ``PreviewError``."""
         config = self.config(journey)
+        journey = config.name
         step_config = _step(config, step)
         at = now or datetime.now(UTC)
         async with self._sessions() as s:
@@ -185,6 +189,9 @@ class StepPreviews:
                 context=context,
             )
             verdict = await gate(s, req, customer)
+            # The customer's arm of the step's A/B test, as the send path picks it (a winner
+            # it would record now is rolled back with this session: nothing is committed).
+            req = await ab_tests.choose(s, req, claimed=None)
             cart = await repo.get_cart(s, customer_id=customer.id)
             values = base_context(
                 req, customer, cart, _coupon(req), shop=self._mail.shop, links=self._inert
@@ -210,6 +217,7 @@ class StepPreviews:
             journey=journey,
             step=step,
             template=req.template,
+            variant=req.variant,
             customer_id=customer.id,
             context=req.context,
             rendered=rendered,

@@ -133,6 +133,8 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
         f"{preview.journey}/{preview.step} (template {preview.template}) for {preview.customer_id}"
     )
     print(f"subject: {preview.rendered.subject}")
+    if preview.variant is not None:
+        print(f"A/B variant: {preview.variant}")
     print(f"step context: {preview.context_said}")
     print(f"the send gate now: {preview.gate_says}")
     for path in (files.html, files.text, files.headers, files.eml):

@@ -20,6 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from core.rules import ab_variant
+from journeys.config import Variant
 from settings import ROOT
 from starter import __main__ as cli
 from starter.http import create_app
@@ -28,6 +30,7 @@ from store.models import Coupon, Customer, SendLog
 from testkit.data import MUG, TEE, abandon_cart, add_customer, email_for
 from testkit.mail import parts, wait_for_mail
 from testkit.stack import Stack
+from tests.test_step_holdout import steps_with
 
 ADMIN = ("ops", "preview-password-0123")
 TEST_ADDRESS = "marketer@shop.test"
@@ -61,8 +64,8 @@ async def test_preview_writes_the_email_the_customer_then_gets(
     await add_customer(stack, cid)
     handle = await abandon_cart(stack, cid, SHOP_TEE, MUG)
 
-    code = await run_cli(
-        stack, monkeypatch, "preview", "cart_recovery", "reminder_1", "--customer", cid,
+    code = await run_cli(  # the journey as workflow ids spell it, or as its TOML
+        stack, monkeypatch, "preview", "cart-recovery", "reminder_1", "--customer", cid,
         "--out", str(tmp_path),
     )  # fmt: skip
 
@@ -158,6 +161,30 @@ async def test_a_preview_shows_what_the_journey_passes_picks_product_and_the_gat
     assert "picks=new_arrivals" in capsys.readouterr().out  # what win-back passes this step
     text = (tmp_path / f"win_back.win_back_offer.{cid}.txt").read_text()
     assert "Linen scarf" in text  # the newest product, among the new arrivals
+
+
+async def test_a_preview_shows_the_customers_arm_of_the_steps_ab_test(
+    make_stack: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    variants = [
+        {"name": "plain", "subject": "Your cart is waiting"},
+        {"name": "bold", "subject": "Still yours: the cart you left"},
+    ]
+    stack: Stack = await make_stack(
+        cart_recovery={"steps": steps_with("cart_recovery", reminder_1={"variants": variants})}
+    )
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    chosen = ab_variant(cid, "cart_recovery", "reminder_1", [Variant(**v) for v in variants])
+
+    assert await run_cli(
+        stack, monkeypatch, "preview", "cart_recovery", "reminder_1", "--customer", cid,
+        "--out", str(tmp_path),
+    ) == 0  # fmt: skip
+
+    out = capsys.readouterr().out
+    subject = next(v["subject"] for v in variants if v["name"] == chosen)
+    assert f"subject: {subject}\nA/B variant: {chosen}\n" in out
 
 
 async def test_unknown_journey_step_customer_or_context_exit_2_listing_the_valid_ones(

@@ -77,6 +77,7 @@ def page(found: Preview) -> str:
         ("subject", found.rendered.subject),
         ("to", str(found.message["To"])),
         ("template", found.template),
+        ("A/B variant", found.variant or "no test"),
         ("step context", found.context_said),
         ("the send gate now", found.gate_says),
     )
