@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 # production, where the placeholder SECRET_KEY and API_WRITE_KEY are refused.
 DEV := ENVIRONMENT=$${ENVIRONMENT:-development}
 
-.PHONY: setup run test lint demo mail migrate worker bench faults
+.PHONY: setup run test lint demo demo-report mail migrate worker bench faults
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -27,6 +27,9 @@ test: setup  ## lint, type-check, the whole test suite against real parts, compo
 
 demo: setup  ## with `make run` up: a customer abandons a cart; the email shows up in ~2 s
 	@$(DEV) JOURNEY_SPEEDUP=$${JOURNEY_SPEEDUP:-3600} $(UV) run --frozen python -m starter demo
+
+demo-report: setup  ## with `make run` up: a few hundred customers through cart recovery with a 50 % holdout, reading and buying; prints the report's address
+	@$(DEV) JOURNEY_SPEEDUP=$${JOURNEY_SPEEDUP:-3600} $(UV) run --frozen python -m devstack.demo_report $(if $(CUSTOMERS),--customers $(CUSTOMERS))
 
 mail: setup  ## list the mail the local catcher kept (SHOW=N prints message N)
 	@$(DEV) $(UV) run --frozen python -m starter mail $(if $(SHOW),--show $(SHOW))

@@ -321,3 +321,144 @@ def _browse(
         return requests, console, marks, title, bars
     finally:
         driver.quit()
+
+
+# -- the app's metrics ----------------------------------------------------------------------
+
+
+def _samples(text: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
+    """The samples of one metric in Prometheus' text format, by their labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[frozenset[tuple[str, str]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out[frozenset(sample.labels.items())] = sample.value
+    return out
+
+
+def _value(samples: dict[frozenset[tuple[str, str]], float], **labels: str) -> float:
+    """The sum of the samples that carry ``labels`` (others, e.g. the SDK's, may differ)."""
+    wanted = set(labels.items())
+    return sum(v for key, v in samples.items() if wanted <= key)
+
+
+async def test_metrics_count_the_send_the_open_and_the_conversion(
+    make_stack: Any, temporal_env: Any
+) -> None:
+    import re
+    import urllib.request
+
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from devstack.catcher import free_port
+    from observability import runtime_with_metrics
+    from settings import Settings
+    from testkit.data import email_for
+    from testkit.engagement import PERSON, delivered, read_later
+    from testkit.mail import parts, wait_for_mail
+
+    bind = f"127.0.0.1:{free_port()}"
+    runtime = runtime_with_metrics(Settings(environment="test", metrics_bind=bind))
+    target = temporal_env.client.service_client.config.target_host
+    client = await Client.connect(target, runtime=runtime, data_converter=pydantic_data_converter)
+    stack: Stack = await make_stack(client=client)
+    settings = stack.settings.model_copy(
+        update={"admin_user": ADMIN[0], "admin_password": ADMIN[1]}
+    )
+    app = create_app(settings, journeys=stack.journeys)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://shop.test") as http:
+        assert (await http.get("/metrics")).status_code == 401  # the operator's, not public
+        before = (await http.get("/metrics", headers=_auth())).text
+
+        cid = stack.new_customer_id()
+        await add_customer(stack, cid)
+        handle = await abandon_cart(stack, cid, TEE)
+        await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
+        (mail,) = await wait_for_mail(stack.catcher, email_for(cid), 1)
+        await delivered(stack, cid)
+
+        def scrape_worker() -> str:
+            with urllib.request.urlopen(f"http://{bind}/metrics", timeout=5) as answer:
+                return str(answer.read().decode())
+
+        async def sends() -> float:
+            text = await asyncio.to_thread(scrape_worker)
+            return _value(
+                _samples(text, "journey_sends") | _samples(text, "journey_sends_total"),
+                journey="cart_recovery",
+                step="reminder_1",
+                status="sent",
+            )
+
+        # the worker's counter, beside the SDK's metrics on the same endpoint
+        assert await eventually(sends, lambda n: n >= 1) == 1
+        assert "temporal_" in await asyncio.to_thread(scrape_worker)
+
+        _, html = parts(mail)
+        pixel = re.search(r'<img src="https://shop\.test(/t/o/[^"]+)"', html)
+        assert pixel
+        await read_later(stack, cid)  # a person's open, not a scanner's at delivery
+        assert (await http.get(pixel.group(1), headers=PERSON)).status_code == 200
+        await stack.journeys.order_placed(
+            {"customer_id": cid, "order_id": f"{cid}-o1", "total": "19.90"}
+        )
+        answer = await http.get("/metrics", headers=_auth())
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/plain")
+        after = answer.text
+
+    def grew(name: str, **labels: str) -> float:
+        return _value(_samples(after, name), **labels) - _value(_samples(before, name), **labels)
+
+    opened = {"journey": "cart_recovery", "step": "reminder_1", "kind": "opened"}
+    assert grew("journey_engagements_total", **opened, engagement_class="human") == 1
+    assert grew("journey_engagements_total", **opened, engagement_class="machine") == 0
+    assert grew("journey_conversions_total", journey="cart_recovery", group="treated") == 1
+
+
+# -- make demo-report -----------------------------------------------------------------------
+
+
+async def test_demo_report_plays_a_holdout_with_opens_and_orders_the_report_counts(
+    make_stack: Any,
+) -> None:
+    from devstack.demo_report import JOURNEY, play, reader
+    from starter.api import Journeys
+    from starter.reports import journey_report
+
+    stack: Stack = await make_stack(cart_recovery={"holdout_share": 0.5})
+    fast = stack.settings.model_copy(update={"journey_speedup": 3600})  # 1 h is 1 s
+    app = create_app(stack.settings, journeys=stack.journeys)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        Journeys(client=stack.client, sessions=stack.sessions, settings=fast) as journeys,
+        httpx.AsyncClient(transport=transport, base_url="https://shop.test") as http,
+    ):
+        read = reader(
+            stack.settings.public_base_url, lambda: list(stack.catcher.messages), http=http
+        )
+        played = await play(journeys, stack.sessions, customers=40, holdout=0.5, read=read)
+
+    assert played.orders is not None
+    assert played.treated + played.control == 40 and played.treated and played.control
+    assert played.opened > 0 and sum(played.orders.values()) > 0
+    async with stack.sessions() as s:
+        first = await s.scalar(
+            select(JourneyEntry.entered_at)
+            .where(JourneyEntry.customer_id.in_(played.customers))
+            .order_by(JourneyEntry.entered_at)
+            .limit(1)
+        )
+    report = await journey_report(stack.sessions, JOURNEY, windows=["30d"], since=first)
+    (window,) = report["windows"]
+    assert window["treated"]["customers"] == played.treated
+    assert window["control"]["customers"] == played.control
+    assert window["treated"]["converted"] == played.orders["treated"]
+    assert window["control"]["converted"] == played.orders["control"]
+    first_step = next(row for row in report["mail"]["steps"] if row["step"] == "reminder_1")
+    assert first_step["opens"] == played.opened  # a person's, read after delivery
+    assert first_step["clicks"] == played.clicked
