@@ -259,7 +259,7 @@ async def test_the_schedule_is_created_once_updated_after_and_runs_the_sweep(sta
         (action,) = described.info.recent_actions
         run = stack.client.get_workflow_handle(action.action.workflow_id)
         result = await asyncio.wait_for(run.result(), timeout=PATIENCE)
-        assert set(result["counts"]) == {"win_back", "repeat_purchase", "birthday"}
+        assert set(result["counts"]) == {"sunset", "win_back", "repeat_purchase", "birthday"}
     finally:
         await handle.delete()
 
