@@ -7,7 +7,13 @@
   number is written as its ref (``core.ids.customer_ref``), and so is any email address in a
   message or traceback, in both formats.
 - Metrics: the Temporal SDK's own (workflow and activity task latencies, failures, sticky
-  cache...) for Prometheus on ``METRICS_BIND`` (default 127.0.0.1:9464, /metrics).
+  cache...) for Prometheus on ``METRICS_BIND`` (default 127.0.0.1:9464, /metrics); beside
+  them the worker's ``journey_sends`` (every send decision by journey, step and status,
+  through the SDK's metric meter, so on the same endpoint). The API serves its own
+  at ``/metrics`` (operator login): ``journey_engagements_total`` (opens and clicks by
+  journey, step, kind and class, human or machine) and ``journey_conversions_total``
+  (orders of customers who entered a journey within ``CONVERSION_WINDOW`` before, by journey
+  and group).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
+from temporalio import activity
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from core.ids import customer_ref
@@ -77,3 +85,49 @@ def runtime_with_metrics(settings: Settings) -> Runtime | None:
     return Runtime(
         telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.metrics_bind))
     )
+
+
+# -- the app's own metrics ----------------------------------------------------------------------
+
+# The API's counters (their own registry: what /metrics shows is ours, not the process's).
+REGISTRY = CollectorRegistry(auto_describe=True)
+ENGAGEMENTS = Counter(
+    "journey_engagements",
+    "Opens and clicks of journey emails recorded (first per email, and per link for clicks)",
+    ["journey", "step", "kind", "engagement_class"],
+    registry=REGISTRY,
+)
+CONVERSIONS = Counter(
+    "journey_conversions",
+    "Orders of customers who entered the journey within CONVERSION_WINDOW before the order",
+    ["journey", "group"],
+    registry=REGISTRY,
+)
+CONVERSION_WINDOW_DAYS = 30  # the report's longest default window
+
+
+def count_engagement(*, workflow_id: str, step: str, kind: str, engagement_class: str) -> None:
+    """One open or click recorded (``kind``: opened | clicked; class: human | machine), of
+    a send of ``workflow_id``'s run; its journey is the id's first part (``core.ids``:
+    ``cart-recovery:c-42`` is cart_recovery's)."""
+    journey = workflow_id.split(":", 1)[0].replace("-", "_")
+    ENGAGEMENTS.labels(journey, step, kind, engagement_class).inc()
+
+
+def count_conversions(entered: list[tuple[str, str]]) -> None:
+    """One order, for each (journey, group) the customer entered before it
+    (``store.mail_figures.entered_before``; group: treated | control)."""
+    for journey, group in entered:
+        CONVERSIONS.labels(journey, group).inc()
+
+
+def count_send(*, journey: str, step: str, status: str, already_done: bool) -> None:
+    """In the send activity: one decision (sent, skipped, held_out, bounced, failed,
+    uncertain, deferred) on the worker's Temporal metric meter, exported with the SDK's
+    metrics as ``journey_sends``. A retry that found its decision recorded counts nothing."""
+    if already_done:
+        return
+    counter = activity.metric_meter().create_counter(
+        "journey_sends", "Send decisions by journey, step and status"
+    )
+    counter.add(1, {"journey": journey, "step": step, "status": status})

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.pacing import parse_rates
 from journeys.shop import DEMO_SHOP, Shop
 
 ROOT = Path(__file__).resolve().parent
@@ -52,7 +53,43 @@ class Settings(BaseSettings):
     smtp_pool_wait_seconds: float = Field(60.0, gt=0)
     smtp_breaker_failures: int = Field(5, ge=1)
     smtp_breaker_cooldown_seconds: float = Field(30.0, ge=0)
+    # Sends paced per mailbox provider, messages per second per worker (core/pacing.py):
+    # "google=20,microsoft=10"; providers left out keep their defaults. A send waits at most
+    # SMTP_POOL_WAIT_SECONDS for its provider's turn (then it is retried, held not dropped).
+    smtp_provider_rates: str = ""
     catcher_maildir: Path = VAR_DIR / "mail"
+
+    # Text messages (docs/decisions/0015-sms.md). SMS_PROVIDER=local: the Twilio client
+    # against the local SMS catcher that `make run` starts on SMS_CATCHER_PORT (the same
+    # API, the same code path); twilio: Twilio itself with the account's SID and token.
+    sms_provider: str = Field("local", pattern="^(local|twilio)$")
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_base_url: str = ""  # empty: https://api.twilio.com, or the catcher for local
+    sms_from: str = "+15005550006"  # the sender: a number in E.164 or an alphanumeric id
+    sms_catcher_port: int = 8025
+    sms_catcher_dir: Path = VAR_DIR / "sms"
+    sms_timeout_seconds: float = Field(15.0, gt=0)
+    # A text template that renders to more segments than this is refused when it is loaded.
+    sms_max_segments: int = Field(3, ge=1, le=10)
+    # The opt-out hint every marketing text ends with, per language ("lang:text;lang:text"),
+    # over core.sms.OPT_OUT_HINTS; the customer's `language` trait picks one (else "en").
+    sms_opt_out_hints: str = ""
+
+    @property
+    def twilio_url(self) -> str:
+        if self.twilio_base_url:
+            return self.twilio_base_url.rstrip("/")
+        if self.sms_provider == "local":
+            return f"http://127.0.0.1:{self.sms_catcher_port}"
+        return "https://api.twilio.com"
+
+    @property
+    def twilio_credentials(self) -> tuple[str, str]:
+        """(account SID, auth token); the local catcher's development pair when unset."""
+        if self.sms_provider == "local":
+            return (self.twilio_account_sid or "AC" + "0" * 32, self.twilio_auth_token or "local")
+        return self.twilio_account_sid, self.twilio_auth_token
 
     # Messages
     mail_from: str = "Shop <shop@example.com>"
@@ -101,6 +138,12 @@ class Settings(BaseSettings):
             problem = self.shop_problem()
             if problem:
                 raise ValueError(problem)
+            if self.sms_provider == "twilio" and not (
+                self.twilio_account_sid and self.twilio_auth_token
+            ):
+                raise ValueError(
+                    "SMS_PROVIDER=twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+                )
             return self
         if not self.shop_url.strip() and not self.shop_logo_url:
             self.shop_logo_url = DEMO_SHOP.logo_url  # the demo shop's, with its storefront
@@ -200,6 +243,19 @@ class Settings(BaseSettings):
     @property
     def smtp_target_host(self) -> str:
         return self.smtp_host or "127.0.0.1"
+
+    @property
+    def provider_rates(self) -> dict[str, float]:
+        """SMTP_PROVIDER_RATES over the defaults (core/pacing.py)."""
+        return parse_rates(self.smtp_provider_rates)
+
+    @model_validator(mode="after")
+    def _check_provider_rates(self) -> Settings:
+        try:
+            parse_rates(self.smtp_provider_rates)
+        except ValueError as exc:
+            raise ValueError(f"SMTP_PROVIDER_RATES: {exc}") from None
+        return self
 
 
 def temporal_cli(settings: Settings) -> str:

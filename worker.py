@@ -23,8 +23,12 @@ from activities.breaker import BreakerPolicy
 from activities.journey import JourneyActivities
 from activities.lifecycle import LifecycleActivities
 from activities.mailer import SmtpPool
+from activities.pacing import Pacer
 from activities.render import Renderer
 from activities.send import MailSettings, SendActivities
+from activities.sms.compose import SmsComposer, check_sms_templates, parse_hints
+from activities.sms.delivery import Texts
+from activities.sms.provider import TwilioSms
 from activities.sweep import SweepActivities, sunset_rule
 from activities.template_checks import check_templates
 from core.lifecycle import load_lifecycle
@@ -73,6 +77,30 @@ def make_mailer(settings: Settings) -> SmtpPool:
     )
 
 
+def make_texts(settings: Settings) -> Texts:
+    """The SMS provider (Twilio's API: Twilio, or the local catcher) and the composer; a
+    text template over SMS_MAX_SEGMENTS fails here, at start (naming file and count)."""
+    sid, token = settings.twilio_credentials
+    composer = SmsComposer(
+        settings.journeys_dir / "templates",
+        max_segments=settings.sms_max_segments,
+        hints=parse_hints(settings.sms_opt_out_hints),
+        short_base=settings.public_base_url,
+    )
+    check_sms_templates(settings.journeys_dir, composer)
+    return Texts(
+        provider=TwilioSms(
+            base_url=settings.twilio_url,
+            account_sid=sid,
+            auth_token=token,
+            sender=settings.sms_from,
+            timeout=settings.sms_timeout_seconds,
+        ),
+        composer=composer,
+        status_callback=f"{settings.public_base_url.rstrip('/')}/v1/sms/status",
+    )
+
+
 # The longest SMTP path of one send, in timeouts of one command: connect and greeting, EHLO,
 # STARTTLS, AUTH, the NOOP of an idle connection, MAIL, RCPT, DATA, the reply to the dot.
 SMTP_PATH_COMMANDS = 9
@@ -80,11 +108,13 @@ SMTP_PATH_COMMANDS = 9
 
 def check_send_timeouts(settings: Settings) -> None:
     """The send activity's start-to-close (core.sending) must outlast the whole SMTP path:
-    waiting for a pool connection, then every command at its timeout."""
-    path = settings.smtp_pool_wait_seconds + SMTP_PATH_COMMANDS * settings.smtp_timeout_seconds
+    waiting for the provider's turn and for a pool connection (each at most
+    SMTP_POOL_WAIT_SECONDS), then every command at its timeout."""
+    path = 2 * settings.smtp_pool_wait_seconds + SMTP_PATH_COMMANDS * settings.smtp_timeout_seconds
     if path >= SEND_START_TO_CLOSE.total_seconds():
         raise ValueError(
-            f"SMTP_POOL_WAIT_SECONDS + {SMTP_PATH_COMMANDS} x SMTP_TIMEOUT_SECONDS = {path:.0f} s "
+            f"2 x SMTP_POOL_WAIT_SECONDS + {SMTP_PATH_COMMANDS} x SMTP_TIMEOUT_SECONDS = "
+            f"{path:.0f} s "
             f"does not fit in the send activity's start-to-close "
             f"({SEND_START_TO_CLOSE.total_seconds():.0f} s): lower them"
         )
@@ -125,6 +155,8 @@ def build_activities(
             cooldown=timedelta(seconds=settings.smtp_breaker_cooldown_seconds),
         ),
         pool_wait=settings.smtp_pool_wait_seconds,
+        pacer=Pacer(settings.provider_rates, max_wait=settings.smtp_pool_wait_seconds),
+        texts=make_texts(settings),
     )
     journey = JourneyActivities(sessions=sessions)
     lifecycle = LifecycleActivities(sessions=sessions)

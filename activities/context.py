@@ -92,6 +92,12 @@ def base_context(
         "shop_url": shop_ctx["url"],
         "unsubscribe_url": links.unsubscribe(customer_id=customer.id, journey=req.journey),
         "stay_url": links.stay(customer_id=customer.id, send_key=req.idempotency_key),
+        # "Report this email" in the footer of marketing email (a transactional one has none).
+        "report_url": (
+            None
+            if req.transactional
+            else links.report(customer_id=customer.id, send_key=req.idempotency_key)
+        ),
         "journey": req.journey,
         "step": req.step,
     }

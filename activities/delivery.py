@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import EmailMessage
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -27,6 +28,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from activities.breaker import Breaker
 from activities.gate import gate
 from activities.mailer import SmtpConnection, SmtpFailure, SmtpPool
+from activities.pacing import Paced, Pacer
 from activities.send_log import (
     attempt_token,
     count_uncertain,
@@ -40,9 +42,11 @@ from activities.send_log import (
     unknown_customer,
 )
 from core.contracts import ReasonCode, SendOutcome, SendStatus, SendStepInput, describe
+from core.pacing import engagement_rank
 from core.sending import CLAIM_LEASE
-from store import repo, sends, sent_now
+from store import events, repo, sends, sent_now
 from store.db import SessionFactory
+from store.models import utcnow
 
 # What a failure of each kind ends a send as, when it ends it (the others are retried).
 ENDING: dict[str, SendStatus] = {
@@ -105,6 +109,29 @@ class Delivery:
     _breaker: Breaker
     _pool_wait: float
     _sent_now: sent_now.SentNow | None  # PostgreSQL's blocking commit of ``sent``
+    _pacer: Pacer | None  # per mailbox provider, the engaged first (None: not paced)
+
+    async def _pace(self, req: SendStepInput, email: str) -> None:
+        """Waits for the turn of ``email``'s provider (activities/pacing.py): transactional
+        first, then the customers who read the shop's email lately (their last human open
+        or click is read only when others wait too). Waiting too long is a benign retry:
+        the send is held, not dropped."""
+        if self._pacer is None:
+            return
+        rank = engagement_rank(None, utcnow(), transactional=True) if req.transactional else 0
+        if not req.transactional and self._pacer.contended(email):
+            async with self._sessions() as s:
+                last = await events.last_human_engagement(s, customer_id=req.customer_id)
+            rank = engagement_rank(last, utcnow())
+        try:
+            await self._pacer.wait(email, rank=rank)
+        except Paced as exc:
+            raise ApplicationError(
+                f"{exc}; retried",
+                type="SendPaced",
+                category=ApplicationErrorCategory.BENIGN,
+                next_retry_delay=timedelta(seconds=5),
+            ) from None
 
     async def _deliver(
         self, a: Attempt, msg: EmailMessage, message_id: str, coupon_code: str | None

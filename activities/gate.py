@@ -13,6 +13,7 @@ from core.contracts import SendOutcome, SendStepInput
 from core.rules import Recipient, cart_state, send_decision
 from store import decisions, repo, sends
 from store import lifecycle as cadence
+from store import sms as sms_store
 from store.models import Customer
 
 
@@ -43,12 +44,22 @@ async def recipient(s: AsyncSession, req: SendStepInput, customer: Customer) -> 
     )
     recent = 0
     if not req.transactional:  # the cap does not hold transactional mail
-        recent = await sends.count_sent_since(
-            s,
-            customer_id=customer.id,
-            since=req.now - req.frequency_cap.window,
-            other_than_run_chain=req.run_chain_id,
-        )
+        since = req.now - req.frequency_cap.window
+        if req.frequency_cap.per_channel:
+            recent = await sms_store.count_sent_since(
+                s,
+                customer_id=customer.id,
+                since=since,
+                other_than_run_chain=req.run_chain_id,
+                channel=req.channel,
+            )
+        else:  # emails and texts together
+            recent = await sends.count_sent_since(
+                s, customer_id=customer.id, since=since, other_than_run_chain=req.run_chain_id
+            )
+    sms_suppression = None
+    if req.channel == "sms" and customer.phone:
+        sms_suppression = await sms_store.sms_suppression(s, phone=customer.phone)
     return Recipient(
         email_problem=email_problem,
         subscribed=customer.subscribed,
@@ -59,6 +70,9 @@ async def recipient(s: AsyncSession, req: SendStepInput, customer: Customer) -> 
         ordered=ordered,
         recent_sends=recent,
         paused=(pause.reason or "") if pause is not None else None,
+        phone=customer.phone,
+        sms_consent=customer.sms_consent,
+        sms_suppression=sms_suppression,
     )
 
 

@@ -26,6 +26,7 @@ from activities.context import base_context, extra_context
 from activities.delivery import Attempt, Delivery
 from activities.gate import gate
 from activities.mailer import SmtpPool
+from activities.pacing import Pacer
 from activities.render import (
     Rendered,
     Renderer,
@@ -45,9 +46,11 @@ from activities.send_log import (
     uncertain,
     unknown_customer,
 )
+from activities.sms.delivery import TextDelivery, Texts
 from core.contracts import SendGaveUp, SendOutcome, SendStepInput
 from core.links import Links
 from journeys.shop import Shop
+from observability import count_send
 from store import ab_tests, repo, sent_now
 from store.db import SessionFactory
 from store.models import Coupon, Customer
@@ -61,7 +64,7 @@ class MailSettings:
     shop: Shop
 
 
-class SendActivities(Delivery):
+class SendActivities(Delivery, TextDelivery):
     def __init__(
         self,
         *,
@@ -71,6 +74,8 @@ class SendActivities(Delivery):
         mail: MailSettings,
         breaker: BreakerPolicy | None = None,
         pool_wait: float = 60.0,
+        texts: Texts | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._sessions = sessions
         self._mailer = mailer
@@ -81,6 +86,8 @@ class SendActivities(Delivery):
             sessions=sessions, relay=mailer.relay, policy=breaker or BreakerPolicy()
         )
         self._pool_wait = pool_wait  # seconds a send waits for a pool connection
+        self._texts = texts  # the SMS provider and composer (None: no text steps)
+        self._pacer = pacer  # per mailbox provider, the engaged first (None: not paced)
         engine = sessions.kw["bind"]
         self._sent_now = (
             sent_now.SentNow(engine.url) if engine.dialect.name == "postgresql" else None
@@ -88,6 +95,18 @@ class SendActivities(Delivery):
 
     @activity.defn(name="send_step")
     async def send_step(self, req: SendStepInput) -> SendOutcome:
+        outcome = await self._send_step(req)
+        count_send(  # the app's metrics (observability.py)
+            journey=req.journey,
+            step=req.step,
+            status=outcome.status,
+            already_done=outcome.already_done,
+        )
+        return outcome
+
+    async def _send_step(self, req: SendStepInput) -> SendOutcome:
+        if req.channel == "sms":
+            return await self._send_text(req)
         decided = await self._decide(req)
         if isinstance(decided, SendOutcome):
             return decided
@@ -95,6 +114,7 @@ class SendActivities(Delivery):
         message_id = message_id_for(req.idempotency_key, self._mail.mail_from)
         msg = self._compose(req, customer, context, message_id)
         async with heartbeating():
+            await self._pace(req, customer.email)
             attempt = Attempt(
                 req=req,
                 email=customer.email,

@@ -49,6 +49,7 @@ def row_for(
         run_chain_id=req.run_chain_id,
         step=req.step,
         template=req.template,
+        channel=req.channel,
         status="sending",
         recipient=email,
         decided_at=req.now,

@@ -138,6 +138,8 @@ def _config_models(base: type[JourneyConfig]) -> list[type[JourneyConfig]]:
 def _samples(config: JourneyConfig) -> Iterator[_Sample]:
     extra = [template for _, template in config.extra_templates()]
     for step in config.steps:
+        if step.channel == "sms":
+            continue  # texts: activities/sms/compose.py check_sms_templates
         templates = [step.template] + (extra if step.template in extra else [])
         for template in dict.fromkeys(templates):
             for drop in VARIANTS:
@@ -189,7 +191,7 @@ def _body_problems(body: str, context: dict[str, Any]) -> list[str]:
     ):
         if value not in body.replace("&amp;", "&"):
             problems.append(f"{what} is missing")
-    own = {context["unsubscribe_url"], context["stay_url"]}
+    own = {context["unsubscribe_url"], context["stay_url"], context.get("report_url")}
     for url in sorted(set(links_in(body))):
         if url in own or url == STOREFRONT or url.startswith((f"{STOREFRONT}/", f"{EVENTS}/")):
             continue

@@ -47,6 +47,8 @@ ReasonCode = Literal[
     "capped",  # the frequency cap across journeys
     "holdout",  # the control group (status held_out)
     "step_holdout",  # the step's own control group: skips this email only (status held_out)
+    "no_phone",  # a text, and the customer has no phone number
+    "no_sms_consent",  # a text, and the customer never gave SMS consent (or withdrew it)
     # held: the same send is tried again later (status deferred)
     "quiet_hours",
     "paused",  # an operator paused the journey
@@ -268,6 +270,9 @@ class SendStepInput(BaseModel):
     requires_active_cart: bool = False
     transactional: bool = False
     quiet_hours: QuietHours | None = None
+    # email | sms (docs/decisions/0015-sms.md): a text is rendered from <template>.sms.j2
+    # and gated by SMS consent and suppression instead of email's.
+    channel: Literal["email", "sms"] = "email"
     # Which orders count as "ordered since entering": all but ``ignore_order_id`` (the order
     # that started the journey), and only those with one of ``order_skus`` when given.
     check_orders: bool = True

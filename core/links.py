@@ -16,6 +16,7 @@ from core import tokens
 _HREF = re.compile(r'href="(https?://[^"]+)"')
 STAY_DAYS = 60  # a last call's "keep writing to me" link works this long after the send
 _MUST_EXPIRE = frozenset({"stay"})  # a token for these without an expiry counts as expired
+_LIST_LINKS = ("u", "s", "r")  # unsubscribe, stay, report: our pages, not the shop's
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class Links:
 
     def unsubscribe(self, *, customer_id: str, journey: str) -> str:
         return self._url("u", {"c": customer_id, "j": journey}, "unsubscribe")
+
+    def report(self, *, customer_id: str, send_key: str) -> str:
+        """ "Report this email" in every marketing email's footer: a confirmation page, and
+        its button records a complaint (starter/http/unsubscribe.py)."""
+        return self._url("r", {"c": customer_id, "k": send_key}, "report")
 
     def stay(self, *, customer_id: str, send_key: str, now: float | None = None) -> str:
         """The "keep writing to me" link of a last call: a page with one button, no login;
@@ -60,12 +66,19 @@ class Links:
             return True  # signed before links expired: as old as can be
         return tokens.expired(payload)
 
+    def own(self, url: str) -> bool:
+        """One of our list links (unsubscribe, keep writing, report this email): never
+        tracked, so following one is never counted as engagement."""
+        base = self.base_url.rstrip("/")
+        return any(url.startswith(f"{base}/{kind}/") for kind in _LIST_LINKS)
+
     def track_html(self, body: str, *, customer_id: str, send_key: str, keep: set[str]) -> str:
-        """Every http(s) link through the click tracker (but ``keep``), plus the open pixel."""
+        """Every http(s) link through the click tracker (but ``keep`` and our own list
+        links), plus the open pixel."""
 
         def rewrite(match: re.Match[str]) -> str:
             url = html.unescape(match.group(1))
-            if url in keep:
+            if url in keep or self.own(url):
                 return match.group(0)
             tracked = self.click(customer_id=customer_id, send_key=send_key, url=url)
             return f'href="{html.escape(tracked)}"'

@@ -161,6 +161,11 @@ class Recipient:
     ordered: bool = False  # an order that counts (counts_as_order) since entering
     recent_sends: int = 0  # other journeys' emails within the frequency cap's window
     paused: str | None = None  # the journey is paused (the operator's reason, or "")
+    # Texts (docs/decisions/0015-sms.md): the number in E.164, SMS consent, and the number's
+    # SMS suppression (its strongest reason), all apart from email's.
+    phone: str | None = None
+    sms_consent: bool = False
+    sms_suppression: str | None = None
 
 
 def send_decision(req: SendStepInput, who: Recipient) -> SendOutcome | None:
@@ -195,6 +200,8 @@ def _skip(code: ReasonCode, detail: str | None = None) -> SendOutcome:
 
 
 def _refusal(req: SendStepInput, who: Recipient) -> SendOutcome | None:
+    if req.channel == "sms":
+        return _sms_refusal(req, who)
     if who.email_problem is not None:
         return _skip("invalid_email", who.email_problem)
     if req.transactional:
@@ -224,6 +231,32 @@ def _refusal(req: SendStepInput, who: Recipient) -> SendOutcome | None:
     return None
 
 
+def _sms_refusal(req: SendStepInput, who: Recipient) -> SendOutcome | None:
+    """A text: a number, SMS consent and no SMS suppression, whatever email's state (an
+    email unsubscribe stops no text; a STOP stops every text, transactional ones too: after
+    STOP a number may only get the reply confirming it, CTIA). Then what email has: the
+    journey's own conditions, the cap (counted as recent_sends says), the holdout."""
+    if who.phone is None:
+        return _skip("no_phone")
+    if who.sms_suppression is not None:
+        return _skip("suppressed", f"sms: {who.sms_suppression}")
+    if not who.sms_consent:
+        return _skip("no_sms_consent")
+    if (unmet := _unmet(req, who)) is not None:
+        return unmet
+    if req.transactional:
+        return None
+    cap = req.frequency_cap
+    if who.recent_sends >= cap.max_emails:
+        counted = "texts" if cap.per_channel else "emails and texts"
+        detail = f"{who.recent_sends} {counted} from other journeys within {cap.window}"
+        return _skip("capped", detail)
+    if in_holdout(req.customer_id, req.journey, req.holdout_share):
+        detail = f"{req.holdout_share:.0%} of {req.journey}"
+        return SendOutcome(status="held_out", code="holdout", detail=detail)
+    return None
+
+
 def _unmet(req: SendStepInput, who: Recipient) -> SendOutcome | None:
     """The journey's own conditions: a cart to remind of, no order since entering."""
     if req.requires_active_cart and who.cart != "active":
@@ -242,4 +275,5 @@ def ends_journey(outcome: SendOutcome, step: StepConfig) -> bool:
         return False
     if outcome.code == "ordered":
         return step.on_order == "exit"
-    return outcome.code in EXIT_CODES
+    # A text refused (no consent, STOP, a dead number) leaves the emails to come.
+    return step.channel == "email" and outcome.code in EXIT_CODES

@@ -41,7 +41,9 @@ def send_step_input(
 ) -> SendStepInput:
     """The gate's input for ``step``: transactional steps skip quiet hours; a step with
     ``on_order = "send"`` goes out whatever was ordered (no order check)."""
-    quiet = config.quiet_hours
+    # Texts keep their own (stricter) quiet hours, transactional ones too.
+    sms = step.channel == "sms"
+    quiet = config.sms_quiet_hours if sms else config.quiet_hours
     return SendStepInput(
         journey=config.name,
         workflow_id=workflow_id,
@@ -61,7 +63,8 @@ def send_step_input(
         coupon=step.coupon,
         requires_active_cart=requires_active_cart,
         transactional=step.transactional,
-        quiet_hours=quiet if quiet.enabled and not step.transactional else None,
+        quiet_hours=quiet if quiet.enabled and (sms or not step.transactional) else None,
+        channel=step.channel,
         check_orders=step.on_order != "send",
         ignore_order_id=ignore_order_id,
         order_skus=order_skus,

@@ -89,6 +89,11 @@ class StepConfig(_Strict):
     # addresses, past quiet hours, the frequency cap and the holdout; never to an address
     # that hard-bounced or complained.
     transactional: bool = False
+    # The channel (docs/decisions/0015-sms.md): "sms" sends a text rendered from
+    # <template>.sms.j2 (``subject`` unused) through the same gate. ``along_with`` names the
+    # email step a text goes out right after (any journey can add texts without code).
+    channel: Literal["email", "sms"] = "email"
+    along_with: str | None = None
 
     @model_validator(mode="after")
     def _variants_are_a_test(self) -> StepConfig:
@@ -117,6 +122,9 @@ class FrequencyCap(_Strict):
 
     window: Duration = timedelta(days=1)
     max_emails: int = Field(2, ge=1)
+    # False: emails and texts count together against ``max_emails``; True: each channel
+    # counts only its own messages.
+    per_channel: bool = False
 
 
 class SendRetry(_Strict):
@@ -138,6 +146,8 @@ class JourneyConfig(_Strict):
     # journeys/lifecycle.toml [cadence] by the loader (journeys/loader.py), not in a journey.
     stage_caps: dict[str, FrequencyCap] = {}
     quiet_hours: QuietHours = QuietHours()
+    # Texts wake people: stricter by default, and transactional texts keep them too.
+    sms_quiet_hours: QuietHours = QuietHours(start=time(20, 0), end=time(9, 0))
     send_retry: SendRetry = SendRetry()
     # A send whose final dot went out without a recorded reply may have arrived: "skip" (the
     # default) leaves it at that, "resend" sends it again (maybe twice, same Message-ID).
@@ -156,6 +166,22 @@ class JourneyConfig(_Strict):
         if afters != sorted(afters):
             raise ValueError("steps must be listed in the order of their 'after' delay")
         return self
+
+    @model_validator(mode="after")
+    def _texts_go_along_email_steps(self) -> JourneyConfig:
+        emails = {s.name for s in self.steps if s.channel == "email"}
+        for s in self.steps:
+            if s.along_with is not None and s.along_with not in emails:
+                raise ValueError(
+                    f"step {s.name!r}: along_with = {s.along_with!r} names no email step"
+                )
+            if s.along_with is not None and s.channel != "sms":
+                raise ValueError(f"step {s.name!r}: only a text (channel = 'sms') goes along")
+        return self
+
+    def texts_along(self, step: str) -> list[StepConfig]:
+        """The texts that go out right after the email step ``step``, in TOML order."""
+        return [s for s in self.steps if s.along_with == step and s.channel == "sms"]
 
     def extra_templates(self) -> list[tuple[str, str]]:
         """Templates named outside ``steps`` (subclasses), as (key, template) pairs."""
@@ -232,7 +258,17 @@ def load_journey(
     if config.name != name:
         raise JourneyConfigError(f"{path}: name = {config.name!r} but the file is {name!r}")
     templates = journeys_dir / "templates"
-    named = [(f"steps.{i}.template", s.template) for i, s in enumerate(config.steps)]
+    named = [
+        (f"steps.{i}.template", s.template)
+        for i, s in enumerate(config.steps)
+        if s.channel == "email"
+    ]
+    for i, s in enumerate(config.steps):
+        if s.channel == "sms" and not (templates / f"{s.template}.sms.j2").is_file():
+            raise JourneyConfigError(
+                f"{path}: steps.{i}.template: template {s.template}.sms.j2 not found in "
+                f"{templates}"
+            )
     named += [(key, template) for key, template in config.extra_templates()]
     named += [
         (f"steps.{i}.variants.{j}.template", v.template)

@@ -349,6 +349,10 @@ def print_explanation(x: ops.Explanation) -> None:
     for held in x.held:
         when = f"{held['at']:%Y-%m-%d %H:%M}"
         print(f"  {when}  {held['journey']:22} {held['step']:22} deferred  {held['reason']}")
+    if x.engagement:
+        print("\nopens and clicks (a machine's is kept, never counted):")
+    for e in x.engagement:
+        print(f"  {ops.engagement_line(e)}")
     if x.branches:
         print("\nbranches taken:")
     for b in x.branches:

@@ -5,7 +5,7 @@ Used by the CLI (``python -m starter journeys|explain|cancel|pause|resume ...``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,12 +16,12 @@ from temporalio.service import RPCError
 from core.contracts import JourneyState
 from core.ids import CUSTOMER_ID, JOURNEY, JOURNEY_OUTCOME, JOURNEY_STEP, customer_ref
 from core.lifecycle import LifecycleConfig
-from store import decisions, repo
+from store import decisions, events, repo
 from store import lifecycle as stages
 from store.consent import ConsentRecord, consent_of_customer
 from store.db import SessionFactory
 from store.lifecycle import LifecycleView
-from store.models import Customer, JourneyDecision, SendLog
+from store.models import Customer, Event, JourneyDecision, SendLog
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,16 @@ class Explanation:
     sends: list[SendLog]
     branches: list[JourneyDecision]
     held: list[dict[str, Any]]  # deferred / paused decisions of running runs, from their state
+    # Opens and clicks, oldest first, each with its class (human | machine) and reason.
+    engagement: list[Event] = field(default_factory=list)
     lifecycle: LifecycleView | None = None  # stage, since when, touch budget
     consent: ConsentRecord | None = None  # where, when and to what the address consented
+
+    @property
+    def discounted(self) -> list[Event]:
+        """Opens and clicks no decision counted: a machine's (scanner, image proxy, prefetch
+        at delivery, every link at once, HEAD), or a click of one of our list links."""
+        return [e for e in self.engagement if not events.counts_as_reaction(e)]
 
     @property
     def uncertain(self) -> list[SendLog]:
@@ -115,6 +123,7 @@ async def explain(
         )
         sends = await repo.sends_for_customer(s, customer_id=customer_id)
         consent_record = await consent_of_customer(s, customer_id=customer_id)
+        engagement = await events.engagement_of_customer(s, customer_id=customer_id)
         life = (
             await stages.view(s, customer, lifecycle or LifecycleConfig())
             if customer is not None
@@ -147,6 +156,7 @@ async def explain(
         branches=branches,
         held=held,
         consent=consent_record,
+        engagement=engagement,
         lifecycle=life,
     )
 
@@ -166,6 +176,21 @@ def consent_line(record: ConsentRecord) -> str:
             f" ({record.confirm_user_agent or 'no user agent'})"
         )
     return f'{line}; agreed to: "{record.text}"'
+
+
+def engagement_line(e: Event) -> str:
+    """One open or click for people: when, what, of which email, counted or not and why."""
+    props = e.properties or {}
+    what = "open" if e.name == "Email Opened" else f"click {props.get('url') or ''}".strip()
+    if events.counts_as_reaction(e):
+        verdict = f"counted ({e.engagement_reason or 'person'})"
+    elif props.get("list_link"):
+        verdict = f"not counted: a click of the {props['list_link']} link"
+    else:
+        verdict = f"DISCOUNTED, a machine's: {e.engagement_reason} ({e.engagement_detail})"
+    again = f" [+{e.repeats} more]" if e.repeats else ""
+    step = str(props.get("step") or "")
+    return f"{e.received_at:%Y-%m-%d %H:%M:%S}  {step:22} {what}  {verdict}{again}"
 
 
 async def cancel(client: Client, customer_id: str, journey: str | None = None) -> list[str]:

@@ -164,3 +164,16 @@ async def classify_engagement(
 
 async def event_by_message_id(session: AsyncSession, *, message_id: str) -> Event | None:
     return await session.scalar(select(Event).where(Event.message_id == message_id))
+
+
+async def last_human_engagement(session: AsyncSession, *, customer_id: str) -> datetime | None:
+    """When the customer last opened or clicked an email as a person (machine engagement
+    aside): what sending the engaged first reads (core/pacing.py)."""
+    found = await session.scalar(
+        select(func.max(Event.occurred_at)).where(
+            Event.customer_id == customer_id,
+            Event.name.in_(ENGAGEMENT),
+            Event.engagement_class.is_distinct_from("machine"),
+        )
+    )
+    return found

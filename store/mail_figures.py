@@ -432,5 +432,26 @@ async def bought(
     return out
 
 
+# -- for the app's metrics (observability.py) -------------------------------------------------
+
+
+async def entered_before(
+    s: AsyncSession, *, customer_id: str, placed_at: datetime, within: timedelta
+) -> list[tuple[str, str]]:
+    """(journey, group) of the journeys the customer entered within ``within`` before an
+    order placed at ``placed_at``: what the order is a conversion of."""
+    e = JourneyEntry
+    query = (
+        select(e.journey, e.group)
+        .where(
+            e.customer_id == customer_id,
+            e.entered_at < placed_at,
+            e.entered_at >= placed_at - within,
+        )
+        .distinct()
+    )
+    return [(journey, group) for journey, group in await s.execute(query)]
+
+
 def _money(value: Any) -> Decimal:
     return Decimal(str(value or 0)).quantize(Decimal("0.01"))

@@ -66,6 +66,12 @@ class Customer(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     # Marketing subscription: False after an unsubscribe; consent withdrawn.
     subscribed: Mapped[bool] = mapped_column(default=True)
+    # Text messages (docs/decisions/0015-sms.md): the number in E.164, and the SMS consent
+    # apart from email's: given or withdrawn, when and how (an identify trait, a START reply).
+    phone: Mapped[str | None] = mapped_column(String(16), index=True)
+    sms_consent: Mapped[bool] = mapped_column(default=False, server_default="0")
+    sms_consent_at: Mapped[datetime | None]
+    sms_consent_source: Mapped[str | None] = mapped_column(String(64))
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Kept up to date by the writes, so the sweep selects with plain indexed columns.
     order_count: Mapped[int] = mapped_column(default=0, server_default="0")
@@ -213,6 +219,12 @@ class SendLog(Base):
     # or releases it; until ``lease_until`` it may still be running.
     attempt: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None]
+    # email | sms. For a text, ``recipient`` is the number and ``message_id`` the provider's
+    # message id (Twilio's SID); its status callbacks fill in the delivery columns.
+    channel: Mapped[str] = mapped_column(String(8), default="email", server_default="email")
+    delivery_status: Mapped[str | None] = mapped_column(String(16))  # delivered|undelivered|failed
+    delivery_error: Mapped[str | None] = mapped_column(String(16))  # the provider's error code
+    delivery_at: Mapped[datetime | None]
 
 
 class Suppression(Base):
@@ -239,6 +251,34 @@ class SuppressionReason(Base):
     source: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
     customer_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SmsSuppression(Base):
+    """A number no text may go to, one row per reason (core.sms.SMS_SUPPRESSION_PRECEDENCE):
+    a STOP reply, or a provider error that ends the number (invalid, landline, opted out at
+    the carrier). Apart from email suppressions: a STOP never touches email, nor the reverse."""
+
+    __tablename__ = "sms_suppressions"
+
+    phone: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source: Mapped[str | None] = mapped_column(String(64))  # reply | status_callback | send
+    detail: Mapped[str | None] = mapped_column(Text)
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ShortLink(Base):
+    """A tracked link of a text message, behind a short token (``/t/c/<token>``): the token
+    is random and names this row, which says whose send it was and where it goes."""
+
+    __tablename__ = "short_links"
+
+    token: Mapped[str] = mapped_column(String(16), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    send_key: Mapped[str] = mapped_column(String(400))
+    url: Mapped[str] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -9,12 +9,18 @@ its delivery is moved back in the send log, as if it had come an hour ago) in a 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import httpx
 from sqlalchemy import select
 
+from starter.http import create_app
 from store.models import SendLog
+from testkit.live_api import serving
 from testkit.stack import Stack
+from testkit.waiting import eventually
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -37,3 +43,28 @@ async def read_later(stack: Stack, customer_id: str, by: timedelta = timedelta(h
         for row in rows:
             assert row.sent_at is not None
             row.sent_at -= by
+
+
+async def delivered(stack: Stack, customer_id: str, count: int = 1) -> None:
+    """Until the send log has the delivery time of ``count`` of the customer's emails (the
+    relay's 250 is recorded a moment after the catcher has the message)."""
+
+    async def sent() -> int:
+        async with stack.sessions() as s:
+            rows = await s.scalars(
+                select(SendLog).where(
+                    SendLog.customer_id == customer_id, SendLog.sent_at.is_not(None)
+                )
+            )
+            return len(rows.all())
+
+    assert await eventually(sent, lambda n: n >= count) >= count
+
+
+@asynccontextmanager
+async def live(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the stack's HTTP API served on a socket (uvicorn), as a recipient's
+    fetches reach it: real HEAD requests, the client's address."""
+    app = create_app(stack.settings, journeys=stack.journeys)
+    async with serving(app) as base, httpx.AsyncClient(base_url=base) as client:
+        yield client

@@ -27,7 +27,7 @@ from store.models import Customer, Suppression
 from store.sweep import birthday_dates, lapsed_page
 from testkit.data import TEE, abandon_cart, add_customer, email_for, lapsed_customer
 from testkit.databases import throwaway_postgres
-from testkit.engagement import PERSON, read_later
+from testkit.engagement import APPLE_MPP, PERSON, SCANNER, delivered, live, read_later
 from testkit.mail import journey_mails, parts, steps_of, tracked_links, wait_for_mail
 from testkit.waiting import PATIENCE, eventually
 from workflows.sweep import DailySweep
@@ -164,6 +164,30 @@ async def test_an_open_after_the_offer_ends_it_without_a_last_call(stack, http):
     result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
     assert result.outcome == "engaged"
     assert steps_of(journey_mails(stack.catcher, cid, "win_back")) == ["win_back_offer"]
+
+
+async def test_a_scanner_and_an_image_proxy_neither_end_it_nor_save_from_sunset(stack):
+    # Issue 14: machines fetch every link and image at delivery; only a person reacts.
+    cid, handle = await _offer(stack)
+    _, html = parts(journey_mails(stack.catcher, cid, "win_back")[0])
+    await delivered(stack, cid)
+    async with live(stack) as client:
+        for link in tracked_links(html):
+            assert (await client.get(link, headers=SCANNER)).status_code == 302
+            assert (await client.head(link, headers=PERSON)).status_code == 302
+        assert (await client.get(tracked_links(html, "o")[0], headers=APPLE_MPP)).is_success
+    assert (await handle.query(WinBack.state)).engagements == []
+
+    await stack.fast_forward(handle, timedelta(days=7, minutes=1))
+    mails = journey_mails(stack.catcher, cid, "win_back")
+    assert steps_of(mails) == ["win_back_offer", "last_call"]  # it did not end "engaged"
+    _, last_call = parts(mails[1])
+    await delivered(stack, cid, 2)
+    async with live(stack) as client:
+        assert (await client.get(tracked_links(last_call, "o")[0], headers=APPLE_MPP)).is_success
+    await stack.fast_forward(handle, timedelta(days=15, minutes=2))
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
+    assert result.outcome == "sunset"
 
 
 async def test_clicking_stay_in_the_last_call_keeps_the_address(stack, http):

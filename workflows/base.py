@@ -9,6 +9,7 @@ journey: they raise :class:`JourneyEnded`, which :meth:`Journey.walk` turns into
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -41,6 +42,9 @@ with workflow.unsafe.imports_passed_through():
     from journeys.config import StepConfig
 
 ENGAGEMENTS_KEPT = 50  # bounded: history and state stay small
+# Texts along email steps (docs/decisions/0015-sms.md): asked only where a config has them.
+TEXTS_ALONG = "sms-texts-along-email-steps"
+TEXT_STEP_NAME_MAX = 64  # the send log's step column
 # How long recording a send that gave up may take before the run goes on without it.
 GAVE_UP_RECORD_TIMEOUT = timedelta(hours=1)
 
@@ -89,12 +93,19 @@ class Journey(Records):
         self._branches: dict[str, str] = {}
         self._holding = False  # a send is held (paused or deferred)
         self._exit_ends_holds: bool | None = None if self.exit_ends_holds_patch else True
+        self._texts_stopped = False  # STOP: held texts are dropped (signal texts_stopped)
 
     # -- signals and query -----------------------------------------------------------------
 
     @workflow.signal
     def customer_left(self, left: CustomerLeft) -> None:
         self.exit(left.reason)
+
+    @workflow.signal
+    def texts_stopped(self, _: dict[str, Any] | None = None) -> None:
+        """The customer's number opted out (STOP): a text held now is dropped at once; the
+        gate refuses every later one. Emails go on."""
+        self._texts_stopped = True
 
     @workflow.signal
     def engaged(self, engagement: Engagement) -> None:
@@ -264,7 +275,45 @@ class Journey(Records):
             raise JourneyEnded(self._exit)
         if ends_journey(outcome, step):
             raise JourneyEnded(self._outcome_of(outcome))
+        await self._texts_along(step, request)
         return outcome
+
+    async def _texts_along(self, step: StepConfig, request: Callable[[], SendStepInput]) -> None:
+        """The texts the TOML sends right after ``step`` (``along_with``), each through the
+        same gate, with the email's context. A copy of a step made for one occurrence
+        (nurture's ``shipping_<shipment>``) takes its texts with the same suffix. Asked only
+        where a config has such texts: runs whose config has none issue the same commands."""
+        base = step.name
+        if all(s.name != base for s in self.config.steps):  # a copy: the step it was made from
+            made_from = [s.name for s in self.config.steps if base.startswith(f"{s.name}_")]
+            base = max(made_from, key=len, default=base)
+        texts = self.config.texts_along(base)
+        if not texts or not workflow.patched(TEXTS_ALONG):
+            return
+        email = request()
+        for text in texts:
+            copy = text.model_copy(update={"name": _text_name(text.name, step.name[len(base) :])})
+
+            def text_request(t: StepConfig = copy) -> SendStepInput:
+                return send_step_input(
+                    self.config,
+                    t,
+                    workflow_id=self._workflow_id,
+                    run_chain_id=self._run_chain_id,
+                    customer_id=self.customer_id,
+                    entered_at=self.entered_at,
+                    now=workflow.now(),
+                    requires_active_cart=email.requires_active_cart,
+                    ignore_order_id=email.ignore_order_id,
+                    order_skus=email.order_skus,
+                    context=email.context,
+                )
+
+            outcome = await self._send_held(copy, text_request, lambda: self._texts_stopped)
+            if self._exit is not None:
+                raise JourneyEnded(self._exit)
+            if ends_journey(outcome, copy):
+                raise JourneyEnded(self._outcome_of(outcome))
 
     def _outcome_of(self, ending: SendOutcome) -> str:
         """The journey's outcome when this send decision ends it."""
@@ -408,6 +457,15 @@ class Journey(Records):
     ) -> None:
         self._state.step, self._state.next_step, self._state.next_at = step, next_step, next_at
         workflow.upsert_search_attributes([JOURNEY_STEP.value_set(step)])
+
+
+def _text_name(name: str, suffix: str) -> str:
+    """A text's step name with the suffix of its email's copy, within the send log's 64."""
+    full = f"{name}{suffix}"
+    if len(full) <= TEXT_STEP_NAME_MAX:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:16]
+    return f"{full[: TEXT_STEP_NAME_MAX - 17]}-{digest}"
 
 
 def _why(err: BaseException) -> str:

@@ -4,6 +4,9 @@ HTTP Basic; never the write key):
   GET /v1/reports/journeys             every journey's figures per window (JSON)
   GET /v1/reports/journeys/{journey}   one journey's, per window and per step (JSON)
   GET /reports, /reports/{journey}     the same as pages a marketer reads (charts inline)
+  GET /metrics                         the API's counters for Prometheus (observability.py:
+                                       opens and clicks, conversions; HTTP Basic in the
+                                       scrape config)
 
 Query: ``since`` (ISO date or time, UTC if no zone), ``windows`` (e.g. ``2d,10d,30d``).
 """
@@ -17,8 +20,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from observability import REGISTRY
 from starter import report_page
 from starter.http.deps import JourneysDep, SettingsDep
 from starter.reports import DEFAULT_WINDOWS, all_journeys, journey_report, parse_windows
@@ -107,3 +112,10 @@ async def journey_html(
 ) -> HTMLResponse:
     report = await _one(journeys, journey, since, windows)
     return HTMLResponse(report_page.journey_page(report), headers=PAGE_HEADERS)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics() -> Response:
+    """The API's own counters in Prometheus' text format (the worker serves the SDK's and
+    ``journey_sends`` on ``METRICS_BIND``)."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -34,7 +34,8 @@ _pending: set[asyncio.Task[None]] = set()  # recordings that outlived RECORD_WAI
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
-@router.api_route("/o/{token}", methods=["GET", "HEAD"], response_class=Response)
+@router.get("/o/{token}", response_class=Response)
+@router.head("/o/{token}", response_class=Response, include_in_schema=False)
 async def open_pixel(token: str, request: Request, j: JourneysDep, links: LinksDep) -> Response:
     """1x1 GIF; records "Email Opened" against the send, classified (a person's is told
     to its journey)."""
@@ -54,7 +55,8 @@ async def open_pixel(token: str, request: Request, j: JourneysDep, links: LinksD
     return Response(content=PIXEL, media_type="image/gif", headers=NO_CACHE)
 
 
-@router.api_route("/c/{token}", methods=["GET", "HEAD"], response_class=RedirectResponse)
+@router.get("/c/{token}", response_class=RedirectResponse)
+@router.head("/c/{token}", response_class=RedirectResponse, include_in_schema=False)
 async def click(token: str, request: Request, j: JourneysDep, links: LinksDep) -> RedirectResponse:
     """302 to the link that was in the email (and only to it), for people and machines
     alike; records the click, classified (a person's is told to its journey)."""

@@ -1,9 +1,12 @@
 """What a recipient clicks: GET/POST /u/<token> (unsubscribe page, RFC 8058 one-click),
 GET/POST /s/<token> ("keep writing to me" from a win-back last call: a page, then its
-button; the link expires). No cookie, no login."""
+button; the link expires), GET/POST /r/<token> ("report this email": a page, then its
+button records a complaint). No cookie, no login. A GET never changes anything: link
+scanners fetch every URL of an email."""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 import uuid
@@ -73,6 +76,61 @@ def _stay_payload(links: Links, token: str) -> dict[str, Any] | HTMLResponse:
             headers=NO_CACHE,
         )
     raise HTTPException(status_code=404, detail="unknown link")
+
+
+@router.get("/r/{token}", response_class=HTMLResponse)
+async def report_page(token: str, links: LinksDep) -> HTMLResponse:
+    """ "Report this email": a page with one button. Nothing happens on GET."""
+    _report_payload(links, token)
+    return HTMLResponse(
+        page(
+            "Report this email",
+            """<form method="post">
+<p>Did you get this email without asking for it, or is it not what you signed up for?
+Report it and we will not email you again.</p>
+<p><button type="submit">Report this email</button></p>
+</form>""",
+        ),
+        headers=NO_CACHE,
+    )
+
+
+@router.post("/r/{token}", response_class=HTMLResponse)
+async def report(token: str, j: JourneysDep, links: LinksDep) -> HTMLResponse:
+    """The page's button: a complaint (suppression reason ``complaint``, source ``report
+    link``), in force at once; running journeys end. A re-subscribe never lifts it (as
+    a provider's complaint). The same email reported twice is one complaint."""
+    payload = _report_payload(links, token)
+    key = str(payload["k"])
+    try:
+        await j.complaint(
+            {
+                "customer_id": payload["c"],
+                "source": "report link",
+                "detail": f"reported with the link in the email {key}",
+                "message_id": f"report:{key if len(key) <= 190 else _digest(key)}",
+            }
+        )
+    except UnknownCustomer as exc:
+        raise HTTPException(status_code=404, detail="unknown link") from exc
+    return HTMLResponse(
+        page(
+            "Thank you for telling us",
+            "<p>We are sorry. You will get no more email from us.</p>",
+        ),
+        headers=NO_CACHE,
+    )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _report_payload(links: Links, token: str) -> dict[str, Any]:
+    payload = links.read(token, "report")
+    if payload is None:
+        raise HTTPException(status_code=404, detail="unknown link")
+    return payload
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)

@@ -77,7 +77,7 @@ async def email_bounced(call: Call, e: EmailBounced) -> Handled:
 
 
 async def complaint(call: Call, e: Complaint) -> Handled:
-    await _suppress(call, "complaint", e.detail, source="complaint report")
+    await _suppress(call, "complaint", e.detail, source=e.source or "complaint report")
     return await _left(call, live_runs(call.customer), "complaint", e)
 
 

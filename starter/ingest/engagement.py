@@ -28,6 +28,7 @@ from datetime import timedelta
 from core.contracts import Engagement as EngagementSignal
 from core.engagement import BURST_SECONDS, Engagement, Fetch, as_reported, classify
 from core.ids import parse_send_key
+from observability import count_engagement
 from starter.ingest.events import EmailEngaged, OtherEvent
 from starter.ingest.service import SIGNALLED, Call, Handled, done
 from store import events, repo
@@ -61,6 +62,13 @@ async def engaged(call: Call, e: EmailEngaged) -> Handled:
         properties={"list_link": list_link} if list_link else None,
     )
     key = parse_send_key(e.send_key)
+    if kept is row and key is not None and not list_link:  # the app's metrics
+        count_engagement(
+            workflow_id=key.workflow_id,
+            step=key.step,
+            kind=e.kind,
+            engagement_class=verdict.engagement_class,
+        )
     if kept is not row or key is None or not verdict.human or list_link:
         return done(e, "recorded")
     if e.kind == "clicked" and await _clicked_before(call, e, row):
@@ -91,6 +99,9 @@ async def _judge(call: Call, e: EmailEngaged) -> Engagement:
         delivered = (sent.sent_at or sent.claimed_at) if sent is not None else None
         if delivered is not None:
             since = max(0.0, (now - delivered).total_seconds())
+    # Links fetched together by the same client (its user agent, as recorded): a person
+    # clicking while a scanner checks the email is not part of the scanner's burst.
+    agent = e.user_agent[:300] if e.user_agent else None
     burst: list[Event] = []
     if e.kind == "clicked" and e.send_key:
         window = now - timedelta(seconds=BURST_SECONDS)
@@ -102,7 +113,9 @@ async def _judge(call: Call, e: EmailEngaged) -> Engagement:
                 send_key=e.send_key,
                 name="Email Link Clicked",
             )
-            if other.received_at >= window and other.message_id != call.source
+            if other.received_at >= window
+            and other.message_id != call.source
+            and (other.properties or {}).get("user_agent") == agent
         ]
     links = {str((o.properties or {}).get("url")) for o in burst} | {str(e.url)}
     verdict = classify(

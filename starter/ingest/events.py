@@ -35,6 +35,7 @@ from pydantic import (
 
 from core.ids import parse_send_key, workflow_id
 from core.lifecycle import Stage
+from core.sms import e164
 
 FROM_SEGMENT = {"source": "segment"}  # validation context of a call that came over HTTP
 
@@ -66,6 +67,8 @@ def _not_after_now(value: datetime) -> datetime:
 
 
 Zone = Annotated[str, AfterValidator(_zone)]
+# A phone number, stored in E.164 (core.sms.e164: international form, a valid number).
+Phone = Annotated[str, Field(max_length=40), AfterValidator(e164)]
 Timestamp = Annotated[datetime, AfterValidator(_aware)]
 EventTime = Annotated[datetime, AfterValidator(_aware), AfterValidator(_not_after_now)]
 
@@ -204,6 +207,12 @@ class Traits(BaseModel):
         None, max_length=100, validation_alias=AliasChoices("lastName", "last_name")
     )
     timezone: Zone | None = None
+    # Text messages (docs/decisions/0015-sms.md): the number, and SMS consent given (true)
+    # or withdrawn (false), recorded with the call's time; apart from email's.
+    phone: Phone | None = None
+    sms_consent: bool | None = Field(
+        None, validation_alias=AliasChoices("smsConsent", "sms_consent")
+    )
 
 
 class Identify(Event):
@@ -375,6 +384,9 @@ class Complaint(Event):
     """ "Email Marked as Spam"."""
 
     detail: str | None = None
+    # Where it came from, kept with the suppression: a provider's feedback loop (the
+    # default, "complaint report"), or our "report this email" link ("report link").
+    source: str | None = Field(None, max_length=64)
 
 
 # -- engagement and everything else ----------------------------------------------------------

@@ -9,15 +9,18 @@ not close that cart: cart recovery is not told of it.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from core.contracts import NurtureInput, OrderSeen, Shipment
 from core.ids import workflow_id
 from core.rules import LIFTED_BY_ORDER, main_category
 from journeys.config import NurtureConfig
+from observability import CONVERSION_WINDOW_DAYS, count_conversions
 from starter.ingest import lifecycle
 from starter.ingest.events import OrderCompleted, OrderShipped
 from starter.ingest.runs import live_runs
 from starter.ingest.service import SIGNALLED, Call, Handled, done
-from store import coupons, orders, products, repo
+from store import coupons, mail_figures, orders, products, repo
 
 
 async def order_placed(call: Call, e: OrderCompleted) -> Handled:
@@ -47,6 +50,12 @@ async def order_placed(call: Call, e: OrderCompleted) -> Handled:
     # An order brings a sunset address back: the customer is engaged again.
     await repo.lift_suppression(call.s, email=call.customer.email, reasons=LIFTED_BY_ORDER)
     await products.upsert_products(call.s, lines=lines, ordered=True)
+    within = timedelta(days=CONVERSION_WINDOW_DAYS)  # the app's metrics
+    count_conversions(
+        await mail_figures.entered_before(
+            call.s, customer_id=e.customer_id, placed_at=e.occurred_at, within=within
+        )
+    )
     await lifecycle.refresh_stage(call)
     notice = OrderSeen(order_id=e.order_id, skus=[line.sku for line in e.lines])
     runs = live_runs(call.customer)

@@ -22,6 +22,7 @@ from starter.ingest.service import (
     record,
 )
 from store import repo
+from store.sms import note_phone
 
 IDENTIFY = "Identify"  # an identify call is kept in the event log under this name
 
@@ -66,6 +67,9 @@ async def identify(ingest: Ingest, e: Identify) -> EventResult:
             timezone=e.traits.timezone,
             attributes={k: v for k, v in extra.items() if v is not None},
         )
+        customer = await repo.lock_customer(s, customer_id=e.customer_id)
+        assert customer is not None  # upserted above
+        note_phone(customer, phone=e.traits.phone, consent=e.traits.sms_consent, at=e.occurred_at)
         return EventResult(recorded=True, action="recorded")
 
     return await in_transaction(ingest.sessions, upsert)
