@@ -1,10 +1,11 @@
 """Every journey step's template and subject, rendered before a customer could see them.
 
 ``check_templates`` loads every ``journeys/*.toml`` and renders each step's template and
-subject (and the templates a config names besides its steps, e.g. nurture's care templates
-with the care step's subject) against sample contexts: everything present, then each optional
-field absent (first name, cart lines, checkout link, product links and images, coupon where
-the step has none configured, product, order, picks, tracking link). It reports, naming the
+subject, each A/B variant's, and the templates a config names besides its steps (e.g.
+nurture's care templates with the care step's subject), against sample contexts: everything
+present, then each optional field absent (first name, cart lines, checkout link, product
+links and images, coupon where the step has none configured, product, order, picks, tracking
+link). It reports, naming the
 file: an unknown template, a variable the context does not have, a link that is neither under
 the storefront nor one the shop's events carried nor the unsubscribe/keep-writing link, and
 an email without the shop's name, postal address or unsubscribe link, or with a greeting that
@@ -94,7 +95,9 @@ class _Sample:
     journey: str
     step: StepConfig
     template: str
-    drop: str  # the variant: which optional thing is absent
+    drop: str  # the sample's variant: which optional thing is absent
+    subject: str
+    arm: str | None = None  # the step's A/B variant whose subject and template these are
 
 
 def check_templates(journeys_dir: Path) -> list[Problem]:
@@ -140,22 +143,28 @@ def _samples(config: JourneyConfig) -> Iterator[_Sample]:
     for step in config.steps:
         if step.channel == "sms":
             continue  # texts: activities/sms/compose.py check_sms_templates
-        templates = [step.template] + (extra if step.template in extra else [])
-        for template in dict.fromkeys(templates):
-            for drop in VARIANTS:
-                if drop == "coupon" and step.coupon is not None:
-                    continue  # a step with a coupon configured always has one
-                yield _Sample(config.name, step, template, drop)
+        # The step's own subject and template, and each A/B variant's (core.rules.ab_variant)
+        arms = [(None, step.subject, step.template)] + [
+            (v.name, v.subject, v.template or step.template) for v in step.variants
+        ]
+        for arm, subject, main in arms:
+            templates = [main] + (extra if main in extra else [])
+            for template in dict.fromkeys(templates):
+                for drop in VARIANTS:
+                    if drop == "coupon" and step.coupon is not None:
+                        continue  # a step with a coupon configured always has one
+                    yield _Sample(config.name, step, template, drop, subject, arm)
 
 
 def _check_one(renderer: Renderer, path: Path, sample: _Sample) -> list[Problem]:
-    where = f"step {sample.step.name!r}, template {sample.template!r}, " + (
+    arm = f"variant {sample.arm!r}, " if sample.arm else ""
+    where = f"step {sample.step.name!r}, {arm}template {sample.template!r}, " + (
         f"without {sample.drop}" if sample.drop else "full sample"
     )
     context = sample_context(sample.journey, sample.step, drop=sample.drop)
     try:
         rendered = renderer.render(
-            template=sample.template, subject=sample.step.subject, context=context
+            template=sample.template, subject=sample.subject, context=context
         )
     except TemplateMissing as exc:
         return [Problem(str(path), where, str(exc))]

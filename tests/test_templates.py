@@ -252,3 +252,45 @@ def test_the_worker_refuses_to_start_naming_a_template_with_a_missing_variable_o
     assert f"{need_help}: step 'need_help'" in said and "'help_url' is undefined" in said
     assert f"{last_call}: step 'last_call'" in said and "https://api.example.com/x" in said
     assert connected == []  # it stopped before it reached Temporal
+
+
+def test_each_ab_variants_subject_and_template_is_checked_naming_the_variant(
+    tmp_path: Path,
+) -> None:
+    journeys = tmp_path / "journeys"
+    shutil.copytree(JOURNEYS, journeys, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    variant = journeys / "templates" / "cart_reminder_1_bold.html.j2"
+    variant.write_text(
+        (journeys / "templates" / "cart_reminder_1.html.j2")
+        .read_text()
+        .replace("{% block body %}", "{% block body %}<p>{{ cart.saved_until }}</p>")
+    )
+    shutil.copy(
+        journeys / "templates" / "cart_reminder_1.txt.j2",
+        variant.with_suffix("").with_suffix(".txt.j2"),
+    )
+    cart = journeys / "cart_recovery.toml"
+    step = 'subject = "Your cart is still saved"\n'
+    cart.write_text(
+        cart.read_text().replace(
+            step,
+            step
+            + '\n[[steps.variants]]\nname = "plain"\nsubject = "Your cart is still saved"\n'
+            + '\n[[steps.variants]]\nname = "bold"\nsubject = "Hi {{ first_name }}, it is saved"\n'
+            + '\n[[steps.variants]]\nname = "new"\nsubject = "Saved for you"\n'
+            + 'template = "cart_reminder_1_bold"\n',
+        )
+    )
+
+    found = [str(p) for p in check_templates(journeys)]
+
+    assert any(
+        line.startswith(f"{cart}: step 'reminder_3', variant 'bold'")
+        and "without first_name: subject 'Hi , it is saved'" in line
+        for line in found
+    ), found
+    assert any(
+        line.startswith(f"{variant}: step 'reminder_3', variant 'new'") and "'saved_until'" in line
+        for line in found
+    ), found
+    assert not any("variant 'plain'" in line for line in found), found
