@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from core.zones import zone_at_local_hour
 from devstack.catcher import MailCatcher
 from starter import ops
-from starter.ingest.opt_in import UNCONFIRMED
+from starter.ingest.opt_in import IDENTIFIED, UNCONFIRMED
 from store.consent import get_consent
 from store.db import SessionFactory
 from store.models import Suppression
@@ -160,6 +160,32 @@ async def test_a_forged_or_unknown_confirmation_link_confirms_nothing(stack, htt
         record = await get_consent(s, email=email_for(cid))
         assert record is not None and record.confirmed_at is None
         assert await s.get(Suppression, email_for(cid)) is not None
+
+
+async def test_an_identify_that_gives_consent_is_confirmed_too(stack, http):
+    cid = stack.new_customer_id()
+    traits = {
+        "email": email_for(cid),
+        "timezone": zone_at_local_hour(11),
+        "marketingConsent": True,
+    }
+    identified = await _post(http, "/v1/identify", {"userId": cid, "traits": traits})
+    assert identified["action"] == "awaiting_confirmation"
+    (mail,) = await wait_for_mail(stack.catcher, email_for(cid), 1)
+    text, _ = parts(mail)
+    link = re.search(r"https://shop\.test(/confirm/\S+)", text)
+    assert link is not None, text
+    async with stack.sessions() as s:
+        suppression = await s.get(Suppression, email_for(cid))
+    assert suppression is not None and suppression.reason == UNCONFIRMED
+
+    assert (await http.post(link.group(1), headers=PERSON)).status_code == 200
+    async with stack.sessions() as s:
+        record = await get_consent(s, email=email_for(cid))
+        assert await s.get(Suppression, email_for(cid)) is None
+    assert record is not None and record.source == IDENTIFIED and record.confirmed_at
+    await settle()
+    assert journey_mails(stack.catcher, cid, "welcome_series") == []  # no signup, no welcome
 
 
 @pytest.mark.parametrize("double_opt_in", [False])

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import tokens
 from core.contracts import ConfirmInput, WelcomeInput
@@ -39,6 +41,9 @@ from store import consent, repo
 CONFIRMED = "Subscription Confirmed"  # the event log's name of a confirmation
 UNCONFIRMED = "unconfirmed"  # the suppression reason while a confirmation is pending
 SIGNED_UP = "Signed Up event"  # the source of a signup's consent
+IDENTIFIED = "identify (traits.marketing_consent)"  # the source of an identify's consent
+# Identify traits that give consent to marketing email when true.
+CONSENT_TRAITS = ("marketing_consent", "marketingConsent")
 CONFIRM_PURPOSE = "confirm"
 CONFIRM_DAYS = 7  # the confirmation link works this long after it was sent
 
@@ -101,6 +106,25 @@ async def consent_given(call: Call, *, source: str, at: datetime) -> bool:
         )
     )
     return True
+
+
+def gives_consent(traits: Mapping[str, Any]) -> bool:
+    """Does an identify's traits give consent to marketing email (``marketingConsent`` or
+    ``marketing_consent`` true)?"""
+    return any(traits.get(key) is True for key in CONSENT_TRAITS)
+
+
+async def identify_consent(
+    ingest: Ingest, s: AsyncSession, customer_id: str, *, at: datetime, source_id: str
+) -> list[int] | None:
+    """An identify gave consent (in its transaction ``s``): recorded as ``consent_given``
+    does. Returns the outbox rows of the confirmation to deliver after the commit, or None
+    when nothing waits (double opt-in off, or the address confirmed before)."""
+    customer = await repo.lock_customer(s, customer_id=customer_id)
+    if customer is None:  # pragma: no cover - upserted by the identify before
+        return None
+    call = Call(s, customer, ingest, source_id)
+    return call.work if await consent_given(call, source=IDENTIFIED, at=at) else None
 
 
 class SubscriptionConfirmed(Event):

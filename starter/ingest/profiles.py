@@ -19,7 +19,9 @@ from starter.ingest.service import (
     Took,
     done,
     in_transaction,
+    message_id_of,
     record,
+    settle,
 )
 from store import repo
 from store.sms import note_phone
@@ -48,6 +50,8 @@ async def identify(ingest: Ingest, e: Identify) -> EventResult:
     """Create or update the profile; traits we do not know become attributes. A new
     customer needs an email address. Traits take effect in the order calls arrive."""
 
+    rows: list[int] = []  # outbox rows of a consent to confirm (double opt-in)
+
     async def upsert(s: AsyncSession) -> EventResult:
         if not await record(s, IDENTIFY, e):
             return EventResult(recorded=False)
@@ -70,9 +74,20 @@ async def identify(ingest: Ingest, e: Identify) -> EventResult:
         customer = await repo.lock_customer(s, customer_id=e.customer_id)
         assert customer is not None  # upserted above
         note_phone(customer, phone=e.traits.phone, consent=e.traits.sms_consent, at=e.occurred_at)
+        if opt_in.gives_consent(extra):
+            source_id = message_id_of(IDENTIFY, e)
+            waiting = await opt_in.identify_consent(
+                ingest, s, e.customer_id, at=e.occurred_at, source_id=source_id
+            )
+            if waiting is not None:
+                rows[:] = waiting
+                return EventResult(recorded=True, action="awaiting_confirmation")
         return EventResult(recorded=True, action="recorded")
 
-    return await in_transaction(ingest.sessions, upsert)
+    result = await in_transaction(ingest.sessions, upsert)
+    if rows:  # the confirmation email's start, delivered as a tracked event's work is
+        return await settle(ingest, e.customer_id, rows, Handled(result.action))
+    return result
 
 
 async def known_customers(ingest: Ingest, customer_ids: set[str]) -> set[str]:
