@@ -64,9 +64,11 @@ async def test_preview_writes_the_email_the_customer_then_gets(
     await add_customer(stack, cid)
     handle = await abandon_cart(stack, cid, SHOP_TEE, MUG)
 
+    opened: list[str] = []
+    monkeypatch.setattr("starter.preview.webbrowser.open", opened.append)
     code = await run_cli(  # the journey as workflow ids spell it, or as its TOML
         stack, monkeypatch, "preview", "cart-recovery", "reminder_1", "--customer", cid,
-        "--out", str(tmp_path),
+        "--out", str(tmp_path), "--open",
     )  # fmt: skip
 
     assert code == 0
@@ -75,6 +77,7 @@ async def test_preview_writes_the_email_the_customer_then_gets(
     paths = [Path(f"{stem}{suffix}") for suffix in (".html", ".txt", ".headers.txt", ".eml")]
     assert all(str(path) in printed and path.is_file() for path in paths), printed
     assert "the send gate now: would send" in printed
+    assert opened == [paths[0].resolve().as_uri()]  # --open: the HTML in the browser
     html, text, headers = (p.read_text() for p in paths[:3])
     assert '<img src="https://shop.test/i/tee.jpg"' in html  # the product's image from the event
     assert f"https://shop.test/checkout/{cid}" in html  # the event's checkout link
