@@ -80,6 +80,8 @@ CONTEXT_KEYS = {
     "tracking_url": "a shipment's tracking link (nurture's shipping notice)",
 }
 PICKS = ("new_arrivals", "best_sellers")
+CUSTOMER_ID_MAX = 64  # customers.id
+CONTEXT_VALUE_MAX = 2000  # the longest column a context value is looked up in (a URL)
 
 
 class PreviewError(Exception):
@@ -171,6 +173,8 @@ class StepPreviews:
         journey = config.name
         step_config = _step(config, step)
         at = now or datetime.now(UTC)
+        if not _plain(customer_id, CUSTOMER_ID_MAX):  # no id of ours looks like it
+            raise PreviewNotFound(f"unknown customer {customer_id!r}")
         async with self._sessions() as s:
             customer = await repo.get_customer(s, customer_id=customer_id)
             if customer is None:
@@ -281,11 +285,21 @@ async def _unknown_customer(s: AsyncSession, customer_id: str) -> str:
     return f"unknown customer {customer_id!r}{hint}"
 
 
+def _plain(text: str, longest: int) -> bool:
+    """Text the store can be asked about: not empty, not too long, no control characters."""
+    return 0 < len(text) <= longest and not any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def _checked(overrides: dict[str, str]) -> dict[str, Any]:
     for key, value in overrides.items():
         if key not in CONTEXT_KEYS:
             known = "; ".join(f"{k} ({why})" for k, why in CONTEXT_KEYS.items())
             raise PreviewInvalid(f"context {key!r} is not known; known: {known}")
+        if not _plain(value, CONTEXT_VALUE_MAX):
+            raise PreviewInvalid(
+                f"context {key}={value!r}: expected 1 to {CONTEXT_VALUE_MAX} characters, "
+                "no control characters"
+            )
         if key == "picks" and value not in PICKS:
             raise PreviewInvalid(f"context picks={value!r}: expected {' or '.join(PICKS)}")
     return dict(overrides)

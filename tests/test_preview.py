@@ -253,6 +253,8 @@ async def test_the_preview_page_is_behind_the_operator_login(stack: Stack) -> No
         unknown = await http.get(url.replace("reminder_1", "reminder_9"), headers=login)
         nobody = await http.get(f"{url}x", headers=login)
         bad = await http.get(f"{url}&picks=everything", headers=login)
+        nul = await http.get(f"{url}&product_sku=a%00b", headers=login)
+        nul_id = await http.get(url.replace(cid, "c%00"), headers=login)
 
     assert page.status_code == 200, page.text
     assert "script-src" not in page.headers["content-security-policy"]
@@ -265,3 +267,5 @@ async def test_the_preview_page_is_behind_the_operator_login(stack: Stack) -> No
     assert unknown.status_code == 404 and "its steps: reminder_1" in unknown.json()["detail"]
     assert nobody.status_code == 404 and "unknown customer" in nobody.json()["detail"]
     assert bad.status_code == 422 and "picks" in bad.json()["detail"]
+    assert nul.status_code == 422 and "no control characters" in nul.json()["detail"]
+    assert nul_id.status_code == 404 and "unknown customer" in nul_id.json()["detail"]
