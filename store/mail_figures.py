@@ -59,6 +59,7 @@ REPORTED_BOUNCE = "Email Bounced"
 HANDED_OVER = ("sent", "uncertain", "bounced")  # statuses of a send the relay was given
 RECEIVED = ("sent", "uncertain")  # statuses of a send that may have reached the mailbox
 HUMAN, MACHINE = "human", "machine"
+EMAIL = "email"  # send_log.channel: the mail figures are email's (texts are counted apart)
 USER_AGENT_KEY = "user_agent"  # where the tracking route keeps the request's user agent
 UNCATEGORISED = "uncategorised"  # no category on the line nor in the catalogue
 REPORT_WORK_MEM = "64MB"  # per sort or hash of a report query (PostgreSQL)
@@ -113,7 +114,7 @@ async def send_statuses(
     log = SendLog
     query = (
         select(log.step, log.status, func.count())
-        .where(log.journey == journey)
+        .where(log.journey == journey, log.channel == EMAIL)
         .group_by(log.step, log.status)
     )
     if since is not None:
@@ -155,7 +156,7 @@ def _engagement(dialect: str, journey: str, since: datetime | None) -> Any:
         .select_from(e)
         .join(log, log.idempotency_key == key)
         .join(Customer, Customer.id == log.customer_id)
-        .where(e.name.in_((OPENED, CLICKED)), log.journey == journey)
+        .where(e.name.in_((OPENED, CLICKED)), log.journey == journey, log.channel == EMAIL)
     )
     if since is not None:
         query = query.where(log.decided_at >= since)
@@ -238,6 +239,7 @@ async def attributed(
         select(log.id)
         .where(
             log.customer_id == e.customer_id,
+            log.channel == EMAIL,
             log.status.in_(RECEIVED),
             _send_time() <= e.occurred_at,
         )

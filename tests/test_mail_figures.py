@@ -45,8 +45,8 @@ async def _data(s, tag: str, journey: str) -> None:
     s.add(Product(sku=f"MUG-{tag}", name="Mug", category="kitchen"))
     await s.flush()
 
-    def send(n: int, step: str, status: str, hours: float = 0) -> str:
-        key = f"{journey}:m{n}-{tag}:run:{step}"
+    def send(n: int, step: str, status: str, hours: float = 0, channel: str = "email") -> str:
+        key = f"{journey}:m{n}-{tag}:run:{step}" + ("" if channel == "email" else f":{channel}")
         at = T0 + timedelta(hours=hours)
         s.add(
             SendLog(
@@ -60,6 +60,7 @@ async def _data(s, tag: str, journey: str) -> None:
                 status=status,
                 decided_at=at,
                 sent_at=at if status in ("sent", "uncertain") else None,
+                channel=channel,
             )
         )
         return key
@@ -68,6 +69,7 @@ async def _data(s, tag: str, journey: str) -> None:
     keys = [send(n, "welcome", "sent") for n in range(4)]
     keys.append(send(4, "welcome", "uncertain"))
     send(5, "welcome", "bounced")
+    send(0, "welcome", "sent", channel="sms")  # a text along with it: not mail
     # step "gift" two days later: m0 sent, m1 held out, m2 skipped, m3 failed
     gift = send(0, "gift", "sent", hours=48)
     send(1, "gift", "held_out", hours=48)
