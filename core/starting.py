@@ -10,7 +10,9 @@ Temporal UI whoever started it, and "once ever" / "one live run" hold everywhere
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 from temporalio.client import Client
@@ -23,6 +25,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from core.contracts import JourneyInput
 from core.ids import CUSTOMER_ID, JOURNEY, LIFECYCLE_STAGE, customer_ref, workflow_id
+from journeys.config import EntryRule
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,14 @@ async def start_journey(
     Raises ``KeyError`` for a journey without an entry in ``ENTRIES``."""
     config = inp.config
     entry = ENTRIES[config.name]
+    if config.entry is not None:  # the TOML's rule: the store checks it, the id policy holds it
+        once = config.entry.rule == "once_ever"
+        reuse = (
+            WorkflowIDReusePolicy.REJECT_DUPLICATE
+            if once
+            else WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        )
+        entry = Entry(entry.workflow, reuse)
     attributes = [
         SearchAttributePair(CUSTOMER_ID, customer_ref(inp.customer_id)),
         SearchAttributePair(JOURNEY, config.name),
@@ -94,3 +105,32 @@ async def start_journey(
     except WorkflowAlreadyStartedError:
         return False
     return True
+
+
+def entry_refusal(rule: EntryRule, entered: Sequence[datetime], now: datetime) -> str | None:
+    """Why a customer may not enter again under ``rule`` (journeys' ``[entry]``), given when
+    they entered before (``journey_entries``); None: they may. Pure, so a table test covers
+    it; the starter asks it in the event's transaction, the id policy backs it up."""
+    last = max(entered, default=None)
+    if last is None or rule.rule == "one_live":
+        return None
+    if rule.rule == "once_ever":
+        return f"once ever: entered {last:%Y-%m-%d}"
+    if rule.rule == "cooldown":
+        assert rule.cooldown is not None
+        again = last + rule.cooldown
+        if now < again:
+            return f"cooldown {rule.cooldown}: entered {last:%Y-%m-%d}, again from {again:%Y-%m-%d}"
+        return None
+    assert rule.max_per_year is not None
+    within = sorted(at for at in entered if at > now - YEAR)
+    if len(within) >= rule.max_per_year:
+        again = within[-rule.max_per_year] + YEAR
+        return (
+            f"at most {rule.max_per_year} a year: entered {len(within)} times since "
+            f"{now - YEAR:%Y-%m-%d}, again from {again:%Y-%m-%d}"
+        )
+    return None
+
+
+YEAR = timedelta(days=365)

@@ -127,6 +127,25 @@ class FrequencyCap(_Strict):
     per_channel: bool = False
 
 
+class EntryRule(_Strict):
+    """Who may enter the journey again (core.starting.entry_refusal): ``once_ever``; after a
+    ``cooldown`` since the last entry; at most ``max_per_year`` entries in 365 days; or
+    ``one_live`` (again as soon as the last run has ended). A journey without ``[entry]``
+    keeps the rule of its code (core.starting.ENTRIES)."""
+
+    rule: Literal["once_ever", "cooldown", "per_year", "one_live"]
+    cooldown: Duration | None = None
+    max_per_year: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _has_its_number(self) -> EntryRule:
+        if self.rule == "cooldown" and self.cooldown is None:
+            raise ValueError('rule = "cooldown" needs cooldown (e.g. "30d")')
+        if self.rule == "per_year" and self.max_per_year is None:
+            raise ValueError('rule = "per_year" needs max_per_year')
+        return self
+
+
 class SendRetry(_Strict):
     """Retry policy of the send activity (SMTP 4xx, connection refused, timeouts)."""
 
@@ -152,6 +171,8 @@ class JourneyConfig(_Strict):
     # A send whose final dot went out without a recorded reply may have arrived: "skip" (the
     # default) leaves it at that, "resend" sends it again (maybe twice, same Message-ID).
     on_uncertain: Literal["skip", "resend"] = "skip"
+    # Who may enter again ([entry] in the TOML); None: the rule of the journey's code.
+    entry: EntryRule | None = None
     # Cart recovery: once the customer clicked a link in one of its emails, skip the plain
     # reminders still due (the discount still comes). Off: they are reminded until they buy.
     skip_reminders_after_click: bool = False

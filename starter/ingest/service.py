@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TypeVar, overload
 
 from pydantic import BaseModel
@@ -26,13 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import JourneyInput
 from core.ids import workflow_id
+from core.starting import entry_refusal
 from journeys.config import Config, JourneyConfig
 from journeys.loader import JourneyLoader
 from settings import Settings
 from starter.ingest.events import Event
 from starter.ingest.runs import Runs
 from starter.outbox import Relay, signal_payload, start_payload
-from store import events, outbox, repo
+from store import entries, events, outbox, repo
 from store.db import SessionFactory
 from store.lifecycle import stage_label
 from store.models import Customer
@@ -130,7 +132,26 @@ class Call:
             inp = inp.model_copy(update={"lifecycle_stage": stage_label(self.customer)})
         payload = start_payload(inp, signal=signal, run_id=run_id)
         wf_id = run_id or workflow_id(inp.config.name, inp.customer_id)
+        if inp.config.entry is not None and await self._refused(inp, wf_id):
+            return
         await self._enqueue("start", wf_id, payload)
+
+    async def _refused(self, inp: JourneyInput, wf_id: str) -> bool:
+        """The journey's ``[entry]`` rule refuses this customer now: recorded with why."""
+        assert inp.config.entry is not None
+        journey, now = inp.config.name, datetime.now(UTC)
+        before = await entries.entered(self.s, customer_id=inp.customer_id, journey=journey)
+        why = entry_refusal(inp.config.entry, before, now)
+        if why is not None:
+            await entries.record_refusal(
+                self.s,
+                customer_id=inp.customer_id,
+                journey=journey,
+                workflow_id=wf_id,
+                reason=why,
+                at=now,
+            )
+        return why is not None
 
     async def signal(self, wf_id: str, name: str, arg: BaseModel) -> None:
         """Signal the run after the commit, if it is live then."""
