@@ -128,7 +128,8 @@ class Preview:
         return ", ".join(f"{k}={v}" for k, v in self.context.items() if v is not None) or "none"
 
     def headers(self) -> str:
-        """The message's header block as it leaves (RFC 5322, unfolded lines as written)."""
+        """The message's headers as a person reads them, one per line (decoded; the raw
+        message, ``to_wire``, holds them as they leave)."""
         return "".join(f"{name}: {value}\n" for name, value in self.message.items())
 
 
