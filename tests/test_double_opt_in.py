@@ -37,11 +37,6 @@ TEE = {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "quantity": 1}
 
 
 @pytest.fixture
-def db_url(sqlite_url: str) -> str:
-    return sqlite_url
-
-
-@pytest.fixture
 def double_opt_in() -> bool:
     return True
 

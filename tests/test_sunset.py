@@ -25,6 +25,7 @@ from store.migrate import upgrade
 from store.models import SendLog, Suppression
 from store.sweep import SUNSET_SOURCE
 from testkit.data import email_for
+from testkit.databases import throwaway_postgres
 from testkit.engagement import PERSON, SCANNER, read_later
 from testkit.mail import journey_mails, parts, steps_of, wait_for_mail
 from testkit.stack import WRITE_KEY, Stack, running_stack, stack_settings
@@ -38,12 +39,16 @@ AS_OF = datetime.now(UTC).replace(microsecond=0) + timedelta(days=AFTER_DAYS + 1
 TEE = {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "quantity": 1}
 
 
-@pytest.fixture
-async def db_url(tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A database of its own for each test: the sweep looks at every customer in it."""
+    if request.param == "postgresql":
+        async with throwaway_postgres("journeys_sunset") as url:
+            yield url
+        return
     url = f"sqlite+aiosqlite:///{tmp_path / 'sunset.db'}"
     await upgrade(url)
-    return url
+    yield url
 
 
 @pytest.fixture
