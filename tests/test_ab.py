@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,17 +16,21 @@ import pytest
 from scipy.stats import chi2_contingency
 from sqlalchemy import select
 
+from core.contracts import SendStepInput
 from core.rules import ab_variant
 from core.stats import chi_squared
-from journeys.config import Variant
+from journeys.config import AutoWinner, Variant
+from starter.report_page import journey_page
 from starter.reports import journey_report
-from store.models import AbWinner, Order
+from store import ab_tests, reports
+from store.db import SessionFactory
+from store.models import AbWinner, Customer, Event, Order, SendLog
 from testkit.data import TEE, abandon_cart, add_customer
 from testkit.engagement import PERSON, read_later
 from testkit.mail import journey_mails, parts, tracked_links
 from testkit.stack import Stack
 from testkit.waiting import eventually
-from tests.test_step_holdout import decisions_of, steps_with
+from tests.test_step_holdout import decisions_of, delivered, steps_with
 
 ON_SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 JOURNEY, STEP = "cart_recovery", "reminder_1"
@@ -101,6 +105,7 @@ async def test_a_50_50_subject_test_splits_is_stable_and_reports_per_variant(
 
     # What the customers did: every 4th opened, every 8th clicked too, every 5th bought.
     openers, clickers, buyers = set(ids[::4]), set(ids[::8]), set(ids[::5])
+    await delivered(stack, ids)
     for cid in sorted(openers):
         await read_later(stack, cid)  # a person reading it, not a fetch at delivery
         (mail,) = journey_mails(stack.catcher, cid, JOURNEY)
@@ -139,6 +144,9 @@ async def test_a_50_50_subject_test_splits_is_stable_and_reports_per_variant(
     expected_p = chi_squared([(v["opens"], v["sends"]) for v in shown.values()])
     assert step["ab"]["opens_p_value"] == pytest.approx(expected_p)
     assert step["ab"]["winner"] is None
+    page = journey_page(report)  # the page shows the test: a row per variant, the p-values
+    assert "<h3>A/B test</h3>" in page and f"p = {expected_p:.3f}" in page
+    assert all(f"<td>{name}</td><td>{v['sends']}</td>" in page for name, v in shown.items())
 
     # A rerun: the cart emptied (the run ends), a new cart of the same customers: each gets
     # the same variant again.
@@ -168,6 +176,7 @@ async def test_auto_winner_sends_the_winner_to_everyone_after(make_stack: Any, h
     await _abandon(stack, ids)
     rows = await decisions_of(stack, ids, STEP)
     # everyone who got "ask" opens it; nobody opens "plain"
+    await delivered(stack, ids)
     for cid in ids:
         if rows[cid].variant == "ask-2":
             await read_later(stack, cid)
@@ -193,3 +202,103 @@ async def test_auto_winner_sends_the_winner_to_everyone_after(make_stack: Any, h
     report = await journey_report(stack.sessions, JOURNEY, windows=["2d"])
     step = next(s for s in report["steps"] if s["step"] == STEP)
     assert step["ab"]["winner"]["variant"] == "ask-2"
+
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+async def test_variant_figures_and_the_winner_on_both_databases(sessions: SessionFactory) -> None:
+    """Known rows: 6 sends of "a" (3 opened by people, 1 only by a scanner, 1 clicked) and 4
+    of "b" (none opened); orders of 2 "a" customers within 2 days, 1 "b" customer after."""
+    tag = datetime.now(UTC).strftime("%H%M%S%f")
+    journey = f"ab{tag}"
+    variants = (Variant(name="a", subject="A"), Variant(name="b", subject="B"))
+    async with sessions.begin() as s:
+        for n in range(10):
+            cid, name = f"v{n}-{tag}", "a" if n < 6 else "b"
+            key = f"{journey}:{cid}:run:hello"
+            s.add(Customer(id=cid, email=f"{cid}@shop.test"))
+            await s.flush()
+            s.add(
+                SendLog(
+                    idempotency_key=key,
+                    customer_id=cid,
+                    journey=journey,
+                    workflow_id=f"{journey}:{cid}",
+                    run_chain_id="run",
+                    step="hello",
+                    template="hello",
+                    status="sent",
+                    variant=name,
+                    decided_at=T0,
+                )
+            )
+            seen = {0: "human", 1: "human", 2: "human", 3: "machine"}.get(n)
+            if seen:
+                s.add(_engaged(cid, key, "Email Opened", seen))
+            if n == 0:
+                s.add(_engaged(cid, key, "Email Link Clicked", "human"))
+            if n in (1, 2, 7):
+                after = timedelta(days=1 if n < 6 else 3)
+                s.add(
+                    Order(
+                        id=f"o{n}-{tag}",
+                        customer_id=cid,
+                        total=Decimal("20.00"),
+                        currency="EUR",
+                        placed_at=T0 + after,
+                    )
+                )
+
+    async with sessions() as s:
+        engaged = await reports.variant_engagement(s, journey=journey)
+        counts = await reports.variant_counts(
+            s, journey=journey, window=timedelta(days=2), as_of=T0 + timedelta(days=10)
+        )
+    assert engaged == {
+        ("hello", "a"): reports.Engagement(sends=6, opens=3, clicks=1),
+        ("hello", "b"): reports.Engagement(sends=4, opens=0, clicks=0),
+    }
+    assert (counts[("hello", "a")].converted, counts[("hello", "a")].revenue) == (
+        2,
+        Decimal("40.00"),
+    )
+    assert counts[("hello", "b")].customers == 4 and counts[("hello", "b")].converted == 0
+
+    def request(cid: str, min_sends: int) -> SendStepInput:
+        return SendStepInput(
+            journey=journey,
+            workflow_id=f"{journey}:{cid}",
+            run_chain_id="run",
+            step="hello",
+            template="hello",
+            subject="?",
+            customer_id=cid,
+            entered_at=T0,
+            now=T0,
+            variants=variants,
+            auto_winner=AutoWinner(min_sends_per_variant=min_sends, alpha=0.2),
+        )
+
+    async with sessions.begin() as s:  # "b" has 4 sends: not enough for 5 per variant
+        undecided = await ab_tests.choose(s, request(f"new-{tag}", 5), claimed=None)
+    assert undecided.variant == ab_variant(f"new-{tag}", journey, "hello", variants)
+    async with sessions.begin() as s:  # 3/6 against 0/4: p = 0.09 < 0.2
+        decided = await ab_tests.choose(s, request(f"new-{tag}", 4), claimed=None)
+    assert (decided.variant, decided.subject) == ("a", "A")
+    async with sessions() as s:
+        won = await ab_tests.winners(s, journey=journey)
+    assert won["hello"].variant == "a"
+    assert won["hello"].p_value == pytest.approx(chi_squared([(3, 6), (0, 4)]))
+    assert won["hello"].figures == {"a": {"sends": 6, "hits": 3}, "b": {"sends": 4, "hits": 0}}
+
+
+def _engaged(cid: str, key: str, name: str, kind: str) -> Event:
+    return Event(
+        message_id=f"{name}:{key}",
+        customer_id=cid,
+        name=name,
+        properties={"send_key": key},
+        occurred_at=T0 + timedelta(hours=2),
+        engagement_class=kind,
+    )

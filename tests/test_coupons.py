@@ -14,15 +14,17 @@ from sqlalchemy import select
 
 from core.ids import workflow_id
 from store import coupons
+from store.db import SessionFactory
 from store.models import Coupon, Customer, JourneyDecision
 from testkit.data import add_customer
 from testkit.engagement import PERSON, read_later
 from testkit.mail import journey_mails, parts, steps_of, tracked_links, wait_for_mail
 from testkit.stack import WRITE_KEY, Stack
 from testkit.waiting import PATIENCE, eventually
+from tests.test_step_holdout import delivered
 from workflows.welcome_series import WelcomeSeries
 
-pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+ON_SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 BEARER = {"Authorization": f"Bearer {WRITE_KEY}"}
 SHIRT = {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "category": "apparel"}
 
@@ -60,6 +62,7 @@ def _order(cid: str, order_id: str, at: datetime, **coupon: Any) -> dict[str, An
     }
 
 
+@ON_SQLITE
 async def test_order_completed_records_each_code_as_what_it_was(stack: Stack, http: Any) -> None:
     cid, other = stack.new_customer_id(), stack.new_customer_id()
     own, foreign = await _welcome_coupon(stack, cid), await _welcome_coupon(stack, other)
@@ -101,6 +104,7 @@ async def test_order_completed_records_each_code_as_what_it_was(stack: Stack, ht
     assert rows[0].journey == "welcome_series" and rows[-1].journey is None
 
 
+@ON_SQLITE
 async def test_a_bad_coupon_code_is_refused_naming_the_field(stack: Stack, http: Any) -> None:
     cid = stack.new_customer_id()
     await add_customer(stack, cid)
@@ -110,6 +114,43 @@ async def test_a_bad_coupon_code_is_refused_naming_the_field(stack: Stack, http:
 
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["body", "properties", "coupons", 1]
+
+
+async def test_redemptions_on_both_databases(sessions: SessionFactory) -> None:
+    """The same order twice records its codes once; a coupon redeemed is "used" for the run
+    that gave it (its send key), not for another run."""
+    tag = datetime.now(UTC).strftime("%H%M%S%f")
+    cid, at = f"r-{tag}", datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    code = f"WELCOME-{tag}"
+    async with sessions.begin() as s:
+        s.add(Customer(id=cid, email=f"{cid}@shop.test"))
+        s.add(
+            Coupon(
+                code=code,
+                source_key=f"welcome-series:{cid}:run-1:welcome",
+                customer_id=cid,
+                journey="welcome_series",
+                percent_off=10,
+                expires_at=at + timedelta(days=30),
+            )
+        )
+    for _ in range(2):
+        async with sessions.begin() as s:
+            rows = await coupons.redeem(
+                s,
+                order_id=f"o-{tag}",
+                customer_id=cid,
+                codes=[code.lower(), " ", "NOPE"],
+                discount=Decimal("2.50"),
+                placed_at=at + timedelta(days=1),
+            )
+            assert [(r.code, r.status) for r in rows] == [(code, "redeemed"), ("NOPE", "unknown")]
+    async with sessions() as s:
+        assert len(await coupons.redemptions_of(s, customer_id=cid)) == 2
+        run = f"welcome-series:{cid}:run-1:"
+        assert await coupons.redeemed_from_run(s, customer_id=cid, send_key_prefix=run)
+        other = f"welcome-series:{cid}:run-2:"
+        assert not await coupons.redeemed_from_run(s, customer_id=cid, send_key_prefix=other)
 
 
 # -- the welcome series' day-7 branch --------------------------------------------------------
@@ -133,6 +174,7 @@ async def _opened_not_used(stack: Stack, http: Any, cid: str) -> None:
     await wait_for_mail(stack.catcher, f"{cid}@example.com", 1)
     (welcome,) = journey_mails(stack.catcher, cid, "welcome_series")
     (pixel,) = tracked_links(parts(welcome)[1], "o")
+    await delivered(stack, [cid])
     await read_later(stack, cid)  # a person reading it, not a fetch at delivery
     assert (await http.get(pixel, headers=PERSON)).status_code == 200
 
@@ -159,6 +201,7 @@ PATHS = {
 }
 
 
+@ON_SQLITE
 async def test_the_welcome_series_branches_on_day_7_on_the_used_coupon(
     stack: Stack, http: Any
 ) -> None:

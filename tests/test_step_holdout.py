@@ -51,6 +51,20 @@ async def decisions_of(stack: Stack, ids: list[str], step: str) -> dict[str, Sen
     return rows
 
 
+async def delivered(stack: Stack, ids: list[str]) -> None:
+    """Wait until none of these customers' sends is between its final dot and its recorded
+    reply: "read later" (testkit/engagement.py) moves the recorded delivery time back."""
+
+    async def claimed() -> int:
+        async with stack.sessions() as s:
+            rows = await s.scalars(
+                select(SendLog.id).where(SendLog.customer_id.in_(ids), SendLog.status == "sending")
+            )
+            return len(list(rows))
+
+    assert await eventually(claimed, lambda n: n == 0) == 0
+
+
 async def test_a_step_holdout_skips_one_step_and_walks_on(make_stack: Any) -> None:
     steps = steps_with(JOURNEY, **{STEP: {"holdout_share": 0.5}})
     stack: Stack = await make_stack(cart_recovery={"steps": steps})
