@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Float, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, Float, and_, case, func, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Subquery
@@ -222,49 +222,72 @@ async def variant_counts(
 async def _convert(
     s: AsyncSession, cohort: Subquery, *, window: timedelta, as_of: datetime
 ) -> dict[tuple[str, str], Counts]:
-    """Conversions of a cohort (customer_id, grp, t0, step, nth): first the orders of each
-    customer in their window (one row per customer), then the sums per (step, grp)."""
+    """Conversions of a cohort (customer_id, grp, t0, step, nth), in one statement over the
+    cohort's first rows (``nth = 1``, read once): everyone counted per (step, grp), and
+    apart from that only the customers with orders in their window grouped per customer
+    (so the big cohort is never sorted or grouped per customer; BENCHMARKS.md 7-report)."""
     c, o = cohort.c, Order
     dialect = s.get_bind().dialect.name
+    first = select(c.customer_id, c.grp, c.t0, c.step).where(c.nth == 1).cte("first_rows")
+    f = first.c
     in_window = and_(
-        o.customer_id == c.customer_id,
-        o.placed_at > c.t0,
-        _not_after(o.placed_at, c.t0, window, dialect),
+        o.customer_id == f.customer_id,
+        o.placed_at > f.t0,
+        _not_after(o.placed_at, f.t0, window, dialect),
     )
-    per_customer = (
+    bought = (
         select(
-            c.step,
-            c.grp,
-            c.t0,
+            f.step,
+            f.grp,
             func.count(o.id).label("orders"),
-            func.coalesce(func.sum(o.total), 0).label("revenue"),
+            func.sum(o.total).label("revenue"),
         )
-        .select_from(cohort)
-        .outerjoin(o, in_window)
-        .where(c.nth == 1)
-        .group_by(c.step, c.grp, c.customer_id, c.t0)
-        .subquery("per_customer")
+        .select_from(first)
+        .join(o, in_window)
+        .group_by(f.step, f.grp, f.customer_id)
+        .subquery("bought")
     )
-    p = per_customer.c
-    totals = select(
-        p.step,
-        p.grp,
+    b = bought.c
+    zero = literal(0)
+    everyone = select(
+        literal("all").label("kind"),
+        f.step,
+        f.grp,
         func.count().label("customers"),
-        func.sum(case((p.orders > 0, 1), else_=0)).label("converted"),
-        func.sum(p.orders).label("orders"),
-        func.sum(p.revenue).label("revenue"),
-        func.sum(case((p.t0 > as_of - window, 1), else_=0)).label("still_open"),
-    ).group_by(p.step, p.grp)
-    out: dict[tuple[str, str], Counts] = {}
-    for row in await s.execute(totals):
-        out[(row.step, row.grp)] = Counts(
-            customers=int(row.customers),
-            converted=int(row.converted or 0),
-            orders=int(row.orders or 0),
-            revenue=_money(row.revenue),
-            still_open=int(row.still_open or 0),
+        func.sum(case((f.t0 > as_of - window, 1), else_=0)).label("still_open"),
+        zero.label("converted"),
+        zero.label("orders"),
+        zero.label("revenue"),
+    ).group_by(f.step, f.grp)
+    buyers = select(
+        literal("bought").label("kind"),
+        b.step,
+        b.grp,
+        zero,
+        zero,
+        func.count(),
+        func.sum(b.orders),
+        func.sum(b.revenue),
+    ).group_by(b.step, b.grp)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind, step, grp, customers, still_open, converted, orders, revenue in await s.execute(
+        union_all(everyone, buyers)
+    ):
+        row = found.setdefault((step, grp), {})
+        if kind == "all":
+            row.update(customers=int(customers), still_open=int(still_open or 0))
+        else:
+            row.update(converted=int(converted), orders=int(orders or 0), revenue=revenue)
+    return {
+        key: Counts(
+            customers=row.get("customers", 0),
+            converted=row.get("converted", 0),
+            orders=row.get("orders", 0),
+            revenue=_money(row.get("revenue")),
+            still_open=row.get("still_open", 0),
         )
-    return out
+        for key, row in found.items()
+    }
 
 
 def _not_after(placed: Any, start: Any, window: timedelta, dialect: str) -> ColumnElement[bool]:
