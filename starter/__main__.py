@@ -7,14 +7,26 @@ python -m starter schedule [--trigger]
 python -m starter mail [--show N]
 python -m starter demo [--email E]
 python -m starter report [--journey J] [--since DATE] [--windows 2d,10d,30d] [--format F]
+python -m starter journeys|explain ID
+python -m starter cancel ID [--journey J]
+python -m starter pause|resume (--customer ID | --journey J) [--reason R]
 python -m starter preview JOURNEY STEP --customer ID [--out DIR] [--open] [--send-to ADDRESS]
+
+A journey is named as in its TOML (``cart_recovery``) or as in workflow ids
+(``cart-recovery``). Exit codes: 0 done; 1 nothing matched (no running run to cancel or
+pause); 2 bad input (an unknown journey or customer, a bad value: the valid names are
+listed); 69 Temporal or the store is unreachable (one line says which and what to do, as
+sysexits' EX_UNAVAILABLE); 130 interrupted; 141 the reader of the output went away
+(``explain c-42 | head``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import mailbox
+import os
 import sys
 import time
 import uuid
@@ -26,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from temporalio.service import RPCError, RPCStatusCode
 
 from core.lifecycle import load_lifecycle
 from core.zones import zone_at_local_hour
@@ -36,7 +51,18 @@ from starter.api import Journeys
 from starter.client import connect
 from starter.ingest.service import EventResult, UnknownCustomer
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
+from store import repo
 from store.db import make_engine, make_session_factory
+
+EX_NOTHING = 1  # nothing matched: no running run to cancel or pause
+EX_USAGE = 2  # bad input, as argparse's own errors
+EX_UNAVAILABLE = 69  # sysexits.h: a service the command needs is unreachable
+EX_INTERRUPTED = 130
+EX_PIPE = 141  # 128 + SIGPIPE: what a tool killed by a closed pipe exits with
+
+
+class NothingMatched(Exception):
+    """The command was valid but found nothing to act on (exit 1)."""
 
 
 def _item(text: str) -> dict[str, Any]:
@@ -194,30 +220,74 @@ async def _order(journeys: Journeys, args: argparse.Namespace, _: Settings) -> i
     return 0
 
 
+async def _unknown_customer(journeys: Journeys, customer_id: str) -> ops.UnknownName | None:
+    """The error for a customer with neither a profile in the store nor a journey run."""
+    async with journeys.sessions() as s:
+        if await repo.get_customer(s, customer_id=customer_id) is not None:
+            return None
+    if await ops.customer_runs(journeys.client, customer_id, with_state=False):
+        return None
+    return ops.UnknownName(
+        f"unknown customer {customer_id!r}: no profile in the store and no journey run "
+        "(customers are recorded by identify, or `python -m starter customer ID EMAIL`)"
+    )
+
+
+async def _nothing_running(
+    journeys: Journeys, customer_id: str, journey: str | None, verb: str
+) -> Exception:
+    """Why nothing was cancelled or paused: an unknown customer, or which runs they have."""
+    unknown = await _unknown_customer(journeys, customer_id)
+    if unknown is not None:
+        return unknown
+    running = await ops.customer_runs(
+        journeys.client, customer_id, running_only=True, with_state=False
+    )
+    names = ", ".join(sorted({r.journey for r in running})) or "none"
+    what = f"running {journey} run" if journey else "running journey"
+    return NothingMatched(
+        f"nothing to {verb}: customer {customer_id!r} has no {what} (running: {names})"
+    )
+
+
 async def _journeys(journeys: Journeys, args: argparse.Namespace, _: Settings) -> int:
-    print_runs(await ops.customer_runs(journeys.client, args.customer_id))
+    runs = await ops.customer_runs(journeys.client, args.customer_id)
+    if not runs and (unknown := await _unknown_customer(journeys, args.customer_id)):
+        raise unknown
+    print_runs(runs)
     return 0
 
 
 async def _explain(journeys: Journeys, args: argparse.Namespace, _: Settings) -> int:
-    print_explanation(await ops.explain(journeys.sessions, journeys.client, args.customer_id))
+    x = await ops.explain(journeys.sessions, journeys.client, args.customer_id)
+    if not x.known:
+        raise await _unknown_customer(journeys, args.customer_id) or ops.UnknownName(
+            f"unknown customer {args.customer_id!r}"
+        )
+    print_explanation(x)
     return 0
 
 
-async def _cancel(journeys: Journeys, args: argparse.Namespace, _: Settings) -> int:
-    ids = await ops.cancel(journeys.client, args.customer_id, args.journey)
-    print(f"cancelled {len(ids)} run(s): {', '.join(ids) or '-'}")
+async def _cancel(journeys: Journeys, args: argparse.Namespace, settings: Settings) -> int:
+    journey = ops.journey_name(args.journey, settings.journeys_dir) if args.journey else None
+    ids = await ops.cancel(journeys.client, args.customer_id, journey)
+    if not ids:
+        raise await _nothing_running(journeys, args.customer_id, journey, "cancel")
+    print(f"cancelled {len(ids)} run(s): {', '.join(ids)}")
     return 0
 
 
-async def _pause_or_resume(journeys: Journeys, args: argparse.Namespace, _: Settings) -> int:
+async def _pause_or_resume(journeys: Journeys, args: argparse.Namespace, settings: Settings) -> int:
     paused = args.command == "pause"
     if args.customer:
         ids = await ops.pause_customer(
             journeys.client, args.customer, paused=paused, reason=args.reason
         )
-        print(f"{args.command}d {len(ids)} run(s): {', '.join(ids) or '-'}")
+        if not ids:
+            raise await _nothing_running(journeys, args.customer, None, args.command)
+        print(f"{args.command}d {len(ids)} run(s): {', '.join(ids)}")
         return 0
+    args.journey = ops.journey_name(args.journey, settings.journeys_dir)
     woken = await ops.pause_journey(
         journeys.sessions, journeys.client, args.journey, paused=paused, reason=args.reason
     )
@@ -282,7 +352,7 @@ async def _demo(journeys: Journeys, args: argparse.Namespace, settings: Settings
     while time.monotonic() < deadline:
         for n, msg in enumerate(_caught(settings.catcher_maildir), 1):
             if email in str(msg["To"]):
-                print(f"caught: {msg['Subject']!r} (python -m starter mail --show {n})\n")
+                print(f"caught: {msg['Subject']!r} (make mail SHOW={n})\n")
                 body = msg.get_body(preferencelist=("plain",))
                 print(body.get_content() if body is not None else "")
                 return 0
@@ -323,15 +393,33 @@ def print_runs(runs: list[ops.Run]) -> None:
 
 
 def print_explanation(x: ops.Explanation) -> None:
-    if x.customer is None:
-        print("unknown customer")
-        return
     c = x.customer
-    print(f"customer {c.id} <{c.email}>  time zone {c.timezone}  orders {c.order_count}")
-    print(f"marketing email: {'subscribed' if c.subscribed else 'UNSUBSCRIBED'}", end="")
-    print(f"; suppressed: {x.suppression}" if x.suppression else "")
+    if c is None:
+        print("customer: no profile in the store (its runs are below)")
+    else:
+        print(f"customer {c.id} <{c.email}>  time zone {c.timezone}  orders {c.order_count}")
+        consent = "subscribed" if c.subscribed else "UNSUBSCRIBED from all marketing email"
+        if c.subscribed and x.opted_out:
+            consent += f", except the journeys they left: {', '.join(x.opted_out)}"
+        print(f"marketing email: {consent}", end="")
+        print(f"; suppressed: {x.suppression}" if x.suppression else "")
     if x.consent is not None:
         print(ops.consent_line(x.consent))
+    for pause in x.journey_pauses:
+        why = f" ({pause.reason})" if pause.reason else ""
+        print(
+            f"journey {pause.journey} PAUSED since {pause.paused_at:%Y-%m-%d %H:%M} UTC{why}: "
+            "its sends are held"
+        )
+    if x.runs:
+        print("\nruns (where each one is):")
+    for run in x.runs:
+        line = f"  {run.started:%Y-%m-%d %H:%M}  {run.status:10} {run.workflow_id:45} {run.step}"
+        if run.outcome:
+            line += f"  -> {run.outcome}"
+        if run.state is not None and run.state.paused:
+            line += f"  [customer paused: {run.state.paused}]"
+        print(line)
     for line in x.lifecycle.lines() if x.lifecycle else []:
         print(line)
     print("\nsend decisions (journey clock):")
@@ -365,25 +453,112 @@ def _said(result: EventResult) -> str:
     return f"{'duplicate, ignored' if result.duplicate else result.action}: {result.workflow_id}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    settings = get_settings()
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "mail":
         return list_mail(settings, args.show)
     if args.command == "report":
+        if args.journey:
+            args.journey = ops.journey_name(args.journey, settings.journeys_dir)
         return asyncio.run(reports.run_command(args, settings.database_url))
     if args.command == "preview":
         return asyncio.run(preview.run_command(args, settings))
+    return asyncio.run(_run(args, settings))
+
+
+def _reason(exc: BaseException) -> str:
+    """A few words for why a connection failed."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = f"{exc} {exc.__cause__ or ''}".lower()
+    for needle, words in (
+        ("refused", "connection refused"),
+        ("name or service not known", "host name not found"),
+        ("dns", "host name not found"),
+        ("timed out", "timed out"),
+        ("deadline", "timed out"),
+        ("certificate", "TLS certificate rejected"),
+        ("tls", "TLS handshake failed"),
+        ("password authentication", "password rejected"),
+        ("does not exist", "database does not exist"),
+    ):
+        if needle in text:
+            return words
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return first[:120]
+
+
+def unreachable(exc: BaseException, settings: Settings) -> str | None:
+    """One line naming the part that could not be reached and what to do, or None when
+    ``exc`` is not about reaching Temporal or the store."""
+    if (isinstance(exc, RuntimeError) and "client connect" in str(exc)) or (
+        isinstance(exc, RPCError)
+        and exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+    ):
+        fix = (
+            "start the stack with `make run` (in another terminal)"
+            if settings.embedded_temporal
+            else "check TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and the TEMPORAL_TLS_* / "
+            "TEMPORAL_API_KEY settings"
+        )
+        return f"Temporal is unreachable at {settings.temporal_target} ({_reason(exc)}): {fix}"
+    store = make_url(settings.database_url).render_as_string(hide_password=True)
+    if isinstance(exc, DBAPIError) and "no such table" in str(exc):
+        return f"the store {store} has no tables: run `make migrate` (`make run` does it)"
+    if isinstance(exc, DBAPIError | OSError):  # OSError: asyncpg's refused connection
+        return (
+            f"the store is unreachable at {store} ({_reason(exc)}): start the database, "
+            "or set DATABASE_URL (`make run` uses SQLite under var/)"
+        )
+    return None
+
+
+def _quiet_stdout() -> None:
+    """The reader went away: point stdout at /dev/null so the interpreter's last flush
+    does not complain (the pattern in Python's signal module docs)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = get_settings()
     try:
-        return asyncio.run(_run(args, settings))
+        code = _dispatch(args, settings)
+        sys.stdout.flush()  # here, so a closed pipe is caught below
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EX_PIPE
+    except KeyboardInterrupt:
+        return EX_INTERRUPTED
     except ValidationError as exc:
         for err in exc.errors():
             print(f"error: {'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
-        return 2
-    except (UnknownCustomer, JourneyConfigError) as exc:
+        return EX_USAGE
+    except (UnknownCustomer, JourneyConfigError, ops.UnknownName) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EX_USAGE
+    except NothingMatched as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EX_NOTHING
+    except Exception as exc:
+        said = unreachable(exc, settings)
+        if said is None:
+            raise
+        print(f"error: {said}", file=sys.stderr)
+        return EX_UNAVAILABLE
+
+
+def _exit(code: int) -> None:
+    """Exit without the interpreter's finalization: after a failed connect the Temporal
+    SDK's runtime thread can abort it ("PyGILState_Release: thread state ... must be
+    current"), turning a clean error into exit 134. Output is flushed first."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

@@ -5,8 +5,10 @@ Used by the CLI (``python -m starter journeys|explain|cancel|pause|resume ...``)
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -21,7 +23,36 @@ from store import lifecycle as stages
 from store.consent import ConsentRecord, consent_of_customer
 from store.db import SessionFactory
 from store.lifecycle import LifecycleView
-from store.models import Customer, Event, JourneyDecision, SendLog
+from store.models import Customer, Event, JourneyDecision, JourneyPause, SendLog
+
+
+class UnknownName(LookupError):
+    """An operator named a journey or customer that does not exist; says which do."""
+
+
+def journey_names(journeys_dir: Path) -> list[str]:
+    """The journeys: every TOML in JOURNEYS_DIR whose ``name`` is its file's (others, such
+    as lifecycle.toml, configure something else)."""
+    names = []
+    for path in sorted(journeys_dir.glob("*.toml")):
+        try:
+            named = tomllib.loads(path.read_text()).get("name")
+        except (OSError, tomllib.TOMLDecodeError):
+            continue  # a broken file is reported where the journey is loaded
+        if named == path.stem:
+            names.append(path.stem)
+    return names
+
+
+def journey_name(text: str, journeys_dir: Path) -> str:
+    """The journey as its TOML, the ``Journey`` search attribute and the store name it
+    (``cart_recovery``); the spelling of workflow ids (``cart-recovery``) means the same.
+    Raises :class:`UnknownName` listing the journeys."""
+    names = journey_names(journeys_dir)
+    for candidate in (text, text.replace("-", "_")):
+        if candidate in names:
+            return candidate
+    raise UnknownName(f"unknown journey {text!r}; journeys: {', '.join(names)}")
 
 
 @dataclass(frozen=True)
@@ -95,6 +126,14 @@ class Explanation:
     engagement: list[Event] = field(default_factory=list)
     lifecycle: LifecycleView | None = None  # stage, since when, touch budget
     consent: ConsentRecord | None = None  # where, when and to what the address consented
+    runs: list[Run] = field(default_factory=list)  # every run of the customer, newest first
+    opted_out: list[str] = field(default_factory=list)  # journeys they unsubscribed from
+    journey_pauses: list[JourneyPause] = field(default_factory=list)  # whole journeys paused
+
+    @property
+    def known(self) -> bool:
+        """A profile in the store or a run in Temporal (a run may outlive its profile)."""
+        return self.customer is not None or bool(self.runs)
 
     @property
     def discounted(self) -> list[Event]:
@@ -136,9 +175,12 @@ async def explain(
                 .order_by(JourneyDecision.decided_at)
             )
         )
+        pauses = list(await s.scalars(select(JourneyPause).order_by(JourneyPause.journey)))
+    runs = await customer_runs(client, customer_id)
     held = []
-    for run in await customer_runs(client, customer_id, running_only=True):
-        for d in run.state.decisions if run.state else []:
+    for run in runs:
+        latest = {d.step: d for d in run.state.decisions} if run.state else {}
+        for d in latest.values():  # a step deferred and since sent or skipped is not held
             if d.status == "deferred":
                 held.append(
                     {"journey": run.journey, "step": d.step, "at": d.at, "reason": d.reason}
@@ -158,6 +200,9 @@ async def explain(
         consent=consent_record,
         engagement=engagement,
         lifecycle=life,
+        runs=runs,
+        opted_out=list(customer.attributes.get("unsubscribed_journeys", [])) if customer else [],
+        journey_pauses=pauses,
     )
 
 
