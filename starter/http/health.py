@@ -1,10 +1,14 @@
-"""GET /healthz: is Temporal, the store and the SMTP server reachable? A summary only.
+"""GET /healthz: is Temporal, the store and the SMTP server reachable, and does a worker poll
+the task queue? A summary only.
 
 Cheap on purpose, since anyone may call it: the three probes run together at most once per
 HEALTH_PROBE_SECONDS and concurrent requests share one round; answers in between repeat the
 last summary. Each part is "ok", "error: timeout" or "error: unreachable"; what went wrong
 is logged, never answered (an error text can name hosts, users or versions). While the
-workers' circuit breaker holds sending, smtp is "paused (<kind and codes>)".
+workers' circuit breaker holds sending, smtp is "paused (<kind and codes>)". ``workers`` is
+"ok" when Temporal has seen a worker poll TEMPORAL_TASK_QUEUE for workflow tasks (its
+DescribeTaskQueue pollers: those seen in the last minutes), else "error: no worker polls
+<queue>" (journeys do not move); ``worker_pollers`` counts them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import aiosmtplib
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from settings import Settings
 from starter.api import Journeys
@@ -29,7 +36,8 @@ log = logging.getLogger("starter.http")
 router = APIRouter(tags=["operations"])
 PROBE_TIMEOUT = 3.0  # seconds per part
 
-Summary = dict[str, str]
+Summary = dict[str, str | int]
+PARTS = ("temporal", "database", "smtp", "workers")  # each "ok" when healthy
 
 
 class Health:
@@ -56,20 +64,27 @@ def the_health(request: Request) -> Health:
 async def healthz(
     health: Annotated[Health, Depends(the_health)], j: JourneysDep, settings: SettingsDep
 ) -> JSONResponse:
-    """{"temporal": ..., "database": ..., "smtp": ...}, each "ok", "error: timeout" or
-    "error: unreachable"; 200 when all are ok, else 503."""
+    """{"temporal": ..., "database": ..., "smtp": ..., "workers": ..., "worker_pollers": N},
+    each part "ok", "error: timeout" or "error: unreachable" (workers: "error: no worker
+    polls <queue>"); 200 when all are ok, else 503."""
     results = await health.summary(settings.health_probe_seconds, lambda: _probe(j, settings))
-    healthy = all(v == "ok" for v in results.values())
+    healthy = all(results.get(part) == "ok" for part in PARTS)
     return JSONResponse(status_code=200 if healthy else 503, content=results)
 
 
 async def _probe(j: Journeys, settings: Settings) -> Summary:
+    pollers: list[int] = []
     checks = {
         "temporal": _check("temporal", j.client.service_client.check_health()),
         "database": _check("database", _db_ok(j)),
         "smtp": _check("smtp", _smtp_ok(settings)),
+        "workers": _check("workers", _polled(j, settings.temporal_task_queue, pollers)),
     }
-    results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    results: Summary = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    if pollers:
+        results["worker_pollers"] = pollers[0]
+        if pollers[0] == 0:
+            results["workers"] = f"error: no worker polls {settings.temporal_task_queue}"
     if results["database"] == "ok" and (paused := await _smtp_paused(j, settings)):
         results["smtp"] = f"paused ({paused})"  # the workers' circuit breaker holds sending
     return results
@@ -100,6 +115,18 @@ async def _check(part: str, probe: Awaitable[Any]) -> str:
         log.warning("health: %s unreachable: %s: %s", part, type(exc).__name__, exc)
         return "error: unreachable"
     return "ok"
+
+
+async def _polled(j: Journeys, task_queue: str, found: list[int]) -> None:
+    """How many workers Temporal saw polling ``task_queue`` for workflow tasks."""
+    answer = await j.client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=j.client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    found.append(len(answer.pollers))
 
 
 async def _db_ok(j: Journeys) -> None:
