@@ -8,20 +8,25 @@ import logging
 import urllib.request
 from datetime import timedelta
 
+import httpx
 import pytest
 from temporalio import workflow
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
+from core.ids import JOURNEY_OUTCOME, JOURNEY_STEP
 from core.zones import zone_at_local_hour
 from devstack.catcher import free_port
 from observability import JsonFormatter, runtime_with_metrics
 from settings import Settings
 from starter import ops
+from starter.http import create_app
 from testkit.data import TEE, abandon_cart, add_customer, email_for, emails_from_another_journey
 from testkit.mail import journey_mails, steps_of, wait_for_mail
 from testkit.waiting import PATIENCE, eventually, eventually_passes
+from worker import WORKFLOWS
 from workflows.cart_recovery import CartRecovery
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -162,3 +167,63 @@ async def test_sdk_metrics_are_exposed_for_prometheus(temporal_env, db_url):
         lambda: urllib.request.urlopen(f"http://{bind}/metrics", timeout=5).read().decode()
     )
     assert "temporal_workflow_completed" in body
+
+
+async def test_healthz_says_whether_a_worker_polls_the_task_queue(stack):
+    app = create_app(stack.settings, journeys=stack.journeys)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://shop.test"
+    ) as http:
+        polled = await eventually(lambda: http.get("/healthz"), lambda a: a.status_code == 200)
+    assert polled.json()["workers"] == "ok" and polled.json()["worker_pollers"] >= 1
+
+    nobody = stack.settings.model_copy(update={"temporal_task_queue": "nobody-polls-this"})
+    app = create_app(nobody, journeys=stack.journeys)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://shop.test"
+    ) as http:
+        answer = await http.get("/healthz")
+    assert answer.status_code == 503
+    assert answer.json() == {
+        "temporal": "ok",
+        "database": "ok",
+        "smtp": "ok",
+        "workers": "error: no worker polls nobody-polls-this",
+        "worker_pollers": 0,
+    }
+
+
+async def _current(handle) -> tuple[str, str]:
+    """JourneyStep (from the run's mutable state) and the UI's Current Details."""
+    described = await handle.describe()
+    details = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return described.typed_search_attributes.get(JOURNEY_STEP), details.current_details
+
+
+async def test_journey_step_and_current_details_follow_pause_resume_and_cancel(stack):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    handle = await abandon_cart(stack, cid, TEE)
+    step, details = await eventually(lambda: _current(handle), lambda c: bool(c[0]))
+    assert step == "waiting:reminder_1"
+    assert details.startswith("waiting until ") and details.endswith(" UTC, then reminder_1")
+
+    await ops.pause_customer(stack.client, cid, paused=True, reason="ticket 7")
+    step, details = await eventually(lambda: _current(handle), lambda c: "paused" in (c[0] or ""))
+    assert step == "paused:reminder_1"
+    assert details.startswith("paused by an operator (ticket 7); sends are held; waiting until")
+
+    await ops.pause_customer(stack.client, cid, paused=False)
+    step, details = await eventually(
+        lambda: _current(handle), lambda c: "paused" not in (c[0] or "paused")
+    )
+    assert step == "waiting:reminder_1" and details.startswith("waiting until ")
+
+    await ops.cancel(stack.client, cid)
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), timeout=PATIENCE)
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(JOURNEY_STEP) == "cancelled" and attrs.get(JOURNEY_OUTCOME) == "cancelled"
+    # the new path (behind its patch) replays
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(await handle.fetch_history())

@@ -9,6 +9,7 @@ journey: they raise :class:`JourneyEnded`, which :meth:`Journey.walk` turns into
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -49,6 +50,9 @@ TEXT_STEP_NAME_MAX = 64  # the send log's step column
 GAVE_UP_RECORD_TIMEOUT = timedelta(hours=1)
 
 Condition = Callable[[], bool]
+# From issue 18 on, JourneyStep follows a pause ("paused:<step>"), a resume (the step again)
+# and a cancel ("cancelled"): extra upserts, so behind this patch.
+STEP_FOLLOWS_OPERATORS = "journey-step-follows-pause-and-cancel"
 
 
 class JourneyEnded(Exception):
@@ -93,6 +97,7 @@ class Journey(Records):
         self._branches: dict[str, str] = {}
         self._holding = False  # a send is held (paused or deferred)
         self._exit_ends_holds: bool | None = None if self.exit_ends_holds_patch else True
+        self._step_follows_pause = False  # STEP_FOLLOWS_OPERATORS, asked at the first pause
         self._texts_stopped = False  # STOP: held texts are dropped (signal texts_stopped)
 
     # -- signals and query -----------------------------------------------------------------
@@ -114,13 +119,20 @@ class Journey(Records):
 
     @workflow.signal
     def pause(self, why: dict[str, Any] | None = None) -> None:
+        shown = self._shown_step()
         self._paused_by = str((why or {}).get("reason") or "operator")
         self._state.paused = self._paused_by
+        self._step_follows_pause = self._step_follows_pause or workflow.patched(
+            STEP_FOLLOWS_OPERATORS
+        )
+        self._show(was=shown)
 
     @workflow.signal
     def resume(self, _: dict[str, Any] | None = None) -> None:
+        shown = self._shown_step()
         self._paused_by, self._state.paused = None, None
         self._resumes += 1
+        self._show(was=shown)
 
     @workflow.signal
     def wake(self, _: dict[str, Any] | None = None) -> None:
@@ -141,11 +153,21 @@ class Journey(Records):
             outcome = await timeline
         except JourneyEnded as ended:
             outcome = ended.outcome
+        except asyncio.CancelledError:  # an operator cancelled the run
+            if workflow.patched(STEP_FOLLOWS_OPERATORS):
+                self._state.outcome = self._state.step = "cancelled"
+                self._state.next_step, self._state.next_at = None, None
+                workflow.upsert_search_attributes(
+                    [JOURNEY_STEP.value_set("cancelled"), JOURNEY_OUTCOME.value_set("cancelled")]
+                )
+                workflow.set_current_details("cancelled by an operator")
+            raise
         self._state.outcome = outcome
         self._state.step, self._state.next_step, self._state.next_at = "ended", None, None
         workflow.upsert_search_attributes(
             [JOURNEY_STEP.value_set("ended"), JOURNEY_OUTCOME.value_set(outcome)]
         )
+        workflow.set_current_details(f"ended: {outcome}")
         return JourneyResult(
             outcome=outcome,
             sent=[d.step for d in self._state.decisions if d.status == "sent"],
@@ -456,7 +478,33 @@ class Journey(Records):
         self, step: str, *, next_step: str | None = None, next_at: datetime | None = None
     ) -> None:
         self._state.step, self._state.next_step, self._state.next_at = step, next_step, next_at
-        workflow.upsert_search_attributes([JOURNEY_STEP.value_set(step)])
+        workflow.upsert_search_attributes([JOURNEY_STEP.value_set(self._shown_step())])
+        self._show_details()
+
+    def _shown_step(self) -> str:
+        """JourneyStep: the step, or ``paused:<step>`` while an operator holds the run (from
+        STEP_FOLLOWS_OPERATORS on; before it only a held send said so)."""
+        step = self._state.step
+        if self._paused_by is None or not self._step_follows_pause:
+            return step
+        return f"paused:{self._state.next_step or step.split(':', 1)[-1]}"
+
+    def _show(self, *, was: str) -> None:
+        """After a pause or resume: JourneyStep again if it changed, and the details."""
+        if self._step_follows_pause and self._shown_step() != was:
+            workflow.upsert_search_attributes([JOURNEY_STEP.value_set(self._shown_step())])
+        self._show_details()
+
+    def _show_details(self) -> None:
+        """The UI's "Current Details" (not a command: read through the SDK's metadata query)."""
+        s = self._state
+        if s.step.startswith("waiting:") and s.next_at is not None:
+            text = f"waiting until {s.next_at:%Y-%m-%d %H:%M} UTC, then {s.next_step}"
+        else:
+            text = s.step.replace(":", " ", 1)
+        if self._paused_by is not None:
+            text = f"paused by an operator ({self._paused_by}); sends are held; {text}"
+        workflow.set_current_details(text)
 
 
 def _text_name(name: str, suffix: str) -> str:
