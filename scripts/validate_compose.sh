@@ -7,13 +7,17 @@
 # 1. Compose itself renders the file: `docker-compose config` (Compose 1.29.2, Debian's
 #    docker-compose package) checks the schema, interpolation and references (undefined
 #    services, volumes, networks) offline. `docker compose config` (v2) runs as well where
-#    the CLI plugin is installed. Interpolation uses the file's defaults only: the caller's
-#    environment and any .env are kept out, so the result does not depend on the machine.
+#    the CLI plugin is installed. Interpolation uses deploy/compose.env.example only (the
+#    caller's environment and any .env are kept out, so the result does not depend on the
+#    machine): as shipped, with its secrets empty, compose must refuse it (production needs
+#    them); filled with throwaway values made here, it must render without a warning.
 # 2. Project checks on the rendered file: the services and start order the stack needs,
 #    every service_healthy dependency has a health check, one-shot jobs do not restart,
 #    bind-mount sources and in-container script paths exist, app settings point at services
 #    of the stack, placeholder secrets are not combined with ENVIRONMENT=production, and the
-#    search attributes registered by temporal-setup cover every SearchAttributeKey in code.
+#    search attributes registered by temporal-setup cover every SearchAttributeKey in code,
+#    the app services run with ENVIRONMENT=production, and every variable of the file and of
+#    the example is described in README.md.
 # 3. Dockerfile sanity: FROM, CMD, a non-root USER, every COPY/ADD source exists in the
 #    build context and is not excluded by .dockerignore, nor is any file the commands run.
 # 4. shellcheck + sh -n on deploy/temporal/*.sh and this script.
@@ -74,9 +78,41 @@ fi
 "$PY" -c 'import yaml' >/dev/null 2>&1 || die "$PY cannot import yaml"
 
 # ---- 1. compose config ---------------------------------------------------------------------
-: >"$WORK/empty.env"
+EXAMPLE="$PROJECT_DIR/deploy/compose.env.example"
+[ -f "$EXAMPLE" ] || fail "no $EXAMPLE (the settings an operator fills in)"
 clean_env=(env -i "PATH=$PATH" "HOME=${HOME:-/root}" "LANG=C.UTF-8")
 RESOLVED="$WORK/resolved.yml"
+
+# The example with its empty values filled: throwaway values of the right shape, made here.
+"$PY" - "$EXAMPLE" "$WORK/filled.env" <<'FILL'
+import base64, os, secrets, sys
+shapes = {
+    "PAYLOAD_KEYS": lambda: "k1:" + base64.b64encode(os.urandom(32)).decode(),
+    "SHOP_URL": lambda: "https://shop.example.com",
+    "PUBLIC_BASE_URL": lambda: "https://journeys.example.com",
+    "SHOP_SUPPORT_EMAIL": lambda: "help@example.com",
+    "SHOP_POSTAL_ADDRESS": lambda: "1 Example Street, Springfield",
+    "SHOP_NAME": lambda: "Example Shop",
+}
+out = []
+for line in open(sys.argv[1]):
+    name, eq, value = line.rstrip("\n").partition("=")
+    if eq and not name.startswith("#") and not value and name not in ("SMTP_USERNAME", "SMTP_PASSWORD"):
+        value = shapes.get(name, lambda: secrets.token_hex(20))()
+    out.append(f"{name}{eq}{value}" if eq else line.rstrip("\n"))
+out.append(f"APP_ENV_FILE={sys.argv[2]}")
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+FILL
+# Compose must refuse the example as shipped: production needs what it leaves empty.
+cp "$EXAMPLE" "$WORK/as-shipped.env"
+echo "APP_ENV_FILE=$WORK/as-shipped.env" >>"$WORK/as-shipped.env"
+if "${clean_env[@]}" docker-compose --project-directory "$PROJECT_DIR" \
+  --env-file "$WORK/as-shipped.env" -f "$COMPOSE_FILE" config >/dev/null 2>"$WORK/refused.err"; then
+  fail "compose accepted deploy/compose.env.example with its secrets empty (a required \${VAR:?} lost its ?)"
+fi
+grep -q "Missing mandatory value.*in .env" "$WORK/refused.err" \
+  || { cat "$WORK/refused.err" >&2; fail "compose refused the example, but not for its empty secrets"; }
+echo "validate_compose: the example as shipped is refused (its secrets are empty): ok"
 
 run_config() {
   # run_config LABEL COMMAND...: render the file, fail on errors or unset-variable warnings.
@@ -94,19 +130,20 @@ run_config() {
 }
 
 run_config "docker-compose $(docker-compose version --short 2>/dev/null || echo '?')" \
-  docker-compose --project-directory "$PROJECT_DIR" --env-file "$WORK/empty.env" \
+  docker-compose --project-directory "$PROJECT_DIR" --env-file "$WORK/filled.env" \
   -f "$COMPOSE_FILE" config
 mv "$RESOLVED.tmp" "$RESOLVED"
 
 if docker compose version >/dev/null 2>&1; then
   run_config "docker compose $(docker compose version --short 2>/dev/null || echo '?')" \
-    docker compose --project-directory "$PROJECT_DIR" --env-file "$WORK/empty.env" \
+    docker compose --project-directory "$PROJECT_DIR" --env-file "$WORK/filled.env" \
     -f "$COMPOSE_FILE" config
   rm -f "$RESOLVED.tmp"
 fi
 
 # ---- 2 + 3. project checks and Dockerfile --------------------------------------------------
-STRICT="$STRICT" PROJECT_DIR="$PROJECT_DIR" "$PY" - "$RESOLVED" <<'PYCHECKS' || fail "see above"
+STRICT="$STRICT" PROJECT_DIR="$PROJECT_DIR" COMPOSE_FILE="$COMPOSE_FILE" EXAMPLE="$EXAMPLE" \
+  "$PY" - "$RESOLVED" <<'PYCHECKS' || fail "see above"
 import glob
 import os
 import re
@@ -129,7 +166,7 @@ services: dict = cfg.get("services") or {}
 # The stack this project needs, and the start order between its parts.
 REQUIRED = [
     "temporal-db", "temporal-schema", "temporal", "temporal-setup", "temporal-ui",
-    "store-db", "mailpit", "migrate", "worker", "api",
+    "store-db", "mailpit", "migrate", "worker", "api", "codec-server",
 ]
 ORDER = [
     ("temporal-schema", "temporal-db", "service_healthy"),
@@ -144,7 +181,7 @@ ORDER = [
     ("api", "migrate", "service_completed_successfully"),
 ]
 ONE_SHOT = {"temporal-schema", "temporal-setup", "migrate"}
-HEALTHCHECKED = {"temporal-db", "temporal", "store-db", "mailpit", "api"}
+HEALTHCHECKED = {"temporal-db", "temporal", "store-db", "mailpit", "api", "codec-server"}
 PLACEHOLDER_SECRETS = {"", "dev-secret-change-me", "changeme", "secret", "dev-write-key"}
 SA_TYPES = {
     "keyword": "Keyword", "text": "Text", "int": "Int", "float": "Double",
@@ -292,6 +329,18 @@ for name, svc in app.items():
     ):
         errors.append(f"{name}: ENVIRONMENT={env['ENVIRONMENT']} with a placeholder SECRET_KEY")
 
+    if env.get("ENVIRONMENT") != "production":
+        errors.append(f"{name}: ENVIRONMENT must be production (has {env.get('ENVIRONMENT')!r})")
+# ---- every variable described in README.md
+with open(os.path.join(project, "README.md")) as f:
+    readme = f.read()
+with open(os.environ["COMPOSE_FILE"]) as f:
+    names = set(re.findall(r"\$\{(\w+)", re.sub(r"(?m)^\s*#.*$", "", f.read())))
+with open(os.environ["EXAMPLE"]) as f:
+    names |= {m.group(1) for m in re.finditer(r"^(\w+)=", f.read(), re.M)}
+for var in sorted(names):
+    if f"`{var}`" not in readme:
+        errors.append(f"{var} is not described in README.md (as `{var}`)")
 # ---- search attributes: code vs. temporal-setup
 registered: dict[str, str] = {}
 setup_env = env_of(services.get("temporal-setup", {}))
