@@ -4,19 +4,24 @@ Temporal dev server, the SMTP catcher and SQLite."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from core.contracts import SendStepInput
+from core.sending import send_step_input
 from core.sms import twilio_signature
 from devstack.catcher import MailCatcher
 from devstack.sms_catcher import SmsCatcher
+from journeys.config import NurtureConfig
 from starter.http import create_app
 from store import sms as sms_store
 from store.db import SessionFactory
@@ -26,11 +31,13 @@ from testkit.data import add_customer, email_for
 from testkit.mail import journey_mails, steps_of, wait_for_mail
 from testkit.stack import WRITE_KEY, Stack, running_stack, stack_settings
 from testkit.waiting import PATIENCE, eventually
+from worker import build_activities, make_mailer
 from workflows.nurture import NewCustomerNurture
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 SHIRT = {"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "category": "apparel"}
 SID, TOKEN = "AC" + "1" * 32, "test-auth-token"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 
 @pytest.fixture(scope="session")
@@ -296,3 +303,85 @@ async def test_a_bad_phone_number_is_refused_naming_the_field(api):
     )
     assert good.status_code == 200
     assert (await customer_row(stack, "c-good-phone")).phone == "+4915123456789"
+
+
+# -- the send itself: once, and uncertain when no answer came --------------------------------
+
+
+def text_send(stack: Stack) -> Any:
+    """The worker's send_step activity, built as worker.py builds it."""
+    built = build_activities(
+        settings=stack.settings, sessions=stack.sessions, mailer=make_mailer(stack.settings)
+    )
+    return next(a for a in built if getattr(a, "__name__", "") == "send_step")
+
+
+def thanks_text(stack: Stack, cid: str, run: str) -> SendStepInput:
+    config = stack.journeys.config("new_customer_nurture", NurtureConfig)
+    now = datetime.now(UTC).replace(hour=12)  # noon UTC: no quiet hours in UTC
+    return send_step_input(
+        config,
+        config.step("thanks_sms"),
+        workflow_id=f"new-customer-nurture:{cid}",
+        run_chain_id=run,
+        customer_id=cid,
+        entered_at=now,
+        now=now,
+        context={"order_id": f"o1-{cid}"},
+    )
+
+
+async def test_a_retried_send_sends_the_text_once(sms_stack, sms):
+    stack = await sms_stack()
+    cid, phone = await customer_with_phone(stack, timezone="UTC")
+    send, req = text_send(stack), thanks_text(stack, cid, "run-retried")
+    env = ActivityEnvironment()
+
+    first = await env.run(send, req)
+    requests = sms.requests
+    again = await env.run(send, req)  # the activity retried after its result was lost
+
+    assert first.status == "sent" and first.message_id and not first.already_done
+    assert again.status == "sent" and again.already_done and again.message_id == first.message_id
+    assert sms.requests == requests and len(sms.to(phone)) == 1
+
+
+async def test_a_request_without_an_answer_is_uncertain_and_not_sent_again(sms_stack, sms):
+    stack = await sms_stack()
+    cid, phone = await customer_with_phone(stack, timezone="UTC")
+    send, req = text_send(stack), thanks_text(stack, cid, "run-dropped")
+    sms.answers[phone] = "drop"  # the catcher keeps the text and never answers
+    env = ActivityEnvironment()
+
+    first = await env.run(send, req)
+    requests = sms.requests
+    again = await env.run(send, req)
+
+    assert (first.status, first.code) == ("uncertain", "uncertain")
+    assert (again.status, again.already_done) == ("uncertain", True)
+    assert sms.requests == requests and len(sms.to(phone)) == 1  # it did arrive, once
+    row = await send_row(stack, cid, "thanks_sms")
+    assert row.status == "uncertain" and row.channel == "sms"
+
+
+async def test_a_refused_number_fails_the_text_and_is_suppressed(sms_stack, sms):
+    stack = await sms_stack()
+    cid, phone = await customer_with_phone(stack, timezone="UTC")
+    sms.answers[phone] = ("error", 400, "21211")
+    outcome = await ActivityEnvironment().run(text_send(stack), thanks_text(stack, cid, "run-bad"))
+    assert (outcome.status, outcome.code) == ("failed", "rejected") and "21211" in str(
+        outcome.detail
+    )
+    assert await suppressed(stack, phone) == "invalid_number"
+
+
+async def test_links_in_texts_are_short_tracked_links(api, sms):
+    stack, client = api
+    _, phone, handle = await text_sent_to(stack, sms)
+    (text,) = sms.to(phone)
+    (link,) = re.findall(r"https://shop\.test/t/c/(\S+)", text["body"])
+    assert len(link) <= 12
+    clicked = await client.get(f"/t/c/{link}", headers={"User-Agent": BROWSER})
+    assert clicked.status_code == 302 and clicked.headers["location"] == "https://shop.test"
+    assert (await client.get("/t/c/nosuchtk")).status_code == 404
+    await handle.terminate("test done")

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.sms import PERMANENT_ERRORS, e164, reply_keyword, valid_twilio_signature
 from settings import Settings
+from starter.api import Journeys
 from starter.http.deps import JourneysDep, SettingsDep
 from starter.ingest import sms as replies
 from starter.ingest.service import in_transaction
@@ -101,3 +102,19 @@ async def status(request: Request, settings: SettingsDep, j: JourneysDep) -> Res
 
     await in_transaction(j.sessions, record)
     return Response(status_code=204)
+
+
+SHORT_TOKEN_MAX = 16  # store.models.ShortLink.token; a signed click token is far longer
+
+
+async def short_click(j: Journeys, token: str) -> dict[str, str] | None:
+    """The click payload (customer, send key, target) of a text's short link
+    (``/t/c/<token>``, made by activities/sms/compose.py), or None for no such token."""
+
+    async def find(s: AsyncSession) -> dict[str, str] | None:
+        link = await sms_store.follow_short_link(s, token=token)
+        if link is None:
+            return None
+        return {"c": link.customer_id, "k": link.send_key, "u": link.url}
+
+    return await in_transaction(j.sessions, find)

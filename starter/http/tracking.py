@@ -24,6 +24,7 @@ from fastapi.responses import RedirectResponse, Response
 from starter.api import Journeys
 from starter.http.deps import JourneysDep, LinksDep
 from starter.http.pages import NO_CACHE
+from starter.http.sms import SHORT_TOKEN_MAX, short_click
 
 log = logging.getLogger("starter.http")
 router = APIRouter(prefix="/t", tags=["tracking"])
@@ -61,6 +62,8 @@ async def click(token: str, request: Request, j: JourneysDep, links: LinksDep) -
     """302 to the link that was in the email (and only to it), for people and machines
     alike; records the click, classified (a person's is told to its journey)."""
     payload = links.read(token, "click")
+    if payload is None and len(token) <= SHORT_TOKEN_MAX:  # a text's short link
+        payload = await short_click(j, token)
     if payload is None or not str(payload.get("u", "")).startswith(("https://", "http://")):
         raise HTTPException(status_code=404, detail="unknown link")
     await _record_quietly(
