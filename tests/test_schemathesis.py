@@ -89,6 +89,9 @@ def _fuzz(spec: dict[str, Any], base_url: str) -> Counter[int]:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+# Hundreds of generated requests: minutes on a loaded machine (what it checks is the
+# answers, not their speed).
+@pytest.mark.timeout(1200)
 async def test_generated_requests_over_the_openapi_schema_never_get_a_5xx(stack):
     await add_customer(stack, KNOWN)
     app = create_app(stack.settings, journeys=stack.journeys)
