@@ -8,6 +8,7 @@ import asyncio
 import base64
 import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
@@ -28,6 +29,7 @@ from starter.http import create_app
 from store import products
 from store.models import Coupon, Customer, SendLog
 from testkit.data import MUG, TEE, abandon_cart, add_customer, email_for
+from testkit.live_api import serving
 from testkit.mail import parts, wait_for_mail
 from testkit.stack import Stack
 from tests.test_step_holdout import steps_with
@@ -269,3 +271,52 @@ async def test_the_preview_page_is_behind_the_operator_login(stack: Stack) -> No
     assert bad.status_code == 422 and "picks" in bad.json()["detail"]
     assert nul.status_code == 422 and "no control characters" in nul.json()["detail"]
     assert nul_id.status_code == 404 and "unknown customer" in nul_id.json()["detail"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_preview_page_shows_the_email_in_chromium_under_its_policy(
+    stack: Stack,
+) -> None:
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver_path, (
+        "the preview page is checked in Debian's chromium: apt-get install -y chromium "
+        "chromium-driver (make test does)"
+    )
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    await abandon_cart(stack, cid, TEE)
+    settings = stack.settings.model_copy(
+        update={"admin_user": ADMIN[0], "admin_password": ADMIN[1]}
+    )
+    async with serving(create_app(settings, journeys=stack.journeys)) as base:
+        url = f"{base}/preview/cart_recovery/reminder_1?customer={cid}"
+        framed, console = await asyncio.to_thread(_browse, chromium, driver_path, url)
+
+    # The email's HTML drawn in its frame, its inline styles allowed; nothing refused.
+    assert "You left these items in your cart" in framed and "Blue T-shirt" in framed
+    assert console == [], console
+
+
+def _browse(chromium: str, driver_path: str, url: str) -> tuple[str, list[Any]]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,1400"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    login = "Basic " + base64.b64encode(":".join(ADMIN).encode()).decode()
+    try:
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": login}})
+        driver.get(url)
+        driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe"))
+        framed = str(driver.find_element(By.TAG_NAME, "body").text)
+        driver.switch_to.default_content()
+        logged = driver.get_log("browser")  # type: ignore[no-untyped-call]
+        return framed, [e for e in logged if e.get("level") == "SEVERE"]
+    finally:
+        driver.quit()

@@ -83,7 +83,7 @@ def page(found: Preview) -> str:
     )
     facts = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in rows)
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
 <title>{e(found.journey)}/{e(found.step)} for {e(found.customer_id)}: preview</title>
 <style>{STYLE}</style></head><body>
 <h1>{e(found.journey)} / {e(found.step)} for {e(found.customer_id)}</h1>
