@@ -1,6 +1,7 @@
 """Sends paced per mailbox provider, the engaged first (core/pacing.py holds the rules).
 
-One lane per provider group: one send at a time takes the lane's next slot from a leaky
+One lane per provider group (and one per domain outside the known groups, each at the
+``other`` rate): one send at a time takes the lane's next slot from a leaky
 bucket (aiolimiter, capacity 1, so sends are spaced ``1 / rate`` seconds apart, no bursts),
 and while several wait the lowest :func:`core.pacing.engagement_rank` goes first, then the
 earliest. A send waits before it takes an SMTP connection (a paced send holds nothing the
@@ -79,25 +80,34 @@ class Pacer:
         self._lanes: dict[str, _Lane] = {}
         self._max_wait = max_wait
 
-    def _lane(self, provider: str) -> _Lane:
-        if provider not in self._lanes:
-            rate = self._rates.get(provider, self._rates.get("other", DEFAULT_RATES["other"]))
-            self._lanes[provider] = _Lane(rate)
-        return self._lanes[provider]
+    def _lane(self, key: str) -> _Lane:
+        if key not in self._lanes:
+            rate = self._rates.get(key, self._rates.get("other", DEFAULT_RATES["other"]))
+            self._lanes[key] = _Lane(rate)
+        return self._lanes[key]
 
     def contended(self, address: str) -> bool:
         """Another send holds or waits for the lane of ``address``'s provider now (so the
         order among them matters; an idle lane lets a send through at once)."""
-        lane = self._lanes.get(provider_of(address))
+        lane = self._lanes.get(lane_of(address))
         return lane is not None and (lane.busy or lane.waiting > 0)
 
     async def wait(self, address: str, *, rank: int) -> None:
         """Returns when this send to ``address`` may go; raises :class:`Paced` after
         ``max_wait`` seconds."""
-        provider = provider_of(address)
-        lane = self._lane(provider)
+        key = lane_of(address)
+        lane = self._lane(key)
         try:
             async with asyncio.timeout(self._max_wait), lane.turn(rank):
                 await lane.limiter.acquire()
         except TimeoutError:
-            raise Paced(provider, self._max_wait) from None
+            raise Paced(key, self._max_wait) from None
+
+
+def lane_of(address: str) -> str:
+    """The provider group of a known mailbox provider, else the domain itself (an unknown
+    company's mail server is not paced together with every other unknown one)."""
+    provider = provider_of(address)
+    if provider != "other":
+        return provider
+    return "domain:" + address.rpartition("@")[2].strip().lower().rstrip(".")

@@ -88,6 +88,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "api_write_key",
         "journeys_dir",
         "journey_speedup",
+        "smtp_provider_rates",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "SMTP_"))}
     env.update({name.upper(): str(getattr(settings, name)) for name in names})
@@ -255,6 +256,9 @@ async def bench_stack(*, db: str = "sqlite", keep: bool = False) -> AsyncIterato
                 temporal_address=env.client.service_client.config.target_host,
                 secret_key="bench-secret-key-0123456789",
                 api_host="127.0.0.1",
+                # Every bench customer is @example.com: pacing that one domain at a mail
+                # provider's pace would measure the pace, not the send path's own cost.
+                smtp_provider_rates="other=100000",
             )
             worker, floor_worker, api, http, settings = await _processes(parts, workdir, settings)
             yield BenchStack(

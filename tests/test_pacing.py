@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from activities.pacing import Paced, Pacer
+from activities.pacing import Paced, Pacer, lane_of
 from core.pacing import DEFAULT_RATES, engagement_rank, parse_rates, provider_of
 from settings import Settings
 from store.models import Event, utcnow
@@ -102,7 +102,7 @@ async def queued(pacer: Pacer, address: str, count: int) -> None:
     """Returns once ``count`` sends wait in the lane of ``address``'s provider."""
 
     async def waiting() -> int:
-        lane = pacer._lanes.get(provider_of(address))
+        lane = pacer._lanes.get(lane_of(address))
         return lane.waiting if lane else 0
 
     assert await eventually(waiting, lambda n: n >= count) >= count
@@ -110,7 +110,7 @@ async def queued(pacer: Pacer, address: str, count: int) -> None:
 
 async def test_waiting_sends_go_lowest_rank_first_then_in_arrival_order() -> None:
     pacer = Recording({"other": 1000.0})
-    lane = pacer._lane("other")
+    lane = pacer._lane(lane_of("x@shop.example"))
     async with lane.turn(0):  # the lane is busy: everything below queues
         tasks = []
         for i, rank in enumerate([3, 0, 2, 0, -1, 1]):
@@ -131,8 +131,11 @@ async def test_one_provider_never_waits_behind_another() -> None:
     pacer = Pacer({"google": 1000.0, "microsoft": 1000.0})
     async with pacer._lane("google").turn(0):
         await pacer.wait("ada@outlook.com", rank=3)  # through while Google's lane is held
+        await pacer.wait("ada@shop.example", rank=3)  # and any other domain
         assert pacer.contended("bob@gmail.com")
     assert not pacer.contended("bob@gmail.com")
+    async with pacer._lane(lane_of("a@one.example")).turn(0):
+        await pacer.wait("b@two.example", rank=3)  # two unknown domains: two lanes
 
 
 async def test_sends_to_one_provider_are_spaced_by_its_rate() -> None:
@@ -152,8 +155,8 @@ async def test_sends_to_one_provider_are_spaced_by_its_rate() -> None:
 
 async def test_a_send_that_waits_too_long_is_paced_not_dropped() -> None:
     pacer = Pacer({"other": 1000.0}, max_wait=0.2)
-    async with pacer._lane("other").turn(0):
-        with pytest.raises(Paced, match="other sends are queued"):
+    async with pacer._lane(lane_of("ada@shop.example")).turn(0):
+        with pytest.raises(Paced, match=r"domain:shop\.example sends are queued"):
             await pacer.wait("ada@shop.example", rank=0)
     assert not pacer.contended("ada@shop.example")  # the timed-out waiter left the queue
     await pacer.wait("ada@shop.example", rank=0)
@@ -165,7 +168,7 @@ async def test_a_paced_send_is_retried_with_no_claim_and_sent_once_its_turn_come
     cid = await customer(sessions)
     req = request(cid)
     try:
-        async with send._pacer._lane("other").turn(0):  # a burst holds example.com's lane
+        async with send._pacer._lane(lane_of(f"{cid}@example.com")).turn(0):  # a burst
             with pytest.raises(ApplicationError) as paced:
                 await attempt(1).run(send.send_step, req)
         again = await attempt(2).run(send.send_step, req)
@@ -201,7 +204,7 @@ async def test_when_many_wait_the_customers_who_read_lately_go_first(sessions, r
                 )
             )
     try:
-        async with pacer._lane("other").turn(0):  # the burst: all four queue
+        async with pacer._lane(lane_of("x@example.com")).turn(0):  # the burst: all queue
             tasks = []
             for i, name in enumerate(names):
                 tasks.append(
