@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 # production, where the placeholder SECRET_KEY and API_WRITE_KEY are refused.
 DEV := ENVIRONMENT=$${ENVIRONMENT:-development}
 
-.PHONY: setup run test lint demo demo-report mail migrate worker bench faults
+.PHONY: setup run test lint demo demo-report mail sms migrate worker bench faults
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -33,6 +33,9 @@ demo-report: setup  ## with `make run` up: a few hundred customers through cart 
 
 mail: setup  ## list the mail the local catcher kept (SHOW=N prints message N)
 	@$(DEV) $(UV) run --frozen python -m starter mail $(if $(SHOW),--show $(SHOW))
+
+sms: setup  ## list the texts the local SMS catcher kept (SHOW=N prints text N)
+	@$(DEV) $(UV) run --frozen python -m starter sms $(if $(SHOW),--show $(SHOW))
 
 migrate: setup
 	@$(DEV) $(UV) run --frozen python -m store.migrate

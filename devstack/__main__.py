@@ -146,6 +146,7 @@ async def run() -> int:
         await upgrade(settings.database_url)
         await _start_temporal(settings, children)
         await _start_smtp_catcher(settings, children)
+        await _start_sms_catcher(settings, children)
         await _start_worker_and_api(settings, children)
         _banner(settings)
         await _watch(children, stop)
@@ -183,6 +184,25 @@ async def _start_smtp_catcher(settings: Settings, children: Children) -> None:
     proc = _spawn(catcher, "catcher.log")
     children.append(("SMTP catcher", proc))
     await _wait_port("127.0.0.1", settings.smtp_port, "SMTP catcher", proc)
+
+
+async def _start_sms_catcher(settings: Settings, children: Children) -> None:
+    """SMS_PROVIDER=local without TWILIO_BASE_URL: the SMS catcher (Twilio's API), which
+    sends each text's status callback 'delivered' to the API, signed."""
+    if settings.sms_provider != "local" or settings.twilio_base_url:
+        return
+    if _port_open("127.0.0.1", settings.sms_catcher_port):
+        raise SystemExit(
+            f"SMS catcher port {settings.sms_catcher_port} is taken; set SMS_CATCHER_PORT "
+            "to a free one, or TWILIO_BASE_URL to use the server listening there."
+        )
+    sid, token = settings.twilio_credentials
+    catcher = [PY, "-m", "devstack.sms_catcher", "--port", str(settings.sms_catcher_port)]
+    catcher += ["--dir", str(settings.sms_catcher_dir), "--callbacks"]
+    catcher += ["--account-sid", sid, "--auth-token", token]
+    proc = _spawn(catcher, "sms_catcher.log")
+    children.append(("SMS catcher", proc))
+    await _wait_port("127.0.0.1", settings.sms_catcher_port, "SMS catcher", proc)
 
 
 async def _start_worker_and_api(settings: Settings, children: Children) -> None:
@@ -228,6 +248,15 @@ def _stop_all(children: Children) -> None:
         _say("stopped")
 
 
+def _sms_line(settings: Settings) -> str:
+    if settings.sms_provider == "local" and not settings.twilio_base_url:
+        return (
+            f"catcher (Twilio's API) on 127.0.0.1:{settings.sms_catcher_port}, texts kept "
+            f"in {settings.sms_catcher_dir} (make sms)"
+        )
+    return f"{settings.sms_provider} at {settings.twilio_url}"
+
+
 def _banner(settings: Settings) -> None:
     ui = (
         f"http://127.0.0.1:{settings.temporal_ui_port}"
@@ -245,6 +274,7 @@ def _banner(settings: Settings) -> None:
         f"task queue {settings.temporal_task_queue})",
         f"Temporal UI  {ui}",
         f"SMTP         {smtp}",
+        f"SMS          {_sms_line(settings)}",
         f"Store        {settings.database_url.split('@')[-1]}",
         f"HTTP API     http://{settings.api_host}:{settings.api_port} "
         f"(docs at /docs, write key from API_WRITE_KEY)",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import mailbox
 import os
 import sys
@@ -114,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--trigger", action="store_true", help="and run the sweep now")
     m = sub.add_parser("mail", help="list mail caught by the local SMTP catcher")
     m.add_argument("--show", type=int, metavar="N", help="print message N in full (text part)")
+    t = sub.add_parser("sms", help="list texts caught by the local SMS catcher")
+    t.add_argument("--show", type=int, metavar="N", help="print text N in full")
     d = sub.add_parser("demo", help="a customer abandons a cart; wait for the email in the catcher")
     d.add_argument("--email", default=None)
     d.add_argument("--timeout", type=float, default=60.0)
@@ -161,6 +164,30 @@ def list_mail(settings: Settings, show: int | None) -> int:
     for n, msg in enumerate(msgs, 1):
         journey = msg["X-Journey"] or ""
         print(f"{n:4}  {msg['Date']}  {msg['To']!s:40.40}  {journey:28}  {msg['Subject']}")
+    return 0
+
+
+def list_texts(settings: Settings, show: int | None) -> int:
+    """The texts the local SMS catcher kept (``SMS_CATCHER_DIR/messages.jsonl``)."""
+    kept = settings.sms_catcher_dir / "messages.jsonl"
+    lines = kept.read_text(encoding="utf-8").splitlines() if kept.is_file() else []
+    texts = [json.loads(line) for line in lines if line.strip()]
+    if show is not None:
+        if not 1 <= show <= len(texts):
+            print(f"no text {show}; there are {len(texts)}", file=sys.stderr)
+            return 2
+        text = texts[show - 1]
+        for key in ("date_created", "from", "to", "sid", "num_segments", "encoding"):
+            print(f"{key}: {text.get(key)}")
+        print()
+        print(text.get("body", ""))
+        return 0
+    if not texts:
+        print(f"no texts in {kept}")
+        return 0
+    for n, text in enumerate(texts, 1):
+        body = " ".join(str(text.get("body", "")).split())
+        print(f"{n:4}  {text.get('date_created')}  {text.get('to')!s:16}  {body:.80}")
     return 0
 
 
@@ -456,6 +483,8 @@ def _said(result: EventResult) -> str:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "mail":
         return list_mail(settings, args.show)
+    if args.command == "sms":
+        return list_texts(settings, args.show)
     if args.command == "report":
         if args.journey:
             args.journey = ops.journey_name(args.journey, settings.journeys_dir)
