@@ -43,11 +43,9 @@ from workflows.birthday import BirthdayGreeting
 from workflows.browse_follow_up import BrowseFollowUp
 from workflows.cart_recovery import CartRecovery
 from workflows.confirm_subscription import ConfirmSubscription
-from workflows.holidays import HolidayGreeting
 from workflows.lifecycle_sweep import LifecycleSweep
 from workflows.nurture import NewCustomerNurture
 from workflows.sweep import DailySweep
-from workflows.vip_care import VipCare
 from workflows.welcome_series import WelcomeSeries
 from workflows.win_back import WinBack
 
@@ -61,8 +59,6 @@ WORKFLOWS: Sequence[type] = (
     DailySweep,
     ConfirmSubscription,
     LifecycleSweep,
-    VipCare,
-    HolidayGreeting,
 )
 
 log = logging.getLogger("worker")
@@ -163,7 +159,7 @@ def build_activities(
         texts=make_texts(settings),
     )
     journey = JourneyActivities(sessions=sessions)
-    lifecycle = LifecycleActivities(sessions=sessions, client=client)
+    lifecycle = LifecycleActivities(sessions=sessions)
     activities = [
         send.send_step,
         send.send_gave_up,

@@ -382,9 +382,38 @@ async def _demo(journeys: Journeys, args: argparse.Namespace, settings: Settings
                 print(f"caught: {msg['Subject']!r} (make mail SHOW={n})\n")
                 body = msg.get_body(preferencelist=("plain",))
                 print(body.get_content() if body is not None else "")
-                return 0
+                return await _demo_text(journeys, cid, settings, deadline)
         await asyncio.sleep(0.5)
     print("no email yet: is `make run` up? (worker log: var/worker.log)", file=sys.stderr)
+    return 1
+
+
+async def _demo_text(journeys: Journeys, cid: str, settings: Settings, deadline: float) -> int:
+    """Then the customer gives a number with SMS consent and orders: the new-customer
+    nurture's thank-you goes out as an email and a text, which the local SMS catcher keeps."""
+    if settings.sms_provider != "local" or settings.twilio_base_url:
+        return 0
+    phone = f"+49151{uuid.uuid4().int % 10**8:08d}"
+    await journeys.identify(customer_id=cid, traits={"phone": phone, "smsConsent": True})
+    await journeys.order_placed(
+        {
+            "customer_id": cid,
+            "order_id": f"o-{cid}",
+            "total": "39.80",
+            "lines": [{"sku": "TEE-1", "name": "Blue T-shirt", "price": "19.90", "quantity": 2}],
+        }
+    )
+    print(f"\n{cid} ({phone}, SMS consent) ordered: the thank-you goes out as a text too")
+    kept = settings.sms_catcher_dir / "messages.jsonl"
+    while time.monotonic() < deadline + 30:
+        lines = kept.read_text(encoding="utf-8").splitlines() if kept.is_file() else []
+        for n, line in enumerate(lines, 1):
+            text = json.loads(line)
+            if text.get("to") == phone:
+                print(f"caught text (make sms SHOW={n}):\n\n{text.get('body')}")
+                return 0
+        await asyncio.sleep(0.5)
+    print("no text yet: see var/worker.log and var/sms_catcher.log", file=sys.stderr)
     return 1
 
 
