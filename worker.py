@@ -43,9 +43,11 @@ from workflows.birthday import BirthdayGreeting
 from workflows.browse_follow_up import BrowseFollowUp
 from workflows.cart_recovery import CartRecovery
 from workflows.confirm_subscription import ConfirmSubscription
+from workflows.holidays import HolidayGreeting
 from workflows.lifecycle_sweep import LifecycleSweep
 from workflows.nurture import NewCustomerNurture
 from workflows.sweep import DailySweep
+from workflows.vip_care import VipCare
 from workflows.welcome_series import WelcomeSeries
 from workflows.win_back import WinBack
 
@@ -59,6 +61,8 @@ WORKFLOWS: Sequence[type] = (
     DailySweep,
     ConfirmSubscription,
     LifecycleSweep,
+    VipCare,
+    HolidayGreeting,
 )
 
 log = logging.getLogger("worker")
@@ -159,7 +163,7 @@ def build_activities(
         texts=make_texts(settings),
     )
     journey = JourneyActivities(sessions=sessions)
-    lifecycle = LifecycleActivities(sessions=sessions)
+    lifecycle = LifecycleActivities(sessions=sessions, client=client)
     activities = [
         send.send_step,
         send.send_gave_up,

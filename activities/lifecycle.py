@@ -1,29 +1,58 @@
-"""The lifecycle part of the daily sweep: one keyset page of customers has its stage brought
-up to date, set-based (store/lifecycle.py); each change is written to the event log as
-"Lifecycle Stage Changed" (what ``explain`` and the journeys' selections read)."""
+"""The lifecycle part of the daily sweep, one keyset page per call: ``stages`` brings the
+page's stages up to date, set-based (store/lifecycle.py), and writes each change to the event
+log as "Lifecycle Stage Changed"; ``vip_care`` starts VIP care for VIPs (once a year);
+``holidays`` starts a greeting for customers whose local date is a holiday (once per holiday
+and year). Starts go through core.starting with deterministic ids, so a rerun of the same day
+starts nobody twice."""
 
 from __future__ import annotations
 
-from temporalio import activity
+import asyncio
+from collections.abc import Sequence
+from datetime import date, timedelta
 
-from core.contracts import LifecyclePageInput, SweepPageResult
+from temporalio import activity
+from temporalio.client import Client
+
+from core.calendar_days import holiday_on
+from core.contracts import (
+    HolidayInput,
+    JourneyInput,
+    LifecyclePageInput,
+    SweepPageResult,
+    VipCareInput,
+)
+from core.ids import holiday_id, vip_care_id
+from core.lifecycle import label
+from core.rules import zone
+from core.starting import start_journey
 from store import events
 from store import lifecycle as stages
 from store.db import SessionFactory
 
 STAGE_CHANGED = "Lifecycle Stage Changed"
+STARTS_AT_ONCE = 20
 
 
 class LifecycleActivities:
-    def __init__(self, *, sessions: SessionFactory) -> None:
+    def __init__(self, *, sessions: SessionFactory, client: Client | None = None) -> None:
         self._sessions = sessions
+        self._client = client
 
     @activity.defn(name="lifecycle_page")
     async def lifecycle_page(self, req: LifecyclePageInput) -> SweepPageResult:
-        """``stages``: recompute one page's stages; ``selected`` = looked at, ``started`` =
-        changed. Idempotent: a retry finds the stages stored and changes nothing."""
-        if req.phase != "stages":
-            raise ValueError(f"unknown lifecycle phase {req.phase!r}")
+        """One page of a phase; ``selected`` = looked at (stages) or chosen, ``started`` =
+        changed (stages) or runs started. Idempotent: a retry changes and starts nothing
+        twice."""
+        if req.phase == "stages":
+            return await self._stages(req)
+        if req.phase == "vip_care":
+            return await self._vip_care(req)
+        if req.phase == "holidays":
+            return await self._holidays(req)
+        raise ValueError(f"unknown lifecycle phase {req.phase!r}")
+
+    async def _stages(self, req: LifecyclePageInput) -> SweepPageResult:
         async with self._sessions.begin() as s:
             page = await stages.refresh_page(
                 s,
@@ -52,3 +81,60 @@ class LifecycleActivities:
         return SweepPageResult(
             selected=page.looked_at, started=len(page.changes), next_after=page.next_after
         )
+
+    async def _vip_care(self, req: LifecyclePageInput) -> SweepPageResult:
+        assert req.vip_care is not None
+        async with self._sessions() as s:
+            rows, next_after = await stages.reachable_page(
+                s, vip_only=True, after_id=req.after_id, limit=req.page_size
+            )
+        runs: list[tuple[str, JourneyInput]] = [
+            (
+                vip_care_id(cid, req.as_of.year),
+                VipCareInput(
+                    customer_id=cid,
+                    config=req.vip_care,
+                    year=req.as_of.year,
+                    lifecycle_stage=label(stage or "active", vip=True, repeat_buyer=False),
+                ),
+            )
+            for cid, _, stage in rows
+        ]
+        started = await self._start_all(runs)
+        return SweepPageResult(selected=len(runs), started=started, next_after=next_after)
+
+    async def _holidays(self, req: LifecyclePageInput) -> SweepPageResult:
+        config = req.holidays
+        assert config is not None
+        # The local dates somewhere on earth at as_of: nothing to do when none is a holiday.
+        days = {(req.as_of + timedelta(hours=h)).date() for h in (-12, 0, 14)}
+        if not any(holiday_on(day, config) for day in days):
+            return SweepPageResult(selected=0, started=0, next_after=None)
+        async with self._sessions() as s:
+            rows, next_after = await stages.reachable_page(
+                s, stages=config.stages, after_id=req.after_id, limit=req.page_size
+            )
+        runs: list[tuple[str, JourneyInput]] = []
+        for cid, tz, stage in rows:
+            local: date = req.as_of.astimezone(zone(tz)).date()
+            name = holiday_on(local, config)
+            if name is not None:
+                inp = HolidayInput(
+                    customer_id=cid, config=config, holiday=name, day=local, lifecycle_stage=stage
+                )
+                runs.append((holiday_id(cid, name, local.year), inp))
+        started = await self._start_all(runs)
+        return SweepPageResult(selected=len(runs), started=started, next_after=next_after)
+
+    async def _start_all(self, runs: Sequence[tuple[str, JourneyInput]]) -> int:
+        """Start each run once ever (its id decides); how many were new."""
+        if self._client is None:
+            raise RuntimeError("the lifecycle sweep's journeys need a Temporal client")
+        client, queue = self._client, activity.info().task_queue
+        limit = asyncio.Semaphore(STARTS_AT_ONCE)
+
+        async def start(wf_id: str, inp: JourneyInput) -> bool:
+            async with limit:
+                return await start_journey(client, inp, task_queue=queue, run_id=wf_id)
+
+        return sum(await asyncio.gather(*(start(wf_id, inp) for wf_id, inp in runs)))

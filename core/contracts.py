@@ -8,7 +8,7 @@ ever added with a default (never renamed or retyped) while runs that carry it ma
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, computed_field, model_validator
@@ -21,10 +21,12 @@ from journeys.config import (
     BrowseConfig,
     CouponConfig,
     FrequencyCap,
+    HolidayConfig,
     JourneyConfig,
     NurtureConfig,
     QuietHours,
     Variant,
+    VipCareConfig,
     WelcomeConfig,
     WinBackConfig,
 )
@@ -167,6 +169,17 @@ class BirthdayInput(JourneyInput):
     year: int
 
 
+class VipCareInput(JourneyInput):
+    config: VipCareConfig
+    year: int
+
+
+class HolidayInput(JourneyInput):
+    config: HolidayConfig
+    holiday: str  # its name, as the greeting says it
+    day: date  # the customer's local date of it
+
+
 class ConfirmInput(JourneyInput):
     """The double opt-in's confirmation email (workflows/confirm_subscription.py): the
     signed link to confirm with, and the consent text it confirms."""
@@ -212,8 +225,11 @@ class SweepInput(BaseModel):
     as_of: datetime | None = None  # the sweep's "today"; default: when it starts
     phase: str = SWEEP_PHASES[0]
     # journeys/lifecycle.toml: the stages are brought up to date first (the LifecycleSweep
-    # child, from the patch "daily-sweep-lifecycle-stages"); None: they are not.
+    # child, from the patch "daily-sweep-lifecycle-stages"); None: they are not. With them,
+    # the child starts VIP care and holiday greetings (None: not).
     lifecycle: LifecycleConfig | None = None
+    vip_care: VipCareConfig | None = None
+    holidays: HolidayConfig | None = None
     after_id: str = ""
     counts: dict[str, PhaseCount] = {}
 
@@ -234,14 +250,19 @@ class LifecycleSweepInput(BaseModel):
     phase: str = "stages"
     after_id: str = ""
     counts: dict[str, PhaseCount] = {}
+    # The journeys it starts (patch "lifecycle-sweep-journeys"); None: that phase is left out.
+    vip_care: VipCareConfig | None = None
+    holidays: HolidayConfig | None = None
 
 
 class LifecyclePageInput(BaseModel):
-    phase: str  # stages
+    phase: str  # stages | vip_care | holidays
     as_of: datetime
     after_id: str
     page_size: int
     lifecycle: LifecycleConfig
+    vip_care: VipCareConfig | None = None
+    holidays: HolidayConfig | None = None
 
 
 # -- activities -----------------------------------------------------------------------------

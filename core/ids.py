@@ -92,6 +92,17 @@ def birthday_id(customer_id: str, year: int) -> str:
     return f"{workflow_id('birthday', customer_id)}:{year}"
 
 
+def vip_care_id(customer_id: str, year: int) -> str:
+    """VIP care once a year per customer."""
+    return f"{workflow_id('vip_care', customer_id)}:{year}"
+
+
+def holiday_id(customer_id: str, holiday: str, year: int) -> str:
+    """One greeting per customer, holiday and year (the holiday's name as a slug)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", holiday.lower()).strip("-")[:40]
+    return f"{workflow_id('holidays', customer_id)}:{slug}:{year}"
+
+
 def send_key(workflow_id: str, run_chain_id: str, step: str) -> str:
     """One email of one run: ``<workflow id>:<first execution run id>:<step>``.
 

@@ -394,3 +394,41 @@ class WinBackConfig(_NamedSteps):
 
 class BirthdayConfig(_NamedSteps):
     REQUIRED_STEPS = ("greeting",)
+
+
+LIFECYCLE_STAGES = ("prospect", "new", "active", "repurchase_window", "silent", "sleeping", "lost")
+
+
+class VipCareConfig(_NamedSteps):
+    """VIP care (journeys/vip_care.toml): started by the daily sweep once a year for each
+    VIP (journeys/lifecycle.toml [vip])."""
+
+    REQUIRED_STEPS = ("welcome", "tips", "early_access")
+
+
+class ShopDate(_Strict):
+    """A day of the shop's own (an anniversary, a sale day), every year."""
+
+    name: str = Field(min_length=1, max_length=60)
+    month: int = Field(ge=1, le=12)
+    day: int = Field(ge=1, le=31)
+
+
+class HolidayConfig(_NamedSteps):
+    """Holiday greetings (journeys/holidays.toml): on a public holiday of ``country`` (the
+    ``holidays`` package; only those named in ``public_holidays`` when given) or a
+    ``shop_dates`` day, in the customer's local date, to customers in ``stages``; once per
+    holiday and year."""
+
+    REQUIRED_STEPS = ("greeting",)
+    country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    public_holidays: tuple[str, ...] = ()
+    shop_dates: tuple[ShopDate, ...] = ()
+    stages: tuple[str, ...] = ("new", "active", "repurchase_window", "silent", "sleeping")
+
+    @model_validator(mode="after")
+    def _known_stages(self) -> HolidayConfig:
+        unknown = [s for s in self.stages if s not in LIFECYCLE_STAGES]
+        if unknown:
+            raise ValueError(f"stages: unknown {unknown}; stages are {list(LIFECYCLE_STAGES)}")
+        return self

@@ -47,8 +47,10 @@ from histories import (
     cart_recovery,
     confirm_subscription,
     daily_sweep,
+    holidays,
     lifecycle_sweep,
     new_customer_nurture,
+    vip_care,
     welcome_series,
     win_back,
 )
@@ -73,7 +75,9 @@ CODE_VERSIONS = {
     "win_back": 2,
     "birthday": 1,
     "daily_sweep": 2,
-    "lifecycle_sweep": 1,
+    "lifecycle_sweep": 2,
+    "vip_care": 1,
+    "holidays": 1,
     "confirm_subscription": 1,
 }
 
@@ -87,6 +91,8 @@ JOURNEYS = (
     daily_sweep,
     lifecycle_sweep,
     confirm_subscription,
+    vip_care,
+    holidays,
 )
 
 # journey -> branch name -> (how to drive it, the outcome it must end with, the steps sent)

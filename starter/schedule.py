@@ -28,7 +28,7 @@ from temporalio.client import (
 from core.contracts import SweepInput
 from core.ids import DAILY_SWEEP
 from core.lifecycle import LifecycleConfig
-from journeys.config import BirthdayConfig, WinBackConfig
+from journeys.config import BirthdayConfig, HolidayConfig, VipCareConfig, WinBackConfig
 from journeys.loader import JourneyConfigs
 from workflows.sweep import DailySweep
 
@@ -45,7 +45,13 @@ def daily_sweep_schedule(
     return Schedule(
         action=ScheduleActionStartWorkflow(
             DailySweep.run,
-            SweepInput(win_back=win_back, birthday=birthday, lifecycle=lifecycle),
+            SweepInput(
+                win_back=win_back,
+                birthday=birthday,
+                lifecycle=lifecycle,
+                vip_care=configs.config("vip_care", VipCareConfig),
+                holidays=configs.config("holidays", HolidayConfig),
+            ),
             id=SCHEDULE_ID,  # the server adds the scheduled time to each run's id
             task_queue=task_queue,
         ),

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.lifecycle import CustomerFacts, LifecycleConfig, TouchBudget, label
 from store.models import Customer, Event, Order, SendLog
 from store.sends import GOING_OUT
+from store.sweep import _reachable as reachable
 
 # Events that show a person engaged (a prospect who engages is not lost).
 ENGAGEMENT_EVENTS = ("Email Opened", "Email Link Clicked")
@@ -275,3 +276,31 @@ async def cap_frees_at(
         .offset(max_emails - 1)
         .limit(1)
     )
+
+
+async def reachable_page(
+    session: AsyncSession,
+    *,
+    after_id: str,
+    limit: int,
+    vip_only: bool = False,
+    stages: tuple[str, ...] | None = None,
+) -> tuple[list[tuple[str, str, str | None]], str | None]:
+    """A keyset page of customers marketing email may reach (subscribed, not suppressed):
+    VIPs only, or those in ``stages``; as (id, time zone, stage), and the last id looked at
+    (None after the last page)."""
+    conditions = [*reachable(), Customer.id > after_id]
+    if vip_only:
+        conditions.append(Customer.vip_since.is_not(None))
+    if stages is not None:
+        conditions.append(Customer.stage.in_(stages))
+    rows = (
+        await session.execute(
+            select(Customer.id, Customer.timezone, Customer.stage)
+            .where(*conditions)
+            .order_by(Customer.id)
+            .limit(limit)
+        )
+    ).all()
+    found = [(cid, tz, stage) for cid, tz, stage in rows]
+    return found, (found[-1][0] if len(found) == limit else None)

@@ -1,5 +1,7 @@
 """The lifecycle part of the daily sweep: every customer's stage (core/lifecycle.py) brought
-up to date for the day, set-based, one keyset page per activity.
+up to date for the day, set-based, one keyset page per activity; then (patch
+"lifecycle-sweep-journeys") VIP care for VIPs, once a year, and holiday greetings for
+customers whose local date is a holiday, once per holiday and year.
 
 Trigger: the daily sweep starts it as a child, before its selections (patch
 "daily-sweep-lifecycle-stages"), with journeys/lifecycle.toml as input; id
@@ -23,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 PHASES = ("stages",)
+# From the patch "lifecycle-sweep-journeys" on; a phase whose config is None is left out.
+JOURNEY_PHASES = ("vip_care", "holidays")
 
 
 @workflow.defn(name="LifecycleSweep")
@@ -36,9 +40,14 @@ class LifecycleSweep:
 
     @workflow.run
     async def run(self, inp: LifecycleSweepInput) -> SweepResult:
-        self._counts = {p: inp.counts.get(p, PhaseCount()) for p in PHASES}
+        phases: tuple[str, ...] = PHASES
+        if workflow.patched("lifecycle-sweep-journeys"):
+            phases = (*PHASES, *JOURNEY_PHASES)
+        self._counts = {p: inp.counts.get(p, PhaseCount()) for p in phases}
         pages_left = inp.pages_per_run
-        for phase in PHASES[PHASES.index(inp.phase) :]:
+        for phase in phases[phases.index(inp.phase) :]:
+            if phase in JOURNEY_PHASES and getattr(inp, phase) is None:  # no config given
+                continue
             after: str | None = inp.after_id if phase == inp.phase else ""
             while after is not None:
                 if pages_left == 0:
@@ -55,6 +64,8 @@ class LifecycleSweep:
                         after_id=after,
                         page_size=inp.page_size,
                         lifecycle=inp.lifecycle,
+                        vip_care=inp.vip_care,
+                        holidays=inp.holidays,
                     ),
                     result_type=SweepPageResult,
                     start_to_close_timeout=timedelta(minutes=5),

@@ -59,6 +59,8 @@ class DailySweep:
                     lifecycle=inp.lifecycle,
                     as_of=as_of,
                     pages_per_run=inp.win_back.sweep.pages_per_run,
+                    vip_care=inp.vip_care,
+                    holidays=inp.holidays,
                 ),
                 id=f"{workflow.info().workflow_id}:lifecycle",
                 result_type=SweepResult,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from core.contracts import LifecycleSweepInput, SweepResult
 from core.lifecycle import load_lifecycle
 from histories.common import Branch, Handle, check, finished
+from journeys.config import HolidayConfig, VipCareConfig
 from store.models import Customer
 from testkit.data import add_customer, lapsed_customer
 from testkit.stack import Stack
@@ -22,7 +23,7 @@ JOURNEY = "lifecycle_sweep"
 async def stages_paged(stack: Stack, cid: str) -> Handle:
     """A prospect and customers whose last order is 3, 20, 60, 100, 200 and 400 days old,
     two per page and two pages per run: the sweep continues as new once and gives each its
-    stage."""
+    stage; then the VIP care and holiday phases (code version 2) page through them too."""
     as_of = datetime.now(UTC).replace(microsecond=0)
     want = {f"{cid}-p": "prospect"}
     await add_customer(stack, f"{cid}-p")
@@ -38,6 +39,8 @@ async def stages_paged(stack: Stack, cid: str) -> Handle:
             as_of=as_of,
             page_size=2,
             pages_per_run=2,
+            vip_care=stack.journeys.config("vip_care", VipCareConfig),
+            holidays=stack.journeys.config("holidays", HolidayConfig),
         ),
         id=f"lifecycle-sweep:{cid}",
         task_queue=stack.settings.temporal_task_queue,
