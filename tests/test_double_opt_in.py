@@ -156,6 +156,14 @@ async def test_a_forged_or_unknown_confirmation_link_confirms_nothing(stack, htt
         assert record is not None and record.confirmed_at is None
         assert await s.get(Suppression, email_for(cid)) is not None
 
+    # A user agent longer than any real one is kept cut, never refused.
+    long_agent = {"User-Agent": "Mozilla/5.0 " + "x" * 5000}
+    assert (await http.post(link.group(1), headers=long_agent)).status_code == 200
+    async with stack.sessions() as s:
+        record = await get_consent(s, email=email_for(cid))
+    assert record is not None and record.confirmed_at is not None
+    assert len(record.confirm_user_agent or "") == 2000
+
 
 async def test_an_identify_that_gives_consent_is_confirmed_too(stack, http):
     cid = stack.new_customer_id()

@@ -163,7 +163,7 @@ async def confirm(
     event = SubscriptionConfirmed(
         customer_id=customer_id,
         message_id=f"confirmed:{hashlib.sha256(token.encode()).hexdigest()[:40]}",
-        ip=ip,
-        user_agent=user_agent,
+        ip=ip[:45] if ip else None,  # longer than any address: kept cut, never refused
+        user_agent=user_agent[:2000] if user_agent else None,
     )
     return await handle(ingest, CONFIRMED, confirmed, event)
