@@ -73,7 +73,7 @@ CODE_VERSIONS = {
     "new_customer_nurture": 2,
     "browse_follow_up": 2,
     "win_back": 2,
-    "birthday": 1,
+    "birthday": 2,  # 2: the greeting's text goes along (sms-texts-along-email-steps)
     "daily_sweep": 2,
     "lifecycle_sweep": 2,
     "vip_care": 1,
