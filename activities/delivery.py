@@ -108,7 +108,7 @@ class Delivery:
     _mailer: SmtpPool
     _breaker: Breaker
     _pool_wait: float
-    _sent_now: sent_now.SentNow | None  # PostgreSQL's blocking commit of ``sent``
+    _sent_now: sent_now.SentNow | sent_now.SentNowSqlite | None  # blocking commit of ``sent``
     _pacer: Pacer | None  # per mailbox provider, the engaged first (None: not paced)
 
     async def _pace(self, req: SendStepInput, email: str) -> None:
@@ -184,10 +184,10 @@ class Delivery:
     @asynccontextmanager
     async def _held_store(self, a: Attempt) -> AsyncIterator[_Held]:
         """A store connection held across the dot: the claim is taken on it, and after the
-        250 ``sent`` is recorded with what was readied here: on PostgreSQL a blocking
-        prepared statement on a synchronous connection (store/sent_now.py: nothing else of
-        the worker runs between the reply and the commit), elsewhere one short transaction on
-        the held connection."""
+        250 ``sent`` is recorded with what was readied here: a blocking statement on a
+        synchronous connection (store/sent_now.py: nothing else of the worker runs between
+        the reply and the commit), or, where there is none or it cannot answer at once, one
+        short transaction on the held connection."""
         engine = self._sessions.kw["bind"]
         assert isinstance(engine, AsyncEngine)
         async with AsyncExitStack() as stack:

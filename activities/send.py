@@ -88,10 +88,7 @@ class SendActivities(Delivery, TextDelivery):
         self._pool_wait = pool_wait  # seconds a send waits for a pool connection
         self._texts = texts  # the SMS provider and composer (None: no text steps)
         self._pacer = pacer  # per mailbox provider, the engaged first (None: not paced)
-        engine = sessions.kw["bind"]
-        self._sent_now = (
-            sent_now.SentNow(engine.url) if engine.dialect.name == "postgresql" else None
-        )
+        self._sent_now = sent_now.for_store(sessions.kw["bind"].url)
 
     @activity.defn(name="send_step")
     async def send_step(self, req: SendStepInput) -> SendOutcome:

@@ -1,4 +1,4 @@
-"""Recording ``sent`` the instant the relay's 250 is read (PostgreSQL).
+"""Recording ``sent`` the instant the relay's 250 is read (PostgreSQL and SQLite).
 
 The reply-to-commit window (docs/decisions/0002-send-idempotency.md) is the one moment a
 crash can leave a delivered email looking unsent. An ``await`` on the store after the 250
@@ -16,6 +16,11 @@ customer's row while it waits for the loop), and a watchdog thread shuts the soc
 :class:`NotRecorded`; the caller then records ``sent`` through the asynchronous path, which
 keeps trying through an outage.
 
+On SQLite (:class:`SentNowSqlite`) the same is one short blocking transaction on a
+synchronous ``sqlite3`` connection with no busy wait: if another writer holds the database's
+write lock at that instant (it may be one of this worker's own transactions, waiting for the
+loop this call holds), it fails at once and the asynchronous path records it.
+
 Shapes: :meth:`SentNow.recorder` gives an async context manager yielding a
 ``(key, attempt) -> bool`` callable (True: recorded; False: ``attempt`` no longer holds the
 claim). Times are UTC.
@@ -26,10 +31,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
 
 import psycopg
 from sqlalchemy.engine import URL
@@ -161,3 +168,79 @@ class SentNow:
         idle, self._idle = self._idle, []
         for conn in idle:
             await asyncio.to_thread(conn.close)
+
+
+_SENT_SQLITE = (
+    "UPDATE send_log SET status = 'sent', sent_at = ?, lease_until = NULL "
+    "WHERE idempotency_key = ? AND attempt = ? AND status IN ('sending', 'uncertain') "
+    "RETURNING customer_id, decided_at"
+)
+_EMAILED_SQLITE = (
+    "UPDATE customers SET last_emailed_at = ?, updated_at = ? "
+    "WHERE id = ? AND (last_emailed_at IS NULL OR last_emailed_at < ?)"
+)
+
+
+def _sqlite_time(at: datetime) -> str:
+    """How SQLAlchemy keeps a UTC datetime in SQLite (naive, always with microseconds), so
+    the rows read back and compare alike."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class SentNowSqlite:
+    """The same for a SQLite file: a synchronous connection, no busy wait (see above)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._idle: list[sqlite3.Connection] = []
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=NORMAL")  # as the store's own connections (store/db.py)
+        return conn
+
+    @asynccontextmanager
+    async def recorder(self) -> AsyncIterator[Recorder]:
+        conn = self._idle.pop() if self._idle else self._open()
+        broken = False
+
+        def record(key: str, attempt: str) -> bool:
+            nonlocal broken
+            at = _sqlite_time(utcnow())
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = conn.execute(_SENT_SQLITE, (at, key, attempt)).fetchone()
+                    if row is not None:
+                        conn.execute(_EMAILED_SQLITE, (row[1], at, row[0], row[1]))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                return row is not None
+            except sqlite3.Error as exc:
+                broken = not isinstance(exc, sqlite3.OperationalError)
+                raise NotRecorded(str(exc) or type(exc).__name__) from exc
+
+        try:
+            yield record
+        finally:
+            if broken or len(self._idle) >= IDLE_KEPT:
+                conn.close()
+            else:
+                self._idle.append(conn)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+def for_store(url: URL) -> SentNow | SentNowSqlite | None:
+    """The blocking recorder for the store at ``url``; None where there is none (an
+    in-memory SQLite database: only the store's own connections see it)."""
+    if url.get_backend_name() == "postgresql":
+        return SentNow(url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return SentNowSqlite(url.database)
+    return None

@@ -1,9 +1,10 @@
-"""The commit of ``sent`` right after a 250 on PostgreSQL (store/sent_now.py): one blocking
-prepared statement, nothing of the worker running between the reply and the commit, and a
-fallback to the asynchronous path whenever that statement cannot answer (its connection
-gone, a lock held by another of the worker's own claims, a store that stopped answering).
+"""The commit of ``sent`` right after a 250 (store/sent_now.py): one blocking statement
+(PostgreSQL: prepared; SQLite: one short transaction), nothing of the worker running between
+the reply and the commit, and a fallback to the asynchronous path whenever it cannot answer
+at once (its connection gone, a lock held by another of the worker's own transactions, a
+store that stopped answering).
 
-Against a real PostgreSQL and a real SMTP server (testkit.relay)."""
+Against a real PostgreSQL, a real SQLite file and a real SMTP server (testkit.relay)."""
 
 from __future__ import annotations
 
@@ -43,22 +44,66 @@ async def sent_now_backends(sessions: SessionFactory) -> int:
     return int(found or 0)
 
 
-async def test_sent_is_committed_by_the_blocking_statement_with_the_customers_last_email(pg, relay):
-    send, pool = activities(pg, relay)
-    cid = await customer(pg)
+async def test_sent_is_committed_by_the_blocking_statement_with_the_customers_last_email(
+    sessions, relay
+):
+    send, pool = activities(sessions, relay)
+    cid = await customer(sessions)
     req = request(cid)
     try:
         outcome = await attempt(1).run(send.send_step, req)
-        kept = await sent_now_backends(pg)
     finally:
         await pool.close()
     assert outcome.status == "sent"
-    assert kept == 1  # the synchronous connection readied before the dot, kept for the next
-    found = await row(pg, req)
+    assert send._sent_now is not None
+    assert len(send._sent_now._idle) == 1  # readied before the dot, used, kept for the next
+    found = await row(sessions, req)
     assert found is not None and found.status == "sent" and found.sent_at is not None
-    async with pg() as s:
+    async with sessions() as s:
         last = await s.scalar(select(Customer.last_emailed_at).where(Customer.id == cid))
     assert last is not None and last == found.decided_at
+    assert list(relay.delivered().values()) == [1]
+
+
+class WriteLockedMeanwhile(SendActivities):
+    """Another connection holds SQLite's write lock from the claim until a moment after the
+    250 (as another of the worker's own transactions would, waiting for the event loop)."""
+
+    released: asyncio.Task[None] | None = None
+
+    async def _claim(self, a: Attempt, message_id: str, coupon_code: str | None) -> None:
+        await super()._claim(a, message_id, coupon_code)
+        locked = asyncio.Event()
+
+        async def hold() -> None:
+            async with self._sessions.begin() as s:
+                await s.execute(text("UPDATE smtp_breakers SET failures = failures"))
+                await s.execute(text("CREATE TABLE IF NOT EXISTS lock_holder (x INTEGER)"))
+                locked.set()
+                await asyncio.sleep(0.5)  # needs the event loop to end: a blocked loop never would
+
+        WriteLockedMeanwhile.released = asyncio.create_task(hold())
+        await locked.wait()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_a_held_write_lock_sends_it_to_the_async_path_at_once(
+    sessions, relay, caplog
+):
+    send, pool = activities(sessions, relay, cls=WriteLockedMeanwhile)
+    cid = await customer(sessions)
+    req = request(cid)
+    caplog.set_level(logging.WARNING)
+    try:
+        outcome = await attempt(1).run(send.send_step, req)
+    finally:
+        await pool.close()
+    assert WriteLockedMeanwhile.released is not None
+    await WriteLockedMeanwhile.released
+    assert outcome.status == "sent"
+    assert "recording sent at once failed (database is locked)" in caplog.text
+    found = await row(sessions, req)
+    assert found is not None and found.status == "sent"
     assert list(relay.delivered().values()) == [1]
 
 
