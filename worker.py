@@ -46,6 +46,7 @@ from workflows.confirm_subscription import ConfirmSubscription
 from workflows.holidays import HolidayGreeting
 from workflows.lifecycle_sweep import LifecycleSweep
 from workflows.nurture import NewCustomerNurture
+from workflows.stimulation import RepeatedStimulation
 from workflows.sweep import DailySweep
 from workflows.vip_care import VipCare
 from workflows.welcome_series import WelcomeSeries
@@ -63,6 +64,7 @@ WORKFLOWS: Sequence[type] = (
     LifecycleSweep,
     VipCare,
     HolidayGreeting,
+    RepeatedStimulation,
 )
 
 log = logging.getLogger("worker")

@@ -25,6 +25,7 @@ from journeys.config import (
     JourneyConfig,
     NurtureConfig,
     QuietHours,
+    StimulationConfig,
     Variant,
     VipCareConfig,
     WelcomeConfig,
@@ -167,6 +168,11 @@ class WinBackInput(JourneyInput):
 class BirthdayInput(JourneyInput):
     config: BirthdayConfig
     year: int
+
+
+class StimulationInput(JourneyInput):
+    config: StimulationConfig
+    order_id: str  # the first order (it does not end the journey)
 
 
 class VipCareInput(JourneyInput):

@@ -48,6 +48,7 @@ ENTRIES: dict[str, Entry] = {
     "win_back": Entry("WinBack", WorkflowIDReusePolicy.REJECT_DUPLICATE),
     "birthday": Entry("BirthdayGreeting", WorkflowIDReusePolicy.REJECT_DUPLICATE),
     "vip_care": Entry("VipCare", WorkflowIDReusePolicy.REJECT_DUPLICATE),
+    "stimulation": Entry("RepeatedStimulation", WorkflowIDReusePolicy.REJECT_DUPLICATE),
     "holidays": Entry("HolidayGreeting", WorkflowIDReusePolicy.REJECT_DUPLICATE),
     # One live confirmation per customer; a signup again after it went out sends another.
     "confirm_subscription": Entry("ConfirmSubscription", WorkflowIDReusePolicy.ALLOW_DUPLICATE),

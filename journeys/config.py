@@ -399,6 +399,16 @@ class BirthdayConfig(_NamedSteps):
 LIFECYCLE_STAGES = ("prospect", "new", "active", "repurchase_window", "silent", "sleeping", "lost")
 
 
+class StimulationConfig(JourneyConfig):
+    """Repeated stimulation (journeys/stimulation.toml): a first order of at least
+    ``min_first_order`` starts it; each step is a round (thanks + a coupon), ordinary steps,
+    as many as the TOML lists; each round is evaluated ``evaluation_window`` after it went
+    out (the effect report's figure for that window, per step)."""
+
+    min_first_order: Decimal = Field(Decimal("50"), ge=0)
+    evaluation_window: Duration = timedelta(days=10)
+
+
 class VipCareConfig(_NamedSteps):
     """VIP care (journeys/vip_care.toml): started by the daily sweep once a year for each
     VIP (journeys/lifecycle.toml [vip])."""

@@ -50,6 +50,7 @@ from histories import (
     holidays,
     lifecycle_sweep,
     new_customer_nurture,
+    stimulation,
     vip_care,
     welcome_series,
     win_back,
@@ -78,6 +79,7 @@ CODE_VERSIONS = {
     "lifecycle_sweep": 2,
     "vip_care": 1,
     "holidays": 1,
+    "stimulation": 1,
     "confirm_subscription": 1,
 }
 
@@ -93,6 +95,7 @@ JOURNEYS = (
     confirm_subscription,
     vip_care,
     holidays,
+    stimulation,
 )
 
 # journey -> branch name -> (how to drive it, the outcome it must end with, the steps sent)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core.contracts import NurtureInput, OrderSeen, Shipment
+from core.contracts import NurtureInput, OrderSeen, Shipment, StimulationInput
 from core.ids import workflow_id
 from core.rules import LIFTED_BY_ORDER, main_category
-from journeys.config import NurtureConfig
+from journeys.config import NurtureConfig, StimulationConfig
 from observability import CONVERSION_WINDOW_DAYS, count_conversions
 from starter.ingest import lifecycle
 from starter.ingest.events import OrderCompleted, OrderShipped
@@ -64,8 +64,18 @@ async def order_placed(call: Call, e: OrderCompleted) -> Handled:
     await call.tell(runs, "order_placed", notice)
     if await orders.count_orders(call.s, customer_id=e.customer_id) == 1:
         await _start_nurture(call, e)
+        await _start_stimulation(call, e)
         return done(e, "started", workflow_id=workflow_id("new_customer_nurture", e.customer_id))
     return done(e, SIGNALLED)
+
+
+async def _start_stimulation(call: Call, e: OrderCompleted) -> None:
+    """A first order of at least the journey's amount: monthly rounds until they come back."""
+    config = call.config("stimulation", StimulationConfig)
+    if e.total >= config.min_first_order:
+        await call.start(
+            StimulationInput(customer_id=e.customer_id, config=config, order_id=e.order_id)
+        )
 
 
 async def _start_nurture(call: Call, e: OrderCompleted) -> None:

@@ -18,7 +18,13 @@ from store.models import Customer
 # Journeys a customer can be in right now, one run each: each is told when the customer
 # orders or leaves. (Win-back runs have an id per lapse: ``live_runs`` adds the current one;
 # birthday runs are one email, the send gate stops them.)
-LIVE_JOURNEYS = ("cart_recovery", "welcome_series", "new_customer_nurture", "browse_follow_up")
+LIVE_JOURNEYS = (
+    "cart_recovery",
+    "welcome_series",
+    "new_customer_nurture",
+    "browse_follow_up",
+    "stimulation",
+)
 
 
 def live_runs(customer: Customer) -> list[str]:

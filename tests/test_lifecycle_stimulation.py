@@ -1,0 +1,103 @@
+"""Repeated stimulation of first-time buyers: a first order above the amount, then thanks and
+a coupon each month, five rounds over five months in virtual time, each with its 10-day
+evaluation window recorded and in the effect report per round; another order ends it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from starter.reports import journey_report
+from store.models import JourneyDecision
+from testkit.data import add_customer, email_for
+from testkit.mail import journey_mails, parts, steps_of
+from testkit.stack import WRITE_KEY
+from testkit.waiting import PATIENCE, eventually, eventually_passes
+from workflows.stimulation import RepeatedStimulation
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+ROUNDS = ["round_1", "round_2", "round_3", "round_4", "round_5"]
+
+
+async def first_order(http, cid: str, total: float) -> None:
+    auth = {"Authorization": f"Bearer {WRITE_KEY}"}
+    answer = await http.post(
+        "/v1/track",
+        headers=auth,
+        json={
+            "userId": cid,
+            "event": "Order Completed",
+            "properties": {"order_id": f"{cid}-1", "total": total, "currency": "EUR"},
+        },
+    )
+    assert answer.status_code == 200
+
+
+async def rounds_sent(stack, cid: str) -> list[str]:
+    return steps_of(journey_mails(stack.catcher, cid, "stimulation"))
+
+
+def handle_of(stack, cid: str):
+    return stack.client.get_workflow_handle_for(RepeatedStimulation.run, f"stimulation:{cid}")
+
+
+async def test_five_monthly_rounds_each_with_a_coupon_and_its_10_day_window(stack, http):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    await first_order(http, cid, 80)
+    handle = handle_of(stack, cid)
+    await eventually_passes(handle.describe)
+
+    for month in range(1, 6):
+        await stack.fast_forward(handle, timedelta(days=30))
+        got = await eventually(lambda: rounds_sent(stack, cid), lambda got, n=month: len(got) >= n)
+        assert got == ROUNDS[:month]
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
+
+    assert result.outcome == "completed"
+    assert result.sent == ROUNDS
+    codes = [parts(m)[0] for m in journey_mails(stack.catcher, cid, "stimulation")]
+    assert all("AGAIN-" in text for text in codes)  # a coupon in every round
+    async with stack.sessions() as s:
+        windows = list(
+            await s.scalars(
+                select(JourneyDecision).where(
+                    JourneyDecision.customer_id == cid, JourneyDecision.journey == "stimulation"
+                )
+            )
+        )
+    assert sorted(d.name for d in windows) == ROUNDS
+    assert all(d.value == "evaluate" and "10-day window" in (d.reason or "") for d in windows)
+
+    report = await journey_report(stack.sessions, "stimulation", windows=["10d"])
+    per_round = {row["step"] for row in report["steps"]}
+    assert set(ROUNDS) <= per_round  # the existing report: the 10-day figure per round
+
+
+async def test_an_order_after_the_second_round_ends_it(stack, http):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    await first_order(http, cid, 80)
+    handle = handle_of(stack, cid)
+    await eventually_passes(handle.describe)
+    await stack.fast_forward(handle, timedelta(days=61))
+    got = await eventually(lambda: rounds_sent(stack, cid), lambda got: len(got) >= 2)
+    assert got == ROUNDS[:2]
+
+    await stack.journeys.order_placed({"customer_id": cid, "order_id": f"{cid}-2", "total": "20"})
+    result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
+
+    assert result.outcome == "ordered"
+    assert result.sent == ROUNDS[:2]
+
+
+async def test_a_small_first_order_starts_no_rounds(stack, http):
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    await first_order(http, cid, 20)  # below min_first_order (50)
+    x = [wf async for wf in stack.client.list_workflows(f'WorkflowId = "stimulation:{cid}"')]
+    assert x == []
+    assert email_for(cid)  # (the nurture still starts; not this journey's business)
