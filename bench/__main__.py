@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, failures = asyncio.run(run(size, db=args.db, keep=args.keep, only=args.only))
     meta = {
         "size": args.size,
-        "db": args.db,
+        "db": "postgres" if args.only == "report" else args.db,  # (7) is PostgreSQL only
         "cpus": os.cpu_count(),
         "machine": platform.platform(),
         "python": platform.python_version(),
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "failures": failures,
     }
     print(
-        f"\nsize={args.size} store={args.db} cpus={os.cpu_count()} took {meta['seconds']} s, "
+        f"\nsize={args.size} store={meta['db']} cpus={os.cpu_count()} took {meta['seconds']} s, "
         f"load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after\n"
     )
     print(markdown(rows))
