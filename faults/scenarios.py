@@ -128,11 +128,15 @@ SCENARIOS: dict[str, Fault] = {
 }
 
 
-async def feed(stack: FaultStack, customers: list[str], zone: str) -> dict[str, float]:
+async def feed(
+    stack: FaultStack, customers: list[str], zone: str, api_url: str | None = None
+) -> dict[str, float]:
     """Each customer through the HTTP API as a shop would: identify, then Checkout Started.
-    Retried until accepted (the API answers 503 while a part is down)."""
+    Retried until accepted (the API answers 503 while a part is down). ``api_url``: which
+    API process (default the first)."""
     entered: dict[str, float] = {}
-    async with httpx.AsyncClient(base_url=stack.api_url, auth=(WRITE_KEY, ""), timeout=30) as http:
+    base_url = api_url or stack.api_url
+    async with httpx.AsyncClient(base_url=base_url, auth=(WRITE_KEY, ""), timeout=30) as http:
 
         async def one(cid: str) -> None:
             body = {

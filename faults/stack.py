@@ -70,6 +70,11 @@ class FaultStack:
     db_name: str = field(default_factory=lambda: f"faults_{uuid.uuid4().hex[:10]}")
     procs: dict[str, Proc] = field(default_factory=dict)
     client: Client | None = None
+    # Scale-out (faults/scale_out.py): more workers on the one task queue ("worker",
+    # "worker2", ...) and more API processes, each on its own port ("api", "api2", ...).
+    workers: int = 1
+    apis: int = 1
+    more_api_ports: list[int] = field(default_factory=list)
 
     @property
     def database_url(self) -> str:
@@ -86,6 +91,11 @@ class FaultStack:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def api_urls(self) -> list[str]:
+        """Every API process's address, the first being ``api_url``."""
+        return [f"http://127.0.0.1:{p}" for p in [self.api_port, *self.more_api_ports]]
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "TEMPORAL_"))}
@@ -145,12 +155,25 @@ class FaultStack:
                 "api", [sys.executable, "-m", "starter.http"], env, self.workdir / "api.log"
             ),
         }
+        for n in range(2, self.workers + 1):
+            log = self.workdir / f"worker{n}.log"
+            self.procs[f"worker{n}"] = Proc(f"worker{n}", [sys.executable, "worker.py"], env, log)
+        self.more_api_ports = [free_port() for _ in range(2, self.apis + 1)]
+        for n, port in enumerate(self.more_api_ports, start=2):
+            self.procs[f"api{n}"] = Proc(
+                f"api{n}",
+                [sys.executable, "-m", "starter.http"],
+                {**env, "API_PORT": str(port)},
+                self.workdir / f"api{n}.log",
+            )
         await self.cut_database(False)
         self.procs["temporal"].start()
         self.client = await self.connect()
-        self.procs["worker"].start()
-        self.procs["api"].start()
-        await wait_port(self.api_port, 60)
+        for name, proc in self.procs.items():
+            if name.startswith(("worker", "api")):
+                proc.start()
+        for port in [self.api_port, *self.more_api_ports]:
+            await wait_port(port, 60)
 
     async def connect(self, seconds: float = 60) -> Client:
         deadline = asyncio.get_running_loop().time() + seconds
@@ -180,7 +203,8 @@ class FaultStack:
             self.client = await self.connect()
 
     async def close(self) -> None:
-        for name in ("api", "worker", "temporal", "dbproxy"):
+        apps = [n for n in self.procs if n.startswith(("api", "worker"))]
+        for name in [*apps, "temporal", "dbproxy"]:
             if name in self.procs:
                 self.procs[name].stop()
         self.relay.stop()
