@@ -182,6 +182,31 @@ def _bought(window: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def ab_chart(step: dict[str, Any]) -> str:
+    """A step's A/B test (``step["variants"]``, store.ab_tests via starter.reports): per
+    variant the open and click rates of its sends and the conversion rate in the last
+    window, side by side, in percent."""
+    variants = step["variants"]
+    last = variants[0]["windows"][-1]["window"] if variants[0]["windows"] else ""
+
+    def pct(value: float | None) -> float:
+        return round(100 * (value or 0.0), 1)
+
+    return columns(
+        f"A/B test of step {step['step']}: rates per variant, in percent",
+        [v["variant"] for v in variants],
+        [
+            Series("opened %", [pct(v["open_rate"]) for v in variants], OPENS),
+            Series("clicked %", [pct(v["click_rate"]) for v in variants], CLICKS),
+            Series(
+                f"bought within {last} %",
+                [pct(v["windows"][-1]["rate"]) if v["windows"] else 0.0 for v in variants],
+                "#8250df",
+            ),
+        ],
+    )
+
+
 def mail_section(mail: dict[str, Any]) -> str:
     """The mail part of a journey's page."""
     steps = mail["steps"]

@@ -71,6 +71,7 @@ def journey_page(report: dict[str, Any]) -> str:
         parts.append(_table(step["windows"]))
         if step.get("variants"):
             parts.append(ab_table(step))
+            parts.append(report_charts.ab_chart(step))
     if "mail" in report:
         parts.append(report_charts.mail_section(report["mail"]))
     parts.append(f'<p class="muted">{escape(METHOD)}</p>')

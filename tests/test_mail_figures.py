@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from starter.mail_report import client_family, mail_figures, table_lines
+from starter.report_charts import ab_chart
 from store import reports
 from store.db import SessionFactory
 from store.models import Customer, Event, Order, Product, SendLog
@@ -230,3 +232,20 @@ async def test_mail_figures_per_step_day_hour_link_client_and_purchase(sessions:
 
     text = "\n".join(table_lines(mail))
     assert "welcome" in text and "Outlook 2" in text
+
+
+def test_the_ab_chart_draws_each_variants_rates():
+    def variant(name: str, opens: float, clicks: float, bought: float | None) -> dict[str, Any]:
+        window = {"window": "10d", "rate": bought}  # None: no customer in the window yet
+        return {"variant": name, "open_rate": opens, "click_rate": clicks, "windows": [window]}
+
+    step = {
+        "step": "reminder_1",
+        "variants": [variant("plain", 0.4, 0.1, 0.05), variant("urgent", 0.5, 0.2, None)],
+    }
+
+    svg = ab_chart(step)
+
+    assert svg.count('<rect class="bar"') == 6  # three rates of two variants
+    assert "<title>opened %, plain: 40</title>" in svg
+    assert "<title>bought within 10d %, urgent: 0</title>" in svg
