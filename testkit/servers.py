@@ -4,6 +4,7 @@ in real time (the path that does not depend on experimental time skipping; the b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.client import Client
@@ -32,10 +33,15 @@ async def start_time_skipping_server() -> WorkflowEnvironment:
 
 
 async def start_plain_server(
-    *, database: Path | None = None, log_level: str = "warn", port: int | None = None
+    *,
+    database: Path | None = None,
+    log_level: str = "warn",
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
 ) -> WorkflowEnvironment:
     """Dev server in real time; its SQLite (in memory, or the file ``database``) in WAL mode;
-    on ``port`` if given (else a free one)."""
+    on ``port`` if given (else a free one); ``extra_args`` for ``temporal server start-dev``
+    (``--dynamic-config-value`` ...)."""
     return await WorkflowEnvironment.start_local(
         port=port,
         data_converter=pydantic_data_converter,
@@ -48,6 +54,7 @@ async def start_plain_server(
             "journal_mode=wal",
             "--sqlite-pragma",
             "synchronous=normal",
+            *extra_args,
         ],
     )
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows.records import SEND_ACTIVITY_TIMEOUT, Records
@@ -48,6 +48,17 @@ TEXTS_ALONG = "sms-texts-along-email-steps"
 TEXT_STEP_NAME_MAX = 64  # the send log's step column
 # How long recording a send that gave up may take before the run goes on without it.
 GAVE_UP_RECORD_TIMEOUT = timedelta(hours=1)
+# Task-queue priority of a send (Temporal's priority_key: 1 goes first, 5 last, 3 when unset):
+# a transactional step ahead of a marketing backlog on the shared queue
+# (docs/decisions/0017-scale-out-and-worker-versioning.md).
+TRANSACTIONAL_PRIORITY = Priority(priority_key=1)
+MARKETING_PRIORITY = Priority(priority_key=3)
+
+
+def send_priority(transactional: bool) -> Priority:
+    """The send activity's priority: ``TRANSACTIONAL_PRIORITY`` or ``MARKETING_PRIORITY``."""
+    return TRANSACTIONAL_PRIORITY if transactional else MARKETING_PRIORITY
+
 
 Condition = Callable[[], bool]
 # From issue 18 on, JourneyStep follows a pause ("paused:<step>"), a resume (the step again)
@@ -426,6 +437,7 @@ class Journey(Records):
                     maximum_interval=retry.maximum_interval,
                     non_retryable_error_types=["UnknownCustomer", "TemplateError"],
                 ),
+                priority=send_priority(step.transactional),
                 summary=f"send {step.name} ({req.template})",
             )
         except ActivityError as err:
