@@ -153,7 +153,7 @@ def list_mail(settings: Settings, show: int | None) -> int:
             return 2
         msg = msgs[show - 1]
         for header in SHOWN_HEADERS:
-            print(f"{header}: {msg[header]}")
+            print(f"{header}: {str(msg[header] or '').strip()}")  # unfolded, one space
         body = msg.get_body(preferencelist=("plain",))
         print()
         print(body.get_content() if body is not None else "(no text part)")
