@@ -1,4 +1,4 @@
-"""``python -m bench [--size smoke|full] [--db sqlite|postgres] [--only report] [--json FILE]``
+"""``python -m bench [--size smoke|full] [--db sqlite|postgres] [--only report|sends]``
 
 Starts its own Temporal dev server, SMTP catcher, store database, journey worker, floor worker
 and HTTP API; measures; prints one Markdown table (BENCHMARKS.md explains every row).
@@ -36,7 +36,10 @@ async def run(
         if keep:
             print(f"[bench] keeping {stack.workdir}", file=sys.stderr)
         measurements = Measurements(size, stack, run_tag=f"{int(time.time()) % 100000}")
-        for name, body in measurements.in_order():
+        phases = measurements.in_order()
+        if only == "sends":  # (4) alone: the send path and its reply-to-commit window
+            phases = [(name, body) for name, body in phases if name.startswith("4 ")]
+        for name, body in phases:
             t0 = time.monotonic()
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
             try:
@@ -64,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument(
-        "--only", choices=("report",), help="only this measurement (report: 7, PostgreSQL)"
+        "--only",
+        choices=("report", "sends"),
+        help="only this measurement (report: 7, PostgreSQL; sends: 4, on --db)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, databases)")
     args = parser.parse_args(argv)
@@ -91,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         f"load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after\n"
     )
     print(markdown(rows))
-    wanted = ROW_IDS if args.only is None else ("7-report",)
+    wanted = {
+        None: ROW_IDS,
+        "report": ("7-report",),
+        "sends": ("4-send-pool", "4-send-per-message", "4-send-step", "4-send-window"),
+    }[args.only]
     missing = [rid for rid in wanted if rid not in {r.id for r in rows}]
     for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)

@@ -202,6 +202,20 @@ class Measurements:
             )
         )
 
+        p50, p99 = (phases.percentile(s.windows_ms, q) for q in (50, 99))
+        self.rows.append(
+            Row(
+                "4-send-window",
+                "reply-to-commit window of those sends: from the relay's 250 to the commit of "
+                f"'sent' (the worker's log line; {len(s.windows_ms)} sends)",
+                f"p50 {p50:.2f} ms, p99 {p99:.2f} ms" if s.windows_ms else "none logged",
+                "",
+                "",
+                "p99 ≤ 10 ms",
+                Row.verdict(bool(s.windows_ms) and p99 <= 10.0),
+            )
+        )
+
     async def history(self) -> None:
         full = await phases.history_events(
             self.stack, seconds_for_7_days=self.size.history_7_days_in, tag=f"hist-{self.run_tag}"

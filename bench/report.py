@@ -15,6 +15,7 @@ ROW_IDS = (
     "4-send-pool",
     "4-send-per-message",
     "4-send-step",
+    "4-send-window",
     "5-sweep",
     "6-worker-rss",
     "6-server-db",

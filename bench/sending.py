@@ -5,9 +5,12 @@ No Temporal: the activity runs in an activity context, as the worker builds it."
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -36,6 +39,7 @@ class Sends:
     raw_pooled: float  # raw aiosmtplib, `concurrency` connections kept open
     per_message: float  # raw aiosmtplib, a new connection per message
     pool_connections: int
+    windows_ms: list[float]  # reply-to-commit of every send_step send (the worker's log line)
 
 
 async def _timed(n: int, concurrency: int, fn: Callable[[int], Awaitable[Any]], s: float) -> float:
@@ -50,7 +54,8 @@ async def send_throughput(stack: BenchStack, *, n: int, tag: str, seconds: float
     now = datetime.now(UTC)
     await _customers_with_carts(stack, ids, now)
     stack.catcher.clear()
-    step_rate, sent = await _send_step_rate(stack, ids, now, concurrency, seconds)
+    with _windows() as windows:
+        step_rate, sent = await _send_step_rate(stack, ids, now, concurrency, seconds)
     with stack.catcher.lock:
         sample: EmailMessage = stack.catcher.messages[0]
     pool = make_mailer(stack.settings)
@@ -74,7 +79,33 @@ async def send_throughput(stack: BenchStack, *, n: int, tag: str, seconds: float
         raw_pooled=raw_rate,
         per_message=per_message_rate,
         pool_connections=pool.connections_opened,
+        windows_ms=windows,
     )
+
+
+_WINDOW = re.compile(r"reply-to-commit ([0-9.]+) ms")
+
+
+@contextmanager
+def _windows() -> Iterator[list[float]]:
+    """The reply-to-commit windows the send activity logs while the block runs."""
+    found: list[float] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            match = _WINDOW.search(record.getMessage())
+            if match:
+                found.append(float(match.group(1)))
+
+    logger = logging.getLogger("temporalio.activity")
+    handler, level = Catch(logging.INFO), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 async def _customers_with_carts(stack: BenchStack, ids: list[str], now: datetime) -> None:

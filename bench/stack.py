@@ -304,7 +304,7 @@ async def _processes(
         settings.model_copy(update={"temporal_task_queue": FLOOR_QUEUE}),
         "floor.log",
     )
-    await worker.wait_for_log("worker polling", 60)
+    await worker.wait_for_log("worker polling", 180)  # it checks every template of every step
     await floor_worker.wait_for_log("worker polling", 60)
     # A port found free can be taken before the API binds it (by a second suite on the
     # machine, say): the API then exits at once, and starts again on another port.
