@@ -19,6 +19,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from core.contracts import SendStepInput
 from core.sending import send_step_input
 from core.sms import twilio_signature
+from core.zones import zone_at_local_hour
 from devstack.catcher import MailCatcher
 from devstack.sms_catcher import SmsCatcher
 from journeys.config import NurtureConfig
@@ -384,4 +385,26 @@ async def test_links_in_texts_are_short_tracked_links(api, sms):
     clicked = await client.get(f"/t/c/{link}", headers={"User-Agent": BROWSER})
     assert clicked.status_code == 302 and clicked.headers["location"] == "https://shop.test"
     assert (await client.get("/t/c/nosuchtk")).status_code == 404
+    await handle.terminate("test done")
+
+
+async def test_stop_drops_a_text_held_by_quiet_hours_at_once(api, sms):
+    """20:xx where the customer lives: the email goes out (email's quiet hours begin at 21),
+    the text is held until 09:00; a STOP drops it at once, the run goes on."""
+    stack, client = api
+    cid, phone = await customer_with_phone(stack, timezone=zone_at_local_hour(20))
+    handle = await first_order(stack, cid)
+    held = await decisions(handle, 2, field="code")
+    assert held[:2] == [("thanks", None), ("thanks_sms", "quiet_hours")]
+    assert (await handle.query(NewCustomerNurture.state)).step == "waiting:thanks_sms"
+
+    assert (await reply(client, phone, "STOP")).status_code == 200
+
+    async def where() -> str:
+        return str((await handle.query(NewCustomerNurture.state)).step)
+
+    assert await eventually(where, lambda step: step == "waiting:care", PATIENCE) == "waiting:care"
+    assert sms.to(phone) == []  # the held text was dropped, not sent at 09:00
+    state = await handle.query(NewCustomerNurture.state)
+    assert state.outcome is None  # the emails go on
     await handle.terminate("test done")
