@@ -40,8 +40,8 @@ sms: setup  ## list the texts the local SMS catcher kept (SHOW=N prints text N)
 migrate: setup
 	@$(DEV) $(UV) run --frozen python -m store.migrate
 
-bench: setup  ## benchmarks (BENCHMARKS.md): own dev server, catcher, DB, worker, API; SIZE=smoke for a quick run
-	@$(UV) run --frozen python -m bench --size $(or $(SIZE),full)
+bench: setup  ## benchmarks (BENCHMARKS.md): own dev server, catcher, DB, worker, API; SIZE=smoke for a quick run; DB=postgres; ONLY=sends|report
+	@$(UV) run --frozen python -m bench --size $(or $(SIZE),full) $(if $(DB),--db $(DB)) $(if $(ONLY),--only $(ONLY))
 
 faults: setup  ## the fault suite (BENCHMARKS.md "Faults"): live journeys under crashes, outages, bad relays; N=journeys per fault
 	@scripts/ensure_postgres.sh
