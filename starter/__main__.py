@@ -285,8 +285,9 @@ async def _journeys(journeys: Journeys, args: argparse.Namespace, _: Settings) -
     return 0
 
 
-async def _explain(journeys: Journeys, args: argparse.Namespace, _: Settings) -> int:
-    x = await ops.explain(journeys.sessions, journeys.client, args.customer_id)
+async def _explain(journeys: Journeys, args: argparse.Namespace, settings: Settings) -> int:
+    lifecycle = load_lifecycle(settings.journeys_dir)  # the shop's touch budgets
+    x = await ops.explain(journeys.sessions, journeys.client, args.customer_id, lifecycle=lifecycle)
     if not x.known:
         raise await _unknown_customer(journeys, args.customer_id) or ops.UnknownName(
             f"unknown customer {args.customer_id!r}"

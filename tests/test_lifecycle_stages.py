@@ -327,3 +327,21 @@ async def _sweep(stack, as_of: datetime) -> SweepResult:
 def test_defaults_match_the_shipped_file() -> None:
     """The model's defaults are the shipped file's (explain falls back on them)."""
     assert LifecycleConfig() == SHIPPED
+
+
+@pytestmark_sqlite
+async def test_the_cli_explains_the_stage_with_the_shops_own_touch_budget(make_stack):
+    """explain (python -m starter explain) prints the stage and the budget of the shop's
+    lifecycle.toml, here changed to 9 care and 2 marketing emails for new customers."""
+    from tests.test_cli_errors import cli, stack_env
+
+    stack = await make_stack(lifecycle={"budget": {"new": {"care": 9, "marketing": 2}}})
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    await stack.journeys.order_placed({"customer_id": cid, "order_id": f"{cid}-1", "total": "20"})
+    ran = await cli(stack_env(stack), "explain", cid)
+
+    assert ran.code == 0, ran
+    assert "lifecycle stage: new since " in ran.out
+    (budget,) = [line for line in ran.out.splitlines() if line.startswith("touch budget")]
+    assert " of 9, marketing " in budget and budget.endswith(" of 2 sent")
