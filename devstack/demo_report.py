@@ -7,9 +7,9 @@ What it plays, per customer (seeded, so two runs look alike): a profile where it
 (quiet hours never hold the demo), a cart of one or two products, and then, once the first
 reminder has been decided for everyone: an order from about 35 % of the written-to and
 20 % of the held-out customers (the journey's made-up effect). With the local catcher (no
-``SMTP_HOST``), about 40 % of the caught reminders are opened and a third of those clicked
-through the API's tracking links, as a person's mail client would, late enough after
-delivery for the classifier to take them for a person's (core/engagement.py).
+``SMTP_HOST``), about 40 % of the caught first reminders are opened and a third of those
+clicked through the API's tracking links, as a person's mail client would, late enough
+after delivery for the classifier to take them for a person's (core/engagement.py).
 
 The journey's TOML is not changed: the demo starts its runs with a copy of the journeys
 whose cart recovery holds out ``--holdout`` (config is workflow input; the worker's
@@ -202,7 +202,9 @@ def reader(
         try:
             for msg in mails():
                 to = re.sub(r".*<|>.*", "", str(msg["To"])).split("@")[0]
-                if to not in wanted or rng.random() >= 0.4:
+                if msg["X-Journey"] != f"{JOURNEY}/{FIRST_STEP}" or to not in wanted:
+                    continue
+                if rng.random() >= 0.4:
                     continue
                 html = msg.get_body(preferencelist=("html",))
                 content = html.get_content() if html is not None else ""
@@ -275,14 +277,24 @@ async def main(argv: list[str] | None = None) -> int:
     print(f"\nthe report: {url}")
     print(f"as JSON:    {settings.public_base_url.rstrip('/')}/v1/reports/journeys/{JOURNEY}")
     print(f"in a terminal: python -m starter report --journey {JOURNEY}")
-    if not settings.admin_password:
-        print(
-            "the pages need the operator login: start the API with ADMIN_PASSWORD set"
-            " (e.g. ADMIN_PASSWORD=demo-password make run) and log in as ADMIN_USER"
-            f" ({settings.admin_user})",
-            file=sys.stderr,
-        )
+    print(await _login_hint(settings.public_base_url), file=sys.stderr)
     return 0
+
+
+async def _login_hint(base_url: str) -> str:
+    """What the API says about its operator login (the pages ask for it)."""
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.get(f"{base_url.rstrip('/')}/v1/reports/journeys")
+        detail = str(answer.json().get("detail", ""))
+    except (httpx.HTTPError, ValueError):
+        return f"the API at {base_url} did not answer: is `make run` up?"
+    if "ADMIN_PASSWORD" in detail:
+        return (
+            "the API has no operator login: restart it with ADMIN_PASSWORD set"
+            " (e.g. ADMIN_PASSWORD=demo-password make run); the user is ADMIN_USER (admin)"
+        )
+    return "log in with the API's ADMIN_USER (default admin) and ADMIN_PASSWORD"
 
 
 if __name__ == "__main__":
