@@ -14,13 +14,13 @@ from fastapi import FastAPI
 
 
 @asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1 at a port the OS picks; yields the base URL."""
+async def serving(app: FastAPI, port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 at ``port`` (0: one the OS picks); yields the base URL."""
     # proto named: asyncio sets TCP_NODELAY only on sockets that say TCP (else every
     # answer waits ~40 ms for a delayed ACK)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", log_config=None, lifespan="on")
     server = uvicorn.Server(config)

@@ -1,0 +1,86 @@
+"""Every command the README prints runs as printed (scripts/check_readme_commands.py),
+against a stack of this test's own: the session's Temporal server, a worker on a task queue
+of its own, a fresh store, its own SMTP catcher and the HTTP API on a port the commands are
+pointed at (CHECK_API_URL). The commands run from the repo root without the virtualenv on
+PATH, as in a fresh clone's shell."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import pytest
+
+from devstack.catcher import MailCatcher, free_port
+from settings import ROOT
+from starter.http import create_app
+from store.db import make_engine, make_session_factory
+from testkit.databases import migrated_sqlite
+from testkit.live_api import serving
+from testkit.stack import running_stack, stack_settings
+
+# The daily sweep's schedule has one id per namespace: creating and triggering it here
+# would run a sweep on the session's server that other tests' schedules share.
+SKIP = ["starter schedule"]
+
+
+@pytest.mark.timeout(1800)  # some thirty commands, each a fresh `uv run`, and the demo's email
+async def test_every_readme_command_runs_as_printed(temporal_env, tmp_path):
+    catcher = MailCatcher(maildir=tmp_path / "mail").start()
+    url = await migrated_sqlite(tmp_path / "readme.db")
+    engine = make_engine(url)
+    port = free_port()
+    settings = stack_settings(
+        database_url=url,
+        catcher=catcher,
+        public_base_url=f"http://127.0.0.1:{port}",  # the one-click unsubscribe is called
+        api_write_key="dev-write-key",  # the README's K
+    )
+    try:
+        async with (
+            running_stack(
+                temporal_env,
+                settings=settings,
+                sessions=make_session_factory(engine),
+                catcher=catcher,
+            ) as stack,
+            serving(create_app(settings, journeys=stack.journeys), port=port) as api,
+        ):
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("TEMPORAL_", "DATABASE_", "SMTP_", "PAYLOAD_"))
+            }
+            env.update(
+                ENVIRONMENT="development",
+                UV_FROZEN="1",  # `uv run` uses the lock as it is (never re-locks the tree)
+                CHECK_API_URL=api,
+                TEMPORAL_ADDRESS=stack.client.service_client.config.target_host,
+                TEMPORAL_NAMESPACE=stack.client.namespace,
+                TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
+                DATABASE_URL=url,
+                SMTP_PORT=str(catcher.port),  # no SMTP_HOST: the demo looks in the catcher
+                CATCHER_MAILDIR=str(tmp_path / "mail"),
+            )
+            skips = [arg for pattern in SKIP for arg in ("--skip", pattern)]
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(ROOT / "scripts" / "check_readme_commands.py"),
+                *skips,
+                cwd=ROOT,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=1500)
+    finally:
+        catcher.stop()
+        await engine.dispose()
+    report = out.decode()
+    assert proc.returncode == 0, report
+    assert " 0 failed" in report.splitlines()[-1]
+    for must_run in ("make demo", "explain c-42", "cancel c-42", "temporal workflow query"):
+        assert any(must_run in line and ": ok: " in line for line in report.splitlines()), (
+            f"{must_run!r} was not run:\n{report}"
+        )
