@@ -86,12 +86,13 @@ SUNSET_LIFTED = "Sunset Lifted"  # the event log's name of a "keep writing" pres
 
 async def lift_sunset(ingest: Ingest, customer_id: str) -> None:
     """ "Keep writing to me": a sunset address comes back (nothing else is lifted). The
-    press is kept in the event log: a sign of life, so the next sweep does not sunset the
-    address again for the same silence (store/sweep.py)."""
+    lift is kept in the event log ("Sunset Lifted"): a sign of life, so the next sweep does
+    not sunset the address again for the same silence (store/sweep.py)."""
 
     async def lift(s: AsyncSession) -> None:
         customer = await known_customer(s, customer_id)
-        await repo.lift_suppression(s, email=customer.email, reasons=("sunset",))
+        if not await repo.lift_suppression(s, email=customer.email, reasons=("sunset",)):
+            return  # not sunset: the press is a click of the run's email, nothing more
         now = utcnow()
         await events.record_event(
             s,
