@@ -287,8 +287,7 @@ def load_journey(
     for i, s in enumerate(config.steps):
         if s.channel == "sms" and not (templates / f"{s.template}.sms.j2").is_file():
             raise JourneyConfigError(
-                f"{path}: steps.{i}.template: template {s.template}.sms.j2 not found in "
-                f"{templates}"
+                f"{path}: steps.{i}.template: template {s.template}.sms.j2 not found in {templates}"
             )
     named += [(key, template) for key, template in config.extra_templates()]
     named += [

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 def cart_steps(**first_step: Any) -> list[dict[str, Any]]:
     """cart_recovery.toml's steps, the first one changed."""
-    steps = tomllib.loads((ROOT / "journeys" / "cart_recovery.toml").read_text())["steps"]
+    steps: list[dict[str, Any]] = tomllib.loads(
+        (ROOT / "journeys" / "cart_recovery.toml").read_text()
+    )["steps"]
     steps[0].update(first_step)
     return steps
 

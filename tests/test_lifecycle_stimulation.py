@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -20,6 +21,10 @@ from workflows.stimulation import RepeatedStimulation
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 ROUNDS = ["round_1", "round_2", "round_3", "round_4", "round_5"]
+
+
+def at_least(n: int, got: list[str]) -> bool:
+    return len(got) >= n
 
 
 async def first_order(http, cid: str, total: float) -> None:
@@ -53,7 +58,7 @@ async def test_five_monthly_rounds_each_with_a_coupon_and_its_10_day_window(stac
 
     for month in range(1, 6):
         await stack.fast_forward(handle, timedelta(days=30))
-        got = await eventually(lambda: rounds_sent(stack, cid), lambda got, n=month: len(got) >= n)
+        got = await eventually(lambda: rounds_sent(stack, cid), partial(at_least, month))
         assert got == ROUNDS[:month]
     result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -174,8 +175,8 @@ async def test_no_transaction_waits_on_temporal(stack, monkeypatch):
     under_way = 0
     most = 0
 
-    def slowed(call):
-        async def slow(*args, **kwargs):
+    def slowed(call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def slow(*args: Any, **kwargs: Any) -> Any:
             nonlocal under_way, most
             under_way += 1
             most = max(most, under_way)

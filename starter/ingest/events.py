@@ -292,7 +292,6 @@ class OrderCompleted(Event):
         kept = {"order_id": self.order_id, "total": str(self.total), "currency": self.currency}
         return kept | ({"coupons": self.coupons} if self.coupons else {})
 
-
     def concerns(self) -> str:
         return workflow_id("cart_recovery", self.customer_id)
 
