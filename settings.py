@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     temporal_address: str = ""
     temporal_namespace: str = "default"
     temporal_task_queue: str = "journeys"
+    # Worker Versioning (docs/changing-a-journey.md): the worker joins the worker deployment
+    # WORKER_DEPLOYMENT as the version WORKER_BUILD_ID (empty: the git commit it runs);
+    # unversioned when WORKER_DEPLOYMENT is empty (make run, the tests).
+    worker_deployment: str = ""
+    worker_build_id: str = ""
     temporal_ui_port: int = 8233
     temporal_dev_port: int = 7233
     temporal_cli_path: str = ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import subprocess
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.breaker import BreakerPolicy
@@ -35,7 +37,7 @@ from core.lifecycle import load_lifecycle
 from core.sending import SEND_START_TO_CLOSE
 from journeys.loader import JourneyLoader
 from observability import configure_logging, runtime_with_metrics
-from settings import Settings, get_settings
+from settings import ROOT, Settings, get_settings
 from starter.client import connect
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
 from store.db import SessionFactory, make_engine, make_session_factory
@@ -215,7 +217,41 @@ def build_worker(
         ),
         activity_executor=ThreadPoolExecutor(4),
         graceful_shutdown_timeout=timedelta(seconds=10),
+        deployment_config=deployment_config(settings),
     )
+
+
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """Worker Versioning (docs/changing-a-journey.md): the version WORKER_BUILD_ID (else the
+    git commit of ROOT) of the worker deployment WORKER_DEPLOYMENT; None (unversioned) when
+    WORKER_DEPLOYMENT is empty. Every journey runs AUTO_UPGRADE: open runs move to the
+    current version and replay their history there, so changes stay behind
+    ``workflow.patched`` (a behaviour on ``@workflow.defn``, such as PINNED for the short
+    journeys, is sent by unversioned workers too, and the server refuses it from them:
+    decision 0017). Raises ValueError when no build id can be found."""
+    if not settings.worker_deployment:
+        return None
+    build_id = settings.worker_build_id or git_commit()
+    if not build_id:
+        raise ValueError("WORKER_BUILD_ID is empty and the worker runs outside a git checkout")
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(
+            deployment_name=settings.worker_deployment, build_id=build_id
+        ),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
+    )
+
+
+def git_commit() -> str:
+    """The commit of the checkout the worker runs from, or "" outside one."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 async def main() -> None:
