@@ -301,6 +301,7 @@ async def test_segment_spec_examples_are_accepted_as_they_are(http, stack):
         "Identify",
         "Product Added",
         "Order Completed",
+        "Lifecycle Stage Changed",  # the first order: a prospect becomes a new customer
     ]
     handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
     result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
