@@ -257,9 +257,9 @@ class Delivery:
         held = _HELD.get()
         if status == "sent" and held is not None and held.key == key:
             if held.record_now is not None:
-                now, held.record_now = held.record_now, None  # one try; again: the async path
+                now, held.record_now = held.record_now, None  # this attempt's; then async
                 try:
-                    recorded = now(key, attempt_token())
+                    recorded = await _record_now(now, key, attempt_token())
                 except sent_now.NotRecorded as exc:
                     activity.logger.warning("send %s: recording sent at once failed (%s)", key, exc)
                 else:
@@ -374,3 +374,17 @@ class Delivery:
                     reason="hard_bounce",
                     detail=outcome.detail,
                 )
+
+
+async def _record_now(now: sent_now.Recorder, key: str, attempt: str) -> bool:
+    """``now`` again while SQLite's write lock is held by another of this worker's
+    transactions (one the blocked loop would never let finish): the loop runs for a
+    millisecond between tries, for at most ``sent_now.BUSY_SECONDS``; then NotRecorded."""
+    deadline = time.monotonic() + sent_now.BUSY_SECONDS
+    while True:
+        try:
+            return now(key, attempt)
+        except sent_now.Busy:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.001)

@@ -19,7 +19,9 @@ keeps trying through an outage.
 On SQLite (:class:`SentNowSqlite`) the same is one short blocking transaction on a
 synchronous ``sqlite3`` connection with no busy wait: if another writer holds the database's
 write lock at that instant (it may be one of this worker's own transactions, waiting for the
-loop this call holds), it fails at once and the asynchronous path records it.
+loop this call holds), it raises :class:`Busy` at once; the caller lets the loop run a
+millisecond and tries again (SQLite's own busy handler would sleep up to 100 ms a time), and
+after ``BUSY_SECONDS`` the asynchronous path records it.
 
 Shapes: :meth:`SentNow.recorder` gives an async context manager yielding a
 ``(key, attempt) -> bool`` callable (True: recorded; False: ``attempt`` no longer holds the
@@ -70,6 +72,13 @@ Recorder = Callable[[str, str], bool]
 
 class NotRecorded(Exception):
     """The blocking commit did not answer in time or failed; nothing is known of it."""
+
+
+class Busy(NotRecorded):
+    """SQLite's write lock is held elsewhere: nothing was written; try again in a moment."""
+
+
+BUSY_SECONDS = 2.0  # how long a caller tries again while SQLite's write lock is held
 
 
 class _Watchdog:
@@ -218,8 +227,12 @@ class SentNowSqlite:
                     conn.execute("ROLLBACK")
                     raise
                 return row is not None
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise Busy(str(exc)) from exc
+                raise NotRecorded(str(exc) or type(exc).__name__) from exc
             except sqlite3.Error as exc:
-                broken = not isinstance(exc, sqlite3.OperationalError)
+                broken = True
                 raise NotRecorded(str(exc) or type(exc).__name__) from exc
 
         try:
