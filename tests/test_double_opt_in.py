@@ -115,7 +115,8 @@ async def test_a_signup_is_confirmed_before_any_marketing_email(stack, http):
     assert html.escape(CONSENT_TEXT) in page.text
     await settle()
     async with stack.sessions() as s:
-        assert (await get_consent(s, email=email_for(cid))).confirmed_at is None
+        record = await get_consent(s, email=email_for(cid))
+    assert record is not None and record.confirmed_at is None
 
     pressed = await http.post(confirm, headers=PERSON)
     assert pressed.status_code == 200 and "subscribed" in pressed.text

@@ -1,7 +1,7 @@
 """Scale-out (issue 18 item 5; ``python -m faults.scale_out`` runs it with 300 journeys, this
 test with 40): two worker processes on one task queue and two API processes on their own
-ports, on the dev server and PostgreSQL. Customers enter through both APIs (half each); one worker is
-SIGKILLed mid-run and the other finishes: every cart-recovery email once per step (counted
+ports, on the dev server and PostgreSQL. Customers enter through both APIs (half each); one
+worker is SIGKILLed mid-run and the other finishes: every cart-recovery email once per step (counted
 by Message-ID at the relay), every run Completed, one daily-sweep schedule though both
 workers created it at start, and one sweep run per day backfilled."""
 

@@ -30,7 +30,6 @@ from testkit.engagement import PERSON, SCANNER, read_later
 from testkit.mail import journey_mails, parts, steps_of, wait_for_mail
 from testkit.stack import WRITE_KEY, Stack, running_stack, stack_settings
 from tests.test_win_back import sweep
-from workflows.cart_recovery import CartRecovery
 
 BEARER = {"Authorization": f"Bearer {WRITE_KEY}"}
 AFTER_EMAILS, AFTER_DAYS = 2, 30
@@ -87,7 +86,7 @@ async def _cart_customer(stack: Stack, http: Any, label: str) -> WorkflowHandle[
     answer = await http.post("/v1/identify", json=identify, headers=BEARER)
     assert answer.status_code == 200, answer.text
     await _track(http, cid, "Checkout Started", products=[TEE])
-    handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
+    handle = stack.client.get_workflow_handle(f"cart-recovery:{cid}")
     await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
     await wait_for_mail(stack.catcher, email_for(cid), 1)
     return handle
