@@ -74,6 +74,8 @@ def journey_page(report: dict[str, Any]) -> str:
             parts.append(report_charts.ab_chart(step))
     if "mail" in report:
         parts.append(report_charts.mail_section(report["mail"]))
+    if report.get("channels"):
+        parts.append(channel_table(report["channels"]))
     parts.append(f'<p class="muted">{escape(METHOD)}</p>')
     return page(f"Effect of {report['journey']}", "".join(parts))
 
@@ -187,3 +189,22 @@ def lift_chart(rows: list[dict[str, Any]]) -> str:
         ]
     out.append("</svg>")
     return "".join(out)
+
+
+def channel_table(channels: dict[str, Any]) -> str:
+    """Emails and texts apart (a text step's conversions and lift are its step's above)."""
+    rows = []
+    for channel, found in sorted(channels.items()):
+        statuses, delivery = found["statuses"], found["delivery"]
+        delivered = delivery.get("delivered", "") if channel == "sms" else ""
+        rows.append(
+            f"<tr><td>{escape(channel)}</td><td>{statuses.get('sent', 0)}</td>"
+            f"<td>{delivered}</td><td>{found['clicks']}</td><td>{found['machine_clicks']}</td>"
+            f"<td>{escape(', '.join(found['steps']))}</td></tr>"
+        )
+    return (
+        "<h2>By channel</h2><table><tr><th>channel</th><th>sent</th><th>delivered (texts)</th>"
+        "<th>clicked (people)</th><th>clicked (machines)</th><th>steps</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )

@@ -16,7 +16,7 @@ from typing import Any
 
 from core.stats import Group, Lift, ab_verdict, chi_squared, lift, verdict
 from starter import mail_report
-from store import ab_tests, reports
+from store import ab_tests, mail_figures, reports
 from store.db import SessionFactory, make_engine, make_session_factory
 
 DEFAULT_WINDOWS = "2d,10d,30d"
@@ -150,6 +150,8 @@ async def journey_report(
         out["mail"] = await mail_report.mail_figures(
             sessions, journey, windows=[(w, window_of(w)) for w in windows], since=since
         )
+        async with sessions() as s:  # emails and texts apart; a text step's lift is its step's
+            out["channels"] = await mail_figures.channels(s, journey=journey, since=since)
     return out
 
 
@@ -262,7 +264,27 @@ def as_table(report: dict[str, Any]) -> str:
         lines += _variant_lines(step)
     if "mail" in report:
         lines += mail_report.table_lines(report["mail"])
+    lines += channel_lines(report.get("channels", {}))
     return "\n".join(lines)
+
+
+def channel_lines(channels: dict[str, Any]) -> list[str]:
+    """Emails and texts apart: sent, delivered (texts: by the provider), clicks, steps."""
+    lines = ["  by channel"] if channels else []
+    for channel, found in sorted(channels.items()):
+        statuses, delivery = found["statuses"], found["delivery"]
+        delivered = (
+            f", delivered {delivery.get('delivered', 0)}, undelivered "
+            f"{delivery.get('undelivered', 0) + delivery.get('failed', 0)}"
+            if channel == "sms"
+            else ""
+        )
+        lines.append(
+            f"    {channel:5} sent {statuses.get('sent', 0)}{delivered}, clicked by a person "
+            f"{found['clicks']} (machines {found['machine_clicks']}); steps "
+            + ", ".join(found["steps"])
+        )
+    return lines
 
 
 def _variant_lines(step: dict[str, Any]) -> list[str]:

@@ -125,6 +125,49 @@ async def send_statuses(
     return out
 
 
+async def channels(
+    s: AsyncSession, *, journey: str, since: datetime | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per channel (``email``, ``sms``): ``statuses`` (decisions by ``send_log`` status),
+    ``delivery`` (texts: the provider's callbacks, delivered / undelivered / failed),
+    ``clicks`` and ``machine_clicks`` (sends clicked at least once, a person's / a machine's)
+    and ``steps`` (the journey's steps on that channel)."""
+    log, e = SendLog, Event
+    out: dict[str, dict[str, Any]] = {}
+
+    def of(channel: str) -> dict[str, Any]:
+        return out.setdefault(
+            channel,
+            {"statuses": {}, "delivery": {}, "clicks": 0, "machine_clicks": 0, "steps": []},
+        )
+
+    where = [log.journey == journey] + ([log.decided_at >= since] if since is not None else [])
+    by_status = (
+        select(log.channel, log.step, log.status, log.delivery_status, func.count())
+        .where(*where)
+        .group_by(log.channel, log.step, log.status, log.delivery_status)
+    )
+    for channel, step, status, delivery, n in await s.execute(by_status):
+        found = of(channel)
+        found["statuses"][status] = found["statuses"].get(status, 0) + int(n)
+        if delivery is not None:
+            found["delivery"][delivery] = found["delivery"].get(delivery, 0) + int(n)
+        if step not in found["steps"]:
+            found["steps"].append(step)
+    key = _prop(_dialect(s), e.properties, "send_key")
+    clicked = (
+        select(log.channel, e.engagement_class, func.count(func.distinct(log.idempotency_key)))
+        .join(log, log.idempotency_key == key)
+        .where(e.name == CLICKED, *where)
+        .group_by(log.channel, e.engagement_class)
+    )
+    for channel, kind, n in await s.execute(clicked):
+        of(channel)["machine_clicks" if kind == "machine" else "clicks"] += int(n)
+    for found in out.values():
+        found["steps"].sort()
+    return out
+
+
 @dataclass
 class Engagement:
     """Opens and clicks of a journey's sends, counted five ways (keys: event name, class)."""

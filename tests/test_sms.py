@@ -24,6 +24,8 @@ from devstack.catcher import MailCatcher
 from devstack.sms_catcher import SmsCatcher
 from journeys.config import NurtureConfig
 from starter.http import create_app
+from starter.report_page import journey_page
+from starter.reports import as_table, journey_report
 from store import sms as sms_store
 from store.db import SessionFactory
 from store.models import Customer, SendLog
@@ -280,6 +282,34 @@ async def test_status_callbacks_record_delivery_and_suppress_dead_numbers(api, s
         "undelivered": ("undelivered", "30003", None),  # unreachable for now: texts go on
         "failed": ("failed", "21610", "opted_out_at_carrier"),
     }
+
+
+async def test_the_report_counts_texts_apart_from_emails(api, sms):
+    """Issue 17 item 7: the effect report splits sends by channel (a text step's conversions
+    and lift are its own step's rows)."""
+    stack, client = api
+    since = datetime.now(UTC)
+    cid, phone, handle = await text_sent_to(stack, sms)
+    await wait_for_mail(stack.catcher, email_for(cid), 1)
+    row = await send_row(stack, cid, "thanks_sms")
+    form = {"MessageSid": str(row.message_id), "MessageStatus": "delivered", "To": phone}
+    answer = await twilio_post(client, "/v1/sms/status", {**form, "ErrorCode": ""})
+    assert answer.status_code == 204
+    await handle.terminate("test done")
+
+    report = await journey_report(
+        stack.sessions, "new_customer_nurture", windows=["10d"], since=since
+    )
+    email, text = report["channels"]["email"], report["channels"]["sms"]
+    assert (email["statuses"], email["delivery"], email["steps"]) == ({"sent": 1}, {}, ["thanks"])
+    assert (text["statuses"], text["delivery"], text["steps"]) == (
+        {"sent": 1},
+        {"delivered": 1},
+        ["thanks_sms"],
+    )
+    assert "thanks_sms" in {step["step"] for step in report["steps"]}  # its own lift rows
+    assert "sms   sent 1, delivered 1, undelivered 0" in as_table(report)
+    assert "<h2>By channel</h2>" in journey_page(report)
 
 
 async def test_a_bad_phone_number_is_refused_naming_the_field(api):
