@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from core.contracts import JourneyResult
 from core.ids import workflow_id
 from store import coupons
 from store.db import SessionFactory
@@ -208,7 +209,10 @@ async def test_the_welcome_series_branches_on_day_7_on_the_used_coupon(
     for path, (act, *_) in PATHS.items():
         await act(stack, http, ids[path])
     handles = [
-        stack.client.get_workflow_handle(workflow_id("welcome_series", cid)) for cid in ids.values()
+        stack.client.get_workflow_handle(
+            workflow_id("welcome_series", cid), result_type=JourneyResult
+        )
+        for cid in ids.values()
     ]
     await asyncio.gather(*(stack.fast_forward(h, timedelta(days=12, minutes=1)) for h in handles))
     results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), PATIENCE)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from core.contracts import JourneyResult
 from core.links import Links
 from core.zones import zone_at_local_hour
 from devstack.catcher import MailCatcher
@@ -86,7 +87,7 @@ async def _cart_customer(stack: Stack, http: Any, label: str) -> WorkflowHandle[
     answer = await http.post("/v1/identify", json=identify, headers=BEARER)
     assert answer.status_code == 200, answer.text
     await _track(http, cid, "Checkout Started", products=[TEE])
-    handle = stack.client.get_workflow_handle(f"cart-recovery:{cid}")
+    handle = stack.client.get_workflow_handle(f"cart-recovery:{cid}", result_type=JourneyResult)
     await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
     await wait_for_mail(stack.catcher, email_for(cid), 1)
     return handle
