@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from devstack.catcher import MailCatcher, free_port
+from devstack.sms_catcher import SmsCatcher
 from settings import ROOT
 from starter.http import create_app
 from store.db import make_engine, make_session_factory
@@ -28,6 +29,9 @@ SKIP = ["starter schedule"]
 @pytest.mark.timeout(1800)  # some thirty commands, each a fresh `uv run`, and the demo's email
 async def test_every_readme_command_runs_as_printed(temporal_env, tmp_path):
     catcher = MailCatcher(maildir=tmp_path / "mail").start()
+    # The texts `make demo` waits for and `make sms` lists: the local catcher, as `make run`
+    # starts it (its development account), keeping what it gets in this test's directory.
+    texts = SmsCatcher(directory=tmp_path / "sms").start()
     url = await migrated_sqlite(tmp_path / "readme.db")
     engine = make_engine(url)
     port = free_port()
@@ -36,6 +40,7 @@ async def test_every_readme_command_runs_as_printed(temporal_env, tmp_path):
         catcher=catcher,
         public_base_url=f"http://127.0.0.1:{port}",  # the one-click unsubscribe is called
         api_write_key="dev-write-key",  # the README's K
+        twilio_base_url=f"http://{texts.host}:{texts.port}",
     )
     try:
         async with (
@@ -62,6 +67,7 @@ async def test_every_readme_command_runs_as_printed(temporal_env, tmp_path):
                 DATABASE_URL=url,
                 SMTP_PORT=str(catcher.port),  # no SMTP_HOST: the demo looks in the catcher
                 CATCHER_MAILDIR=str(tmp_path / "mail"),
+                SMS_CATCHER_DIR=str(tmp_path / "sms"),
             )
             skips = [arg for pattern in SKIP for arg in ("--skip", pattern)]
             proc = await asyncio.create_subprocess_exec(
@@ -76,6 +82,7 @@ async def test_every_readme_command_runs_as_printed(temporal_env, tmp_path):
             out, _ = await asyncio.wait_for(proc.communicate(), timeout=1500)
     finally:
         catcher.stop()
+        texts.stop()
         await engine.dispose()
     report = out.decode()
     assert proc.returncode == 0, report
