@@ -26,24 +26,20 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.breaker import Breaker
-from activities.gate import gate
+from activities.gate import claim
 from activities.mailer import SmtpConnection, SmtpFailure, SmtpPool
 from activities.pacing import Paced, Pacer
 from activities.send_log import (
     attempt_token,
     count_uncertain,
     decided,
-    keep,
     log_for,
     persist,
     record_window,
     row_for,
-    settled,
-    unknown_customer,
 )
 from core.contracts import ReasonCode, SendOutcome, SendStatus, SendStepInput, describe
 from core.pacing import engagement_rank
-from core.sending import CLAIM_LEASE
 from store import events, repo, sends, sent_now
 from store.db import SessionFactory
 from store.models import utcnow
@@ -226,27 +222,17 @@ class Delivery:
     async def _claim_in(
         self, s: AsyncSession, a: Attempt, message_id: str, coupon_code: str | None
     ) -> SendOutcome | None:
-        req = a.req
-        customer = await repo.lock_customer(s, customer_id=req.customer_id)
-        if customer is None:
-            raise unknown_customer(req.customer_id)
-        if customer.email != a.email:
-            raise ApplicationError(
-                f"customer {customer.id}'s address changed since the message was composed",
-                type="AddressChanged",
-            )
-        existing = await repo.get_send(s, key=a.key)
-        if existing is not None and (answer := settled(existing, req)) is not None:
-            return answer
-        decision = await gate(s, req, customer)
-        if decision is not None:
-            keep(s, req, customer, existing, decision)
-            return decision
-        row = existing or row_for(req, customer_id=customer.id, email=a.email, decision=None)
-        row.message_id, row.coupon_code, row.recipient = message_id, coupon_code, a.email
-        sends.take(row, attempt=a.token, lease=CLAIM_LEASE)
-        if existing is None:
-            s.add(row)
+        claimed = await claim(
+            s,
+            a.req,
+            recipient=a.email,
+            current=lambda customer: customer.email,
+            changed="address changed since the message was composed",
+            token=a.token,
+        )
+        if isinstance(claimed, SendOutcome):
+            return claimed
+        claimed.message_id, claimed.coupon_code = message_id, coupon_code
         return None
 
     async def _finish(self, key: str, *, status: str, reason: str | None) -> None:

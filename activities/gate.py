@@ -3,18 +3,56 @@ when a send is decided and again when its claim is taken, right before the final
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.exceptions import ApplicationError
 
 from activities.journey import ordered_since
+from activities.send_log import keep, row_for, settled, unknown_customer
 from core.contracts import SendOutcome, SendStepInput
 from core.rules import Recipient, cart_state, send_decision
+from core.sending import CLAIM_LEASE
 from store import decisions, repo, sends
 from store import lifecycle as cadence
 from store import sms as sms_store
-from store.models import Customer
+from store.models import Customer, SendLog
+
+
+async def claim(
+    s: AsyncSession,
+    req: SendStepInput,
+    *,
+    recipient: str,
+    current: Callable[[Customer], str | None],
+    changed: str,
+    token: str,
+) -> SendOutcome | SendLog:
+    """Right before an email's dot or a text's request, in the caller's transaction: the
+    customer's row locked, the answer recorded before, else the gate again (a "no" recorded
+    unless it is a hold), else the row claimed by ``token`` (a new one added to ``s``).
+    ``current(customer)`` must still be ``recipient``; else ``AddressChanged`` saying
+    "customer <id>'s <changed>"."""
+    customer = await repo.lock_customer(s, customer_id=req.customer_id)
+    if customer is None:
+        raise unknown_customer(req.customer_id)
+    if current(customer) != recipient:
+        raise ApplicationError(f"customer {customer.id}'s {changed}", type="AddressChanged")
+    existing = await repo.get_send(s, key=req.idempotency_key)
+    if existing is not None and (answer := settled(existing, req)) is not None:
+        return answer
+    decision = await gate(s, req, customer)
+    if decision is not None:
+        keep(s, req, customer, existing, decision)
+        return decision
+    row = existing or row_for(req, customer_id=customer.id, email=recipient, decision=None)
+    row.recipient = recipient
+    sends.take(row, attempt=token, lease=CLAIM_LEASE)
+    if existing is None:
+        s.add(row)
+    return row
 
 
 async def gate(s: AsyncSession, req: SendStepInput, customer: Customer) -> SendOutcome | None:

@@ -18,25 +18,20 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.gate import gate
+from activities.gate import claim
 from activities.render import TemplateBroken, TemplateMissing
 from activities.send_log import (
     attempt_token,
     count_uncertain,
     heartbeating,
-    keep,
     log_for,
     persist,
-    row_for,
-    settled,
-    unknown_customer,
 )
 from activities.sms.compose import SmsComposer
 from activities.sms.provider import SmsFailure, SmsProvider
 from core.contracts import ReasonCode, SendOutcome, SendStatus, SendStepInput, describe
-from core.sending import CLAIM_LEASE
 from core.sms import PERMANENT_ERRORS
-from store import repo, sends
+from store import sends
 from store import sms as sms_store
 from store.db import SessionFactory
 from store.models import Customer
@@ -127,26 +122,17 @@ class TextDelivery:
         """The gate again with the customer's row locked, then the claim; a "no" is
         recorded (unless a hold) and returned."""
         async with self._sessions.begin() as s:
-            customer = await repo.lock_customer(s, customer_id=req.customer_id)
-            if customer is None:
-                raise unknown_customer(req.customer_id)
-            if customer.phone != phone:
-                raise ApplicationError(
-                    f"customer {customer.id}'s number changed since the text was composed",
-                    type="AddressChanged",
-                )
-            existing = await repo.get_send(s, key=req.idempotency_key)
-            if existing is not None and (answer := settled(existing, req)) is not None:
-                return answer
-            decision = await gate(s, req, customer)
-            if decision is not None:
-                keep(s, req, customer, existing, decision)
-                return decision
-            row = existing or row_for(req, customer_id=customer.id, email=phone, decision=None)
-            row.recipient, row.channel = phone, "sms"
-            sends.take(row, attempt=token, lease=CLAIM_LEASE)
-            if existing is None:
-                s.add(row)
+            claimed = await claim(
+                s,
+                req,
+                recipient=phone,
+                current=lambda customer: customer.phone,
+                changed="number changed since the text was composed",
+                token=token,
+            )
+            if isinstance(claimed, SendOutcome):
+                return claimed
+            claimed.channel = "sms"
         return None
 
     async def _end_text(
