@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.delivery import Attempt
 from activities.send import SendActivities
@@ -65,11 +66,14 @@ async def test_sent_is_committed_by_the_blocking_statement_with_the_customers_la
     assert list(relay.delivered().values()) == [1]
 
 
-class WriteLockedMeanwhile(SendActivities):
-    """Another connection holds SQLite's write lock from the claim until a moment after the
-    250 (as another of the worker's own transactions would, waiting for the event loop)."""
+class LockedMeanwhile(SendActivities):
+    """Another transaction holds a lock (``lock``) from the claim until a moment after the
+    250, as another of the worker's own transactions would while it waits for the event loop."""
 
     released: asyncio.Task[None] | None = None
+
+    async def lock(self, s: AsyncSession, a: Attempt) -> None:
+        raise NotImplementedError
 
     async def _claim(self, a: Attempt, message_id: str, coupon_code: str | None) -> None:
         await super()._claim(a, message_id, coupon_code)
@@ -77,13 +81,20 @@ class WriteLockedMeanwhile(SendActivities):
 
         async def hold() -> None:
             async with self._sessions.begin() as s:
-                await s.execute(text("UPDATE smtp_breakers SET failures = failures"))
-                await s.execute(text("CREATE TABLE IF NOT EXISTS lock_holder (x INTEGER)"))
+                await self.lock(s, a)
                 locked.set()
                 await asyncio.sleep(0.5)  # needs the event loop to end: a blocked loop never would
 
-        WriteLockedMeanwhile.released = asyncio.create_task(hold())
+        type(self).released = asyncio.create_task(hold())
         await locked.wait()
+
+
+class WriteLockedMeanwhile(LockedMeanwhile):
+    """SQLite's write lock."""
+
+    async def lock(self, s: AsyncSession, a: Attempt) -> None:
+        await s.execute(text("UPDATE smtp_breakers SET failures = failures"))
+        await s.execute(text("CREATE TABLE IF NOT EXISTS lock_holder (x INTEGER)"))
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -146,26 +157,11 @@ async def test_a_lost_connection_falls_back_to_the_async_path_and_records_sent_o
     assert list(relay.delivered().values()) == [1]
 
 
-class CustomerLockedMeanwhile(SendActivities):
-    """Another transaction holds the customer's row (as another of the worker's own claims
-    would, waiting for the event loop) from the claim until a moment after the 250."""
+class CustomerLockedMeanwhile(LockedMeanwhile):
+    """The customer's row (as another of the worker's own claims would hold it)."""
 
-    released: asyncio.Task[None] | None = None
-
-    async def _claim(self, a: Attempt, message_id: str, coupon_code: str | None) -> None:
-        await super()._claim(a, message_id, coupon_code)
-        locked = asyncio.Event()
-
-        async def hold() -> None:
-            async with self._sessions.begin() as s:
-                await s.execute(
-                    select(Customer).where(Customer.id == a.req.customer_id).with_for_update()
-                )
-                locked.set()
-                await asyncio.sleep(0.5)  # needs the event loop to end: a blocked loop never would
-
-        CustomerLockedMeanwhile.released = asyncio.create_task(hold())
-        await locked.wait()
+    async def lock(self, s: AsyncSession, a: Attempt) -> None:
+        await s.execute(select(Customer).where(Customer.id == a.req.customer_id).with_for_update())
 
 
 async def test_a_lock_on_the_customer_times_out_the_blocking_statement_not_the_loop(
