@@ -47,8 +47,19 @@ async def postgres_url() -> AsyncIterator[str]:
         yield url
 
 
+@pytest.fixture
+async def own_sqlite_url(tmp_path: Path) -> str:
+    """A store of this test alone: for tests that read every row of the store (reports),
+    since the shared stores hold rows other tests wrote at their skipped-ahead times."""
+    return await migrated_sqlite(tmp_path / "own.db")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest) -> str:
+    """The store's URL: ``sqlite`` and ``postgresql`` are shared by the session's tests; a
+    test marked ``own_store`` gets a fresh SQLite file of its own instead."""
+    if request.node.get_closest_marker("own_store"):
+        return str(request.getfixturevalue("own_sqlite_url"))
     fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     return str(request.getfixturevalue(fixture))
 

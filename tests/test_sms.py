@@ -284,6 +284,8 @@ async def test_status_callbacks_record_delivery_and_suppress_dead_numbers(api, s
     }
 
 
+# the report reads every send of the journey: a store of its own (conftest.own_sqlite_url)
+@pytest.mark.own_store
 async def test_the_report_counts_texts_apart_from_emails(api, sms):
     """Issue 17 item 7: the effect report splits sends by channel (a text step's conversions
     and lift are its own step's rows)."""

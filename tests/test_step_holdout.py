@@ -22,7 +22,8 @@ from testkit.mail import journey_mails, steps_of
 from testkit.stack import Stack
 from testkit.waiting import eventually
 
-pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+# the report reads every send of the journey: a store of its own (conftest.own_sqlite_url)
+pytestmark = [pytest.mark.parametrize("db_url", ["sqlite"], indirect=True), pytest.mark.own_store]
 CUSTOMERS = 40
 JOURNEY, STEP = "cart_recovery", "reminder_1"
 
