@@ -57,6 +57,7 @@ class MailCatcher:
         self.maildir = maildir
         self.messages: list[EmailMessage] = []
         self.raw: list[bytes] = []  # each message as received, byte for byte (after dot-unstuffing)
+        self._to: list[str] = []  # each message's To header, lowercase (parsed once, in keep)
         self.connections = 0
         self.lock = threading.Lock()
         self.received = threading.Condition(self.lock)
@@ -79,6 +80,7 @@ class MailCatcher:
         with self.received:
             self.messages.append(msg)
             self.raw.append(raw)
+            self._to.append(str(msg["To"]).lower())
             if self._box is not None:
                 self._box.add(raw)
             self.received.notify_all()
@@ -101,13 +103,16 @@ class MailCatcher:
         return self._controller is not None
 
     def to(self, address: str) -> list[EmailMessage]:
+        """The messages whose To header holds ``address`` (any case), in arrival order."""
+        address = address.lower()
         with self.lock:
-            return [m for m in self.messages if address.lower() in str(m["To"]).lower()]
+            return [m for m, to in zip(self.messages, self._to, strict=True) if address in to]
 
     def clear(self) -> None:
         with self.lock:
             self.messages.clear()
             self.raw.clear()
+            self._to.clear()
             self.connections = 0
 
 
