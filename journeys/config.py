@@ -229,11 +229,19 @@ class JourneyConfig(_Strict):
             update={
                 **delays,
                 "steps": tuple(
-                    s.model_copy(update={"after": s.after / factor}) for s in self.steps
+                    s.model_copy(
+                        update={"after": s.after / factor, "cap_wait": s.cap_wait / factor}
+                    )
+                    for s in self.steps
                 ),
                 "frequency_cap": self.frequency_cap.model_copy(
                     update={"window": self.frequency_cap.window / factor}
                 ),
+                # The caps by lifecycle stage are caps like the journey's own.
+                "stage_caps": {
+                    stage: cap.model_copy(update={"window": cap.window / factor})
+                    for stage, cap in self.stage_caps.items()
+                },
             }
         )
 
