@@ -6,6 +6,7 @@ import shutil
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,15 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     temporal_dev_port: int = 7233
     temporal_cli_path: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_namespace_is_unset(cls, data: Any) -> Any:
+        """TEMPORAL_NAMESPACE= (docker-compose's way of passing no value) is unset: the
+        default, or the profile's namespace (starter/client.py), never the namespace ""."""
+        if isinstance(data, dict) and data.get("temporal_namespace") == "":
+            return {k: v for k, v in data.items() if k != "temporal_namespace"}
+        return data
 
     # Store
     database_url: str = f"sqlite+aiosqlite:///{VAR_DIR / 'journeys.db'}"

@@ -38,12 +38,15 @@ from settings import Settings
 
 def _temporal_env(settings: Settings) -> dict[str, str]:
     """TEMPORAL_* from .env under the process environment (which wins), as pydantic-settings
-    reads every other setting."""
+    reads every other setting. An empty value is no value, in either place: docker-compose
+    passes ``VAR=`` for a variable it has none for, and envconfig would read an empty
+    ``TEMPORAL_TLS_*_PATH`` as the current directory, refuse an empty ``_PATH`` next to an
+    empty ``_DATA``, and turn TLS on for an empty ``TEMPORAL_API_KEY`` or ``TEMPORAL_TLS``."""
     env_file = settings.model_config.get("env_file")
     from_file: dict[str, str] = {}
     if isinstance(env_file, str) and os.path.exists(env_file):
-        from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-    merged = {**from_file, **os.environ}
+        from_file = {k: v for k, v in dotenv_values(env_file).items() if v}
+    merged = {**from_file, **{k: v for k, v in os.environ.items() if v}}
     return {k: v for k, v in merged.items() if k.startswith("TEMPORAL_")}
 
 
@@ -58,7 +61,8 @@ def connect_config(settings: Settings) -> ClientConnectConfig:
     profile = ClientConfigProfile.load(disable_file=not named, override_env_vars=env)
     config = profile.to_client_connect_config()
     config["target_host"] = settings.temporal_target
-    if "temporal_namespace" in settings.model_fields_set or "namespace" not in config:
+    # TEMPORAL_NAMESPACE given (settings drop an empty one) wins; else the profile's.
+    if "temporal_namespace" in settings.model_fields_set or not config.get("namespace"):
         config["namespace"] = settings.temporal_namespace
     return config
 
