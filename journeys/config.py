@@ -431,16 +431,27 @@ class ShopDate(_Strict):
     day: int = Field(ge=1, le=31)
 
 
+class LunarDate(_Strict):
+    """A day of the Chinese lunisolar calendar, every year on the Gregorian date it falls
+    on that year (the Double Ninth: month 9, day 9), reckoned by the ``lunardate``
+    package (1900-2099). A leap month's day does not count."""
+
+    name: str = Field(min_length=1, max_length=60)
+    month: int = Field(ge=1, le=12)
+    day: int = Field(ge=1, le=30)
+
+
 class HolidayConfig(_NamedSteps):
     """Holiday greetings (journeys/holidays.toml): on a public holiday of ``country`` (the
-    ``holidays`` package; only those named in ``public_holidays`` when given) or a
-    ``shop_dates`` day, in the customer's local date, to customers in ``stages``; once per
-    holiday and year."""
+    ``holidays`` package; only those named in ``public_holidays`` when given), a
+    ``shop_dates`` day or a ``lunar_dates`` day, in the customer's local date, to customers
+    in ``stages``; once per holiday and year."""
 
     REQUIRED_STEPS = ("greeting",)
     country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
     public_holidays: tuple[str, ...] = ()
     shop_dates: tuple[ShopDate, ...] = ()
+    lunar_dates: tuple[LunarDate, ...] = ()
     stages: tuple[str, ...] = ("new", "active", "repurchase_window", "silent", "sleeping")
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from core.calendar_days import holiday_on
@@ -33,6 +34,7 @@ CALENDAR = HolidayConfig.model_validate(
         "country": "DE",
         "public_holidays": ["Christmas Day"],
         "shop_dates": [{"name": "Shop anniversary", "month": 3, "day": 15}],
+        "lunar_dates": [{"name": "Double Ninth", "month": 9, "day": 9}],
         "steps": [{"name": "greeting", "after": "0s", "template": "t", "subject": "s"}],
     }
 )
@@ -45,10 +47,26 @@ CALENDAR = HolidayConfig.model_validate(
         (date(2026, 12, 24), None),
         (date(2026, 12, 26), None),  # a public holiday in DE, but not one the shop chose
         (date(2027, 3, 15), "Shop anniversary"),
+        # Double Ninth, the 9th day of the 9th lunar month (journeys/holidays.toml)
+        (date(2025, 10, 29), "Double Ninth"),
+        (date(2026, 10, 18), "Double Ninth"),
+        (date(2026, 10, 17), None),
+        (date(2027, 10, 8), "Double Ninth"),
     ],
 )
 def test_which_day_is_a_holiday(day: date, holiday: str | None) -> None:
     assert holiday_on(day, CALENDAR) == holiday
+
+
+def test_double_ninth_falls_where_the_holidays_package_puts_it() -> None:
+    """The lunar day (the ``lunardate`` package) against the ``holidays`` package's own
+    table of the Double Ninth Festival (Hong Kong's public holiday), over thirty years."""
+    import holidays
+
+    for year in range(2000, 2030):
+        hong_kong = holidays.country_holidays("HK", years=year, language="en_US")
+        [day] = [d for d, name in hong_kong.items() if name == "Double Ninth Festival"]
+        assert holiday_on(day, CALENDAR) == "Double Ninth"
 
 
 def test_a_shop_date_needs_a_real_month() -> None:
@@ -163,3 +181,33 @@ async def test_a_vip_gets_vip_care_once_a_year(stack):
         "tips",
         "early_access",
     ]
+
+
+async def test_double_ninth_on_each_customers_own_date_once_a_year(stack):
+    """20:00 UTC on 17 October 2026: already the Double Ninth (18 October) in Shanghai,
+    still the 17th in Berlin. The Shanghai customer is greeted then, the Berlin one the next
+    sweep; a rerun of that day starts neither again, and the greeting says which day."""
+    before = datetime(2026, 10, 17, 20, 0, tzinfo=UTC)
+    shanghai = await buyer(stack, "shanghai", zone="Asia/Shanghai", days_ago=20, as_of=before)
+    berlin = await buyer(stack, "berlin", zone="Europe/Berlin", days_ago=20, as_of=before)
+
+    await daily_sweep(stack, before)
+    assert await exists(stack, f"holidays:{shanghai}:double-ninth:2026")
+    assert not await exists(stack, f"holidays:{berlin}:double-ninth:2026")
+
+    noon = datetime(2026, 10, 18, 12, 0, tzinfo=UTC)
+    await daily_sweep(stack, noon)
+    assert await exists(stack, f"holidays:{berlin}:double-ninth:2026")
+    await daily_sweep(stack, noon)
+
+    for cid in (shanghai, berlin):
+        greeting = stack.client.get_workflow_handle_for(
+            HolidayGreeting.run, f"holidays:{cid}:double-ninth:2026"
+        )
+        if (await greeting.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await stack.fast_forward(greeting, timedelta(hours=12))  # past quiet hours
+        assert (await asyncio.wait_for(greeting.result(), timeout=PATIENCE)).outcome == "greeted"
+        await wait_for_mail(stack.catcher, email_for(cid), 1)
+        mails = journey_mails(stack.catcher, cid, "holidays")
+        assert steps_of(mails) == ["greeting"]  # once, whatever the reruns
+        assert "Double Ninth" in str(mails[0]["Subject"])
