@@ -26,7 +26,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.mailer import SmtpFailure
 from store import sends
-from store.db import SessionFactory
+from store.db import SessionFactory, readers
 from store.models import SmtpBreaker, utcnow
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,14 @@ class BreakerPolicy:
 class Breaker:
     def __init__(self, *, sessions: SessionFactory, relay: str, policy: BreakerPolicy) -> None:
         self._sessions = sessions
+        self._readers = readers(sessions)  # SQLite: the read before each send takes no lock
         self.relay = relay
         self.policy = policy
 
     async def admit(self) -> bool:
         """Before a send takes a connection: raises ``SendingPaused`` while paused, lets the
         probe through after the cool-down. True when ``ok()`` has something to reset."""
-        async with self._sessions() as s:
+        async with self._readers() as s:
             row = await sends.breaker(s, relay=self.relay)
         if row is None:
             return False

@@ -52,7 +52,7 @@ from core.links import Links
 from journeys.shop import Shop
 from observability import count_send
 from store import ab_tests, repo, sent_now
-from store.db import SessionFactory
+from store.db import SessionFactory, optimistically, readers
 from store.models import Coupon, Customer
 
 
@@ -62,6 +62,11 @@ class MailSettings:
     public_base_url: str
     secret_key: str
     shop: Shop
+
+
+# What a send's decision ends in: the answer (recorded before, or the gate's), or the
+# customer, the template's context and the request to send.
+Decided = SendOutcome | tuple[Customer, dict[str, Any], SendStepInput]
 
 
 class SendActivities(Delivery, TextDelivery):
@@ -78,6 +83,7 @@ class SendActivities(Delivery, TextDelivery):
         pacer: Pacer | None = None,
     ) -> None:
         self._sessions = sessions
+        self._readers = readers(sessions)  # transactions that mostly read (SQLite: DEFERRED)
         self._mailer = mailer
         self._renderer = renderer
         self._mail = mail
@@ -138,32 +144,36 @@ class SendActivities(Delivery, TextDelivery):
         log_for(req.customer_id, "send %s gave up: %s", req.idempotency_key, gave_up.detail)
         return outcome
 
-    async def _decide(
-        self, req: SendStepInput
-    ) -> SendOutcome | tuple[Customer, dict[str, Any], SendStepInput]:
+    async def _decide(self, req: SendStepInput) -> Decided:
         """In one transaction: the answer recorded before, or the gate's (recorded unless
         deferred), or the customer, the template's context and the request to send (with
-        its A/B variant: store.ab_tests.choose)."""
+        its A/B variant: store.ab_tests.choose). Most decisions only read: on SQLite the
+        transaction begins as a reader (store.db.optimistically)."""
+
+        async def transaction(as_reader: bool) -> Decided:
+            async with (self._readers if as_reader else self._sessions).begin() as s:
+                return await self._decide_in(s, req)
+
+        return await optimistically(transaction)
+
+    async def _decide_in(self, s: AsyncSession, req: SendStepInput) -> Decided:
         key = req.idempotency_key
-        async with self._sessions.begin() as s:
-            existing = await repo.get_send(s, key=key)
-            if existing is not None and (answer := settled(existing, req)) is not None:
-                return answer
-            customer = await repo.get_customer(s, customer_id=req.customer_id)
-            if customer is None:
-                raise unknown_customer(req.customer_id)
-            decision = await gate(s, req, customer)
-            if decision is not None:
-                keep(s, req, customer, existing, decision)
-                log_for(customer.id, "send %s %s: %s", key, decision.status, decision.reason)
-                return decision
-            req = await ab_tests.choose(s, req, claimed=existing)
-            cart = await repo.get_cart(s, customer_id=customer.id)
-            coupon = await self._coupon(s, req)
-            context = base_context(
-                req, customer, cart, coupon, shop=self._mail.shop, links=self._links
-            )
-            context.update(await extra_context(s, req, customer))
+        existing = await repo.get_send(s, key=key)
+        if existing is not None and (answer := settled(existing, req)) is not None:
+            return answer
+        customer = await repo.get_customer(s, customer_id=req.customer_id)
+        if customer is None:
+            raise unknown_customer(req.customer_id)
+        decision = await gate(s, req, customer)
+        if decision is not None:
+            keep(s, req, customer, existing, decision)
+            log_for(customer.id, "send %s %s: %s", key, decision.status, decision.reason)
+            return decision
+        req = await ab_tests.choose(s, req, claimed=existing)
+        cart = await repo.get_cart(s, customer_id=customer.id)
+        coupon = await self._coupon(s, req)
+        context = base_context(req, customer, cart, coupon, shop=self._mail.shop, links=self._links)
+        context.update(await extra_context(s, req, customer))
         return customer, context, req
 
     async def _coupon(self, s: AsyncSession, req: SendStepInput) -> Coupon | None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -16,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SessionFactory = async_sessionmaker[AsyncSession]
+T = TypeVar("T")
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -25,7 +29,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
         # pysqlite's own transaction handling breaks SAVEPOINTs (a RELEASE would commit the
         # whole transaction); let SQLAlchemy emit BEGIN itself. IMMEDIATE takes the write
-        # lock up front, so two writers wait for each other instead of failing with BUSY.
+        # lock up front, so two writers wait for each other instead of failing with BUSY;
+        # readers (``readers`` below) begin DEFERRED and never take it.
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             dbapi_conn.isolation_level = None
@@ -38,7 +43,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(_BEGIN, 'IMMEDIATE')}")
 
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
@@ -46,6 +51,60 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+_BEGIN = "sqlite_begin"
+
+
+def readers(sessions: SessionFactory) -> SessionFactory:
+    """Sessions for transactions that mostly read. On SQLite they begin DEFERRED: a reader
+    in WAL mode takes no lock, so it never holds up a writer (the commit of ``sent`` after a
+    250 waits for whoever holds the one write lock). A reader that does write takes the lock
+    at its first write, or fails at once with ``database is locked`` when another writer
+    committed since it began (``is_locked``): see ``optimistically``. On PostgreSQL
+    ``sessions`` themselves."""
+    engine = sessions.kw["bind"]
+    assert isinstance(engine, AsyncEngine)
+    if engine.dialect.name != "sqlite":
+        return sessions
+    return async_sessionmaker(
+        engine.execution_options(**{_BEGIN: "DEFERRED"}), expire_on_commit=False
+    )
+
+
+async def deferred(conn: AsyncConnection, on: bool) -> None:
+    """The next transactions on ``conn`` begin DEFERRED (``on``) or IMMEDIATE (SQLite; a
+    no-op elsewhere)."""
+    if conn.dialect.name == "sqlite":
+        await conn.execution_options(**{_BEGIN: "DEFERRED" if on else "IMMEDIATE"})
+
+
+def is_locked(exc: BaseException) -> bool:
+    """SQLite's answer to a DEFERRED transaction's first write when the lock or a newer
+    snapshot is another connection's (SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT)."""
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+# How often a transaction that mostly reads is tried as a reader before it takes the write
+# lock from its start: each try that fails did not write anything (SQLite refuses its first
+# write), so a try costs its reads.
+OPTIMISTIC_TRIES = 3
+
+
+async def optimistically(transaction: Callable[[bool], Awaitable[T]]) -> T:
+    """``transaction(as_reader)`` done as a reader (``readers``, ``deferred``) while its
+    write meets another writer's (``is_locked``), at most ``OPTIMISTIC_TRIES`` times, then
+    with the write lock from its start. On SQLite this keeps the lock held for the writes
+    and the commit only, not for the reads before them (each a trip through the event
+    loop); SQLite refusing a stale snapshot's write keeps it serializable. ``transaction``
+    must do nothing outside its transaction before it commits."""
+    for _ in range(OPTIMISTIC_TRIES):
+        try:
+            return await transaction(True)
+        except OperationalError as exc:
+            if not is_locked(exc):
+                raise
+    return await transaction(False)
 
 
 def _ensure_sqlite_dir(url: str) -> None:
