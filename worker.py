@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +18,12 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
-from temporalio.worker import Worker, WorkerDeploymentConfig
+from temporalio.worker import (
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkerDeploymentConfig,
+    WorkflowRunner,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.breaker import BreakerPolicy
@@ -41,6 +46,7 @@ from settings import ROOT, Settings, get_settings
 from starter.client import connect
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
 from store.db import SessionFactory, make_engine, make_session_factory
+from versioning import DeclaredVersioning
 from workflows.birthday import BirthdayGreeting
 from workflows.browse_follow_up import BrowseFollowUp
 from workflows.cart_recovery import CartRecovery
@@ -68,6 +74,33 @@ WORKFLOWS: Sequence[type] = (
     HolidayGreeting,
     RepeatedStimulation,
 )
+
+PINNED = VersioningBehavior.PINNED
+AUTO_UPGRADE = VersioningBehavior.AUTO_UPGRADE
+# Worker Versioning (decision 0019): how the open runs of each journey meet a new build,
+# chosen by its longest run, here and nowhere else (a versioned worker declares these;
+# an unversioned one nothing). PINNED: a run ends on the build it started on, so a change
+# needs no workflow.patched for it; the old build's workers run until its runs drain. That
+# suits runs whose last step is due within PINNED_UP_TO of their start. AUTO_UPGRADE: a run
+# moves to the current build at its next workflow task and replays its history there, so a
+# change stays behind workflow.patched; for runs of weeks to months, which would hold every
+# old build up that long. Longest runs as shipped (tests/test_versioning.py checks them
+# against the TOMLs); an operator's wait held by the cap (cap_wait) or a pause comes on top.
+PINNED_UP_TO = timedelta(days=14)
+VERSIONING: Mapping[type, VersioningBehavior] = {
+    CartRecovery: PINNED,  # 7 days: the discount, 7d after the cart was left
+    WelcomeSeries: PINNED,  # 12 days: the preferences email
+    BrowseFollowUp: PINNED,  # 14 days: away_for 7d, then the coupon 7d on
+    ConfirmSubscription: PINNED,  # one email, at once
+    BirthdayGreeting: PINNED,  # the day: the sweep starts it on the birthday
+    HolidayGreeting: PINNED,  # the day: the sweep starts it on the holiday
+    DailySweep: PINNED,  # minutes (each page continues as new, on the same build)
+    LifecycleSweep: PINNED,  # minutes: the sweep's child, on the sweep's build
+    WinBack: AUTO_UPGRADE,  # 22 days: last call 7d, then sunset_after 15d
+    NewCustomerNurture: AUTO_UPGRADE,  # 60 days: the offer
+    VipCare: AUTO_UPGRADE,  # 60 days: early access
+    RepeatedStimulation: AUTO_UPGRADE,  # 150 days: round 5
+}
 
 log = logging.getLogger("worker")
 
@@ -199,6 +232,16 @@ def build_worker(
     task_queue: str | None = None,
     send_class: type[SendActivities] = SendActivities,
 ) -> Worker:
+    versioned = deployment_config(settings)
+    # workflows.base is deterministic and keeps no state: imported once, not again for
+    # every run in the sandbox (that re-import was a quarter of the worker's CPU).
+    runner: WorkflowRunner = SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.base")
+    )
+    unsandboxed: WorkflowRunner = UnsandboxedWorkflowRunner()
+    if versioned is not None:  # PINNED or AUTO_UPGRADE per journey (VERSIONING)
+        runner = DeclaredVersioning(runner, VERSIONING)
+        unsandboxed = DeclaredVersioning(unsandboxed, VERSIONING)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -210,25 +253,20 @@ def build_worker(
             mailer=mailer,
             send_class=send_class,
         ),
-        # workflows.base is deterministic and keeps no state: imported once, not again for
-        # every run in the sandbox (that re-import was a quarter of the worker's CPU).
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.base")
-        ),
+        workflow_runner=runner,
+        unsandboxed_workflow_runner=unsandboxed,
         activity_executor=ThreadPoolExecutor(4),
         graceful_shutdown_timeout=timedelta(seconds=10),
-        deployment_config=deployment_config(settings),
+        deployment_config=versioned,
     )
 
 
 def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
     """Worker Versioning (docs/changing-a-journey.md): the version WORKER_BUILD_ID (else the
     git commit of ROOT) of the worker deployment WORKER_DEPLOYMENT; None (unversioned) when
-    WORKER_DEPLOYMENT is empty. Every journey runs AUTO_UPGRADE: open runs move to the
-    current version and replay their history there, so changes stay behind
-    ``workflow.patched`` (a behaviour on ``@workflow.defn``, such as PINNED for the short
-    journeys, is sent by unversioned workers too, and the server refuses it from them:
-    decision 0017). Raises ValueError when no build id can be found."""
+    WORKER_DEPLOYMENT is empty. The deployment's default is AUTO_UPGRADE; build_worker
+    declares PINNED for the short journeys (VERSIONING, decision 0019) on versioned workers
+    only. Raises ValueError when no build id can be found."""
     if not settings.worker_deployment:
         return None
     build_id = settings.worker_build_id or git_commit()
