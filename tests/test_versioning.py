@@ -222,6 +222,39 @@ async def test_old_runs_stay_on_the_old_build_and_new_runs_take_the_new_one(
             assert await short_new.result() == "v2"  # new runs: the current build
 
 
+async def test_the_first_versioned_deploy_takes_over_the_unversioned_runs(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    """From `make run`-style unversioned workers to a deployment: runs begun unversioned
+    move to the current version once it is set (docs/changing-a-journey.md, the first
+    versioned deploy), whatever behaviour the new build declares for their type."""
+    client = temporal_env.client
+    queue = f"versioning-{uuid.uuid4().hex[:8]}"
+    deployment = f"journeys-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[ShortV1, LongV1]):
+        short = await client.start_workflow(
+            "ShortJourney", id=f"short-{queue}", task_queue=queue, result_type=str
+        )
+        long = await client.start_workflow(
+            "LongJourney", id=f"long-{queue}", task_queue=queue, result_type=str
+        )
+
+        async def unversioned() -> None:
+            for handle in (short, long):
+                events = [e async for e in handle.fetch_history_events()]
+                assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+                assert await running_on(handle) == ("", VersioningBehavior.UNSPECIFIED)
+
+        await eventually_passes(unversioned)
+
+    async with versioned_worker(client, queue, deployment, "v2"):
+        await set_current_version(client, deployment, "v2")
+        for handle in (short, long):
+            await handle.signal("proceed")
+        assert await short.result() == "v2"
+        assert await long.result() == "v2"
+
+
 async def completed_by(handle: WorkflowHandle[Any, Any], after: EventType.ValueType) -> list[str]:
     """The build ids of the workflow tasks completed after the run's last ``after`` event."""
     events = [e async for e in handle.fetch_history_events()]
