@@ -4,7 +4,8 @@ when a send is decided and again when its claim is taken, right before the final
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.journey import ordered_since
 from activities.send_log import keep, row_for, settled, unknown_customer
 from core.contracts import SendOutcome, SendStepInput
-from core.rules import Recipient, cart_state, send_decision
+from core.rules import Recipient, Touches, cart_state, send_decision
 from core.sending import CLAIM_LEASE
 from store import decisions, repo, sends
 from store import lifecycle as cadence
@@ -61,6 +62,8 @@ async def gate(s: AsyncSession, req: SendStepInput, customer: Customer) -> SendO
     decision = send_decision(req, await recipient(s, req, customer))
     if decision is not None and decision.code == "capped" and req.on_cap == "defer":
         return await held_by_cap(s, req, customer, decision)
+    if decision is not None and decision.code == "touch_budget" and req.on_cap == "defer":
+        return held_by_budget(req, decision)
     return decision
 
 
@@ -99,6 +102,7 @@ async def recipient(s: AsyncSession, req: SendStepInput, customer: Customer) -> 
     if req.channel == "sms" and customer.phone:
         sms_suppression = await sms_store.sms_suppression(s, phone=customer.phone)
     return Recipient(
+        touches=await touches(s, req, customer),
         email_problem=email_problem,
         subscribed=customer.subscribed,
         unsubscribed_journeys=customer.attributes.get("unsubscribed_journeys", []),
@@ -111,6 +115,42 @@ async def recipient(s: AsyncSession, req: SendStepInput, customer: Customer) -> 
         phone=customer.phone,
         sms_consent=customer.sms_consent,
         sms_suppression=sms_suppression,
+    )
+
+
+async def touches(s: AsyncSession, req: SendStepInput, customer: Customer) -> Touches | None:
+    """The stage's touch budget for this email and what of it was sent since the stage
+    began; None where no budget holds (a text, transactional mail, no stage or budget)."""
+    budget = req.stage_budgets.get(customer.stage or "")
+    if budget is None or req.transactional or req.channel != "email":
+        return None
+    care = req.journey in req.care_journeys
+    sent = await cadence.touches_in_stage(
+        s,
+        customer_id=customer.id,
+        since=customer.stage_since or datetime.min.replace(tzinfo=UTC),
+        care_journeys=req.care_journeys,
+        care=care,
+        other_than_key=req.idempotency_key,
+    )
+    kind: Literal["care", "marketing"] = "care" if care else "marketing"
+    allowed = budget.care if care else budget.marketing
+    return Touches(stage=customer.stage or "", kind=kind, budget=allowed, sent=sent)
+
+
+def held_by_budget(req: SendStepInput, spent: SendOutcome) -> SendOutcome:
+    """A send beyond the stage's touch budget, of a step with ``on_cap = "defer"``: held
+    and asked again daily (a new stage, by an order or the daily sweep, has a budget of its
+    own), at most ``cap_wait`` after the step was due; then skipped, saying so."""
+    limit = (req.due_at or req.now) + req.cap_wait
+    if req.now >= limit:
+        return spent.model_copy(update={"detail": f"{spent.detail}; held {req.cap_wait}"})
+    again = min(req.now + BUDGET_RECHECK, limit)
+    return SendOutcome(
+        status="deferred",
+        code="touch_budget",
+        detail=f"{spent.detail}; asked again {again:%Y-%m-%d %H:%M} UTC",
+        retry_at=again,
     )
 
 
@@ -151,3 +191,6 @@ async def held_by_cap(
 
 # Asked again just after the counted email has left the window (``decided_at >= since``).
 CAP_MARGIN = timedelta(seconds=1)
+# A send held by the touch budget is asked again after this (the stage moves at most daily
+# by time; an order moves it at once, and the run asks again at its next recheck).
+BUDGET_RECHECK = timedelta(days=1)

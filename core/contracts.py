@@ -26,6 +26,7 @@ from journeys.config import (
     NurtureConfig,
     QuietHours,
     StimulationConfig,
+    TouchBudget,
     Variant,
     VipCareConfig,
     WelcomeConfig,
@@ -64,6 +65,8 @@ ReasonCode = Literal[
     "left",  # the journey ended while the send was held
     "clicked",  # cart recovery: they clicked already, no more plain reminders
     "first_week_limit",  # nurture: enough emails in the first week
+    # the lifecycle (journeys/lifecycle.toml): the stage's care or marketing emails are spent
+    "touch_budget",
 ]
 REASON_CODES: frozenset[str] = frozenset(get_args(ReasonCode))
 
@@ -293,6 +296,10 @@ class SendStepInput(BaseModel):
     on_cap: Literal["skip", "defer"] = "skip"
     cap_wait: timedelta = timedelta(days=7)
     due_at: datetime | None = None
+    # The touch budget of each stage, and which journeys' emails are care (the rest are
+    # marketing): a send beyond the customer's stage's budget is held like a capped one.
+    stage_budgets: dict[str, TouchBudget] = {}
+    care_journeys: tuple[str, ...] = ()
     coupon: CouponConfig | None = None
     requires_active_cart: bool = False
     transactional: bool = False

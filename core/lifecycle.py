@@ -15,7 +15,8 @@ Stages, by the time since the last order (first-time buyers start as ``new``):
 Each bound is exclusive: an order exactly 7 days ago is ``active``, exactly 365 days ago
 ``lost``. Besides the stage: ``vip`` (lifetime spend >= ``vip.min_spend`` or orders >=
 ``vip.min_orders``) and ``repeat_buyer`` (two orders or more). Each stage has a touch budget
-(care and marketing emails in the stage) and may have its own frequency cap (``cadence``).
+(care and marketing emails in the stage, held by the send gate) and may have its own
+frequency cap (``cadence``).
 The store applies the same thresholds set-based in SQL (store/lifecycle.py); the table
 tests of tests/test_lifecycle_stages.py hold both to this function.
 """
@@ -31,7 +32,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from journeys.config import Duration, FrequencyCap, JourneyConfigError
+from journeys.config import Duration, FrequencyCap, JourneyConfigError, TouchBudget
 
 Stage = Literal["prospect", "new", "active", "repurchase_window", "silent", "sleeping", "lost"]
 STAGES: tuple[Stage, ...] = get_args(Stage)
@@ -85,23 +86,15 @@ class VipRule(_Strict):
     min_orders: int | None = Field(5, ge=1)
 
 
-class TouchBudget(_Strict):
-    """Emails a customer may get while in a stage: care (service, tips, transactional) and
-    marketing (offers). Shown by ``explain``; the playbook's numbers."""
-
-    care: int = Field(ge=0)
-    marketing: int = Field(ge=0)
-
-
 # The playbook's numbers, as journeys/lifecycle.toml ships them.
 PLAYBOOK_BUDGET: dict[Stage, TouchBudget] = {
-    "prospect": TouchBudget(care=2, marketing=3),
-    "new": TouchBudget(care=7, marketing=1),
-    "active": TouchBudget(care=2, marketing=3),
-    "repurchase_window": TouchBudget(care=1, marketing=2),
-    "silent": TouchBudget(care=1, marketing=2),
-    "sleeping": TouchBudget(care=1, marketing=1),
-    "lost": TouchBudget(care=0, marketing=1),
+    "prospect": TouchBudget(care=6, marketing=4),
+    "new": TouchBudget(care=7, marketing=2),
+    "active": TouchBudget(care=4, marketing=4),
+    "repurchase_window": TouchBudget(care=2, marketing=2),
+    "silent": TouchBudget(care=2, marketing=2),
+    "sleeping": TouchBudget(care=2, marketing=2),
+    "lost": TouchBudget(care=1, marketing=1),
 }
 PLAYBOOK_CADENCE: dict[Stage, FrequencyCap] = {
     "sleeping": FrequencyCap(window=timedelta(days=30), max_emails=1),
@@ -116,7 +109,12 @@ class LifecycleConfig(_Strict):
     vip: VipRule = VipRule()
     budget: dict[Stage, TouchBudget] = Field(default_factory=lambda: dict(PLAYBOOK_BUDGET))
     # Journeys whose emails count as care touches (the rest are marketing).
-    care_journeys: tuple[str, ...] = ("new_customer_nurture", "vip_care", "birthday")
+    care_journeys: tuple[str, ...] = (
+        "welcome_series",
+        "new_customer_nurture",
+        "vip_care",
+        "birthday",
+    )
     # The frequency cap of a customer in this stage, in place of the journey's own
     # ([frequency_cap] of its TOML); a stage not listed keeps the journey's.
     cadence: dict[Stage, FrequencyCap] = Field(default_factory=lambda: dict(PLAYBOOK_CADENCE))

@@ -149,6 +149,21 @@ def cart_state(status: str | None, lines: Mapping[str, Any] | None) -> CartState
 
 
 @dataclass(frozen=True)
+class Touches:
+    """The touch budget of the customer's lifecycle stage for this send's kind (care or
+    marketing, journeys/lifecycle.toml), and the emails of that kind sent in the stage."""
+
+    stage: str
+    kind: Literal["care", "marketing"]
+    budget: int
+    sent: int
+
+    @property
+    def spent(self) -> bool:
+        return self.sent >= self.budget
+
+
+@dataclass(frozen=True)
 class Recipient:
     """What the store says at the moment of a send: the facts the gate decides on."""
 
@@ -166,6 +181,8 @@ class Recipient:
     phone: str | None = None
     sms_consent: bool = False
     sms_suppression: str | None = None
+    # The stage's touch budget for this email (None: no stage, no budget, or transactional).
+    touches: Touches | None = None
 
 
 def send_decision(req: SendStepInput, who: Recipient) -> SendOutcome | None:
@@ -221,6 +238,9 @@ def _refusal(req: SendStepInput, who: Recipient) -> SendOutcome | None:
     cap = req.frequency_cap
     if who.recent_sends >= cap.max_emails:
         return _skip("capped", f"{who.recent_sends} emails from other journeys within {cap.window}")
+    if who.touches is not None and who.touches.spent:
+        t = who.touches
+        return _skip("touch_budget", f"{t.kind} {t.sent} of {t.budget} sent in stage {t.stage}")
     if in_holdout(req.customer_id, req.journey, req.holdout_share):
         detail = f"{req.holdout_share:.0%} of {req.journey}"
         return SendOutcome(status="held_out", code="holdout", detail=detail)

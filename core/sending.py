@@ -57,6 +57,8 @@ def send_step_input(
         holdout_share=config.holdout_share,
         frequency_cap=config.frequency_cap,
         stage_caps=config.stage_caps,
+        stage_budgets=config.stage_budgets,
+        care_journeys=config.care_journeys,
         on_cap=step.on_cap,
         cap_wait=step.cap_wait,
         due_at=due_at,

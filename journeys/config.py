@@ -127,6 +127,15 @@ class FrequencyCap(_Strict):
     per_channel: bool = False
 
 
+class TouchBudget(_Strict):
+    """Emails a customer may get while in a lifecycle stage (journeys/lifecycle.toml
+    [budget.<stage>]): care (service, tips; ``care_journeys``) and marketing (offers). The
+    gate holds a send beyond it like a capped one; transactional mail is never held."""
+
+    care: int = Field(ge=0)
+    marketing: int = Field(ge=0)
+
+
 class EntryRule(_Strict):
     """Who may enter the journey again (core.starting.entry_refusal): ``once_ever``; after a
     ``cooldown`` since the last entry; at most ``max_per_year`` entries in 365 days; or
@@ -164,6 +173,10 @@ class JourneyConfig(_Strict):
     # The cap of a customer in a lifecycle stage, in place of ``frequency_cap``: filled from
     # journeys/lifecycle.toml [cadence] by the loader (journeys/loader.py), not in a journey.
     stage_caps: dict[str, FrequencyCap] = {}
+    # The touch budget of each stage and the journeys whose emails are care touches (the
+    # rest are marketing): journeys/lifecycle.toml [budget], care_journeys, by the loader.
+    stage_budgets: dict[str, TouchBudget] = {}
+    care_journeys: tuple[str, ...] = ()
     quiet_hours: QuietHours = QuietHours()
     # Texts wake people: stricter by default, and transactional texts keep them too.
     sms_quiet_hours: QuietHours = QuietHours(start=time(20, 0), end=time(9, 0))

@@ -7,9 +7,16 @@ import tomllib
 from pathlib import Path
 from typing import Protocol, overload
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from journeys.config import Config, FrequencyCap, JourneyConfig, JourneyConfigError, load_journey
+from journeys.config import (
+    Config,
+    FrequencyCap,
+    JourneyConfig,
+    JourneyConfigError,
+    TouchBudget,
+    load_journey,
+)
 
 
 class JourneyConfigs(Protocol):
@@ -46,21 +53,35 @@ class JourneyLoader:
 
 
 def with_stage_caps(config: JourneyConfig, journeys_dir: Path) -> JourneyConfig:
-    """``config`` with the caps by lifecycle stage of ``<journeys_dir>/lifecycle.toml``
-    ([cadence.<stage>], core/lifecycle.py): the gate uses the customer's stage's cap."""
-    caps = _stage_caps(journeys_dir)
-    return config.model_copy(update={"stage_caps": caps}) if caps else config
+    """``config`` with what ``<journeys_dir>/lifecycle.toml`` says of each lifecycle stage
+    (core/lifecycle.py): its cap ([cadence.<stage>]) and its touch budget ([budget.<stage>],
+    ``care_journeys``); the gate uses those of the customer's stage."""
+    stages = _stages(journeys_dir)
+    update: dict[str, object] = {}
+    if stages.cadence:
+        update["stage_caps"] = stages.cadence
+    if stages.budget:
+        update["stage_budgets"] = stages.budget
+        update["care_journeys"] = stages.care_journeys
+    return config.model_copy(update=update) if update else config
 
 
-def _stage_caps(journeys_dir: Path) -> dict[str, FrequencyCap]:
+class _ByStage(BaseModel):
+    """The parts of lifecycle.toml a journey carries (the file is validated whole by
+    core.lifecycle.load_lifecycle)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    cadence: dict[str, FrequencyCap] = {}
+    budget: dict[str, TouchBudget] = {}
+    care_journeys: tuple[str, ...] = ()
+
+
+def _stages(journeys_dir: Path) -> _ByStage:
     path = journeys_dir / "lifecycle.toml"
     if not path.is_file():
-        return {}
+        return _ByStage()
     try:
-        cadence = tomllib.loads(path.read_text(encoding="utf-8")).get("cadence", {})
-        return _CAPS.validate_python(cadence)
+        return _ByStage.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
-        raise JourneyConfigError(f"{path}: cadence: {exc}") from exc
-
-
-_CAPS = TypeAdapter(dict[str, FrequencyCap])
+        raise JourneyConfigError(f"{path}: {exc}") from exc

@@ -15,7 +15,8 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.lifecycle import CustomerFacts, LifecycleConfig, TouchBudget, label
+from core.lifecycle import CustomerFacts, LifecycleConfig, label
+from journeys.config import TouchBudget
 from store.models import Customer, Event, Order, SendLog
 from store.sends import GOING_OUT
 from store.sweep import _reachable as reachable
@@ -250,6 +251,34 @@ async def view(
         budget=config.budget.get(customer.stage),  # type: ignore[call-overload]
         care_sent=care,
         marketing_sent=marketing,
+    )
+
+
+async def touches_in_stage(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    since: datetime,
+    care_journeys: tuple[str, ...],
+    care: bool,
+    other_than_key: str,
+) -> int:
+    """The touch budget's count: the customer's emails going out or gone since ``since``
+    (the stage began) of care journeys (``care``) or of the others, this send's own row
+    left out. One count over ``ix_send_log_customer_decided``."""
+    journey = SendLog.journey.in_(care_journeys)
+    return int(
+        await session.scalar(
+            select(func.count(SendLog.id)).where(
+                SendLog.customer_id == customer_id,
+                SendLog.channel == "email",
+                SendLog.status.in_(GOING_OUT),
+                SendLog.decided_at >= since,
+                SendLog.idempotency_key != other_than_key,
+                journey if care else ~journey,
+            )
+        )
+        or 0
     )
 
 
