@@ -13,7 +13,8 @@
   at ``/metrics`` (operator login): ``journey_engagements_total`` (opens and clicks by
   journey, step, kind and class, human or machine) and ``journey_conversions_total``
   (orders of customers who entered a journey within ``CONVERSION_WINDOW`` before, by journey
-  and group).
+  and group). Both count a fact only once the transaction that records it commits
+  (``after_commit``): a rolled-back or retried transaction moves no counter.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 from temporalio import activity
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
@@ -105,20 +110,53 @@ CONVERSIONS = Counter(
 )
 CONVERSION_WINDOW_DAYS = 30  # the report's longest default window
 
+# A counter counts a fact once the store has it: increments wait in the session until the
+# transaction that records the fact commits, and are dropped when it rolls back (a failed
+# handler, a deadlock the ingest retries: the retry counts, the first attempt does not).
+_PENDING = "observability.pending"  # Session.info key: the increments waiting for the commit
+_COMMITTED = "observability.committed"  # Session.info key: the outermost transaction committed
 
-def count_engagement(*, workflow_id: str, step: str, kind: str, engagement_class: str) -> None:
+
+def after_commit(s: AsyncSession | Session, count: Callable[[], None]) -> None:
+    """Run ``count`` when the transaction ``s`` is in commits; never if it rolls back."""
+    session = s.sync_session if isinstance(s, AsyncSession) else s
+    session.info.setdefault(_PENDING, []).append(count)
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    # Also called when a savepoint is released (begin_nested): only the outermost counts.
+    if session.get_nested_transaction() is None:
+        session.info[_COMMITTED] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is not None or transaction.nested:
+        return
+    pending: list[Callable[[], None]] = session.info.pop(_PENDING, [])
+    if session.info.pop(_COMMITTED, False):
+        for count in pending:
+            count()
+
+
+def count_engagement(
+    s: AsyncSession | Session, *, workflow_id: str, step: str, kind: str, engagement_class: str
+) -> None:
     """One open or click recorded (``kind``: opened | clicked; class: human | machine), of
-    a send of ``workflow_id``'s run; its journey is the id's first part (``core.ids``:
-    ``cart-recovery:c-42`` is cart_recovery's)."""
+    a send of ``workflow_id``'s run, counted when ``s``'s transaction commits; its journey
+    is the id's first part (``core.ids``: ``cart-recovery:c-42`` is cart_recovery's)."""
     journey = workflow_id.split(":", 1)[0].replace("-", "_")
-    ENGAGEMENTS.labels(journey, step, kind, engagement_class).inc()
+    counter = ENGAGEMENTS.labels(journey, step, kind, engagement_class)
+    after_commit(s, counter.inc)
 
 
-def count_conversions(entered: list[tuple[str, str]]) -> None:
+def count_conversions(s: AsyncSession | Session, entered: list[tuple[str, str]]) -> None:
     """One order, for each (journey, group) the customer entered before it
-    (``store.mail_figures.entered_before``; group: treated | control)."""
+    (``store.mail_figures.entered_before``; group: treated | control), counted when ``s``'s
+    transaction commits."""
     for journey, group in entered:
-        CONVERSIONS.labels(journey, group).inc()
+        after_commit(s, CONVERSIONS.labels(journey, group).inc)
 
 
 def count_send(*, journey: str, step: str, status: str, already_done: bool) -> None:

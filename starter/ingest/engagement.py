@@ -64,6 +64,7 @@ async def engaged(call: Call, e: EmailEngaged) -> Handled:
     key = parse_send_key(e.send_key)
     if kept is row and key is not None and not list_link:  # the app's metrics
         count_engagement(
+            call.s,
             workflow_id=key.workflow_id,
             step=key.step,
             kind=e.kind,

@@ -52,9 +52,10 @@ async def order_placed(call: Call, e: OrderCompleted) -> Handled:
     await products.upsert_products(call.s, lines=lines, ordered=True)
     within = timedelta(days=CONVERSION_WINDOW_DAYS)  # the app's metrics
     count_conversions(
+        call.s,
         await mail_figures.entered_before(
             call.s, customer_id=e.customer_id, placed_at=e.occurred_at, within=within
-        )
+        ),
     )
     await lifecycle.refresh_stage(call)
     notice = OrderSeen(order_id=e.order_id, skus=[line.sku for line in e.lines])
