@@ -110,20 +110,25 @@ async def journey_report(
     by_step: dict[str, list[dict[str, Any]]] = {}
     step_held: set[str] = set()  # steps with a holdout of their own
     async with sessions() as s:
-        for label in windows:
-            window = window_of(label)
-            counts = await reports.entry_counts(
-                s, journey=journey, window=window, as_of=at, since=since
-            )
+        await mail_figures.room_to_sort(s)
+        spans = [window_of(label) for label in windows]
+        counts = await reports.entry_counts_per_window(
+            s, journey=journey, windows=spans, as_of=at, since=since
+        )
+        for label, found in zip(windows, counts, strict=True):
             out["windows"].append(
-                figures(label, counts.get(reports.TREATED), counts.get(reports.CONTROL))
+                figures(label, found.get(reports.TREATED), found.get(reports.CONTROL))
             )
-            if not steps:
-                continue
-            per_step = await reports.step_counts(
-                s, journey=journey, window=window, as_of=at, since=since
+        per_window = (
+            await reports.step_counts_per_window(
+                s, journey=journey, windows=spans, as_of=at, since=since
             )
+            if steps
+            else [{} for _ in windows]
+        )
+        for per_step in per_window:
             step_held |= {step for step, grp in per_step if grp == reports.STEP_CONTROL}
+        for label, per_step in zip(windows, per_window, strict=True):
             for step in sorted({step for step, _ in per_step}):
                 # A step with its own holdout compares with it: what this one email added.
                 control = reports.STEP_CONTROL if step in step_held else reports.CONTROL
@@ -167,12 +172,11 @@ async def ab_results(
     opens, clicks and each window's conversions across the variants (core.stats), a verdict
     and the winner if the test picked one."""
     engaged = await reports.variant_engagement(s, journey=journey, since=since)
-    per_window = {
-        label: await reports.variant_counts(
-            s, journey=journey, window=window_of(label), as_of=as_of, since=since
-        )
-        for label in windows
-    }
+    spans = [window_of(label) for label in windows]
+    found = await reports.variant_counts_per_window(
+        s, journey=journey, windows=spans, as_of=as_of, since=since
+    )
+    per_window = dict(zip(windows, found, strict=True))
     decided = await ab_tests.winners(s, journey=journey)
     out: dict[str, dict[str, Any]] = {}
     for step in sorted({step for step, _ in engaged}):

@@ -9,6 +9,7 @@ per step (their first send or would-be send of it). An order converts when it is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -95,6 +96,21 @@ async def entry_counts(
     since: datetime | None = None,
 ) -> dict[str, Counts]:
     """Per group (treated, control): customers, converted, orders, revenue in ``window``."""
+    found = await entry_counts_per_window(
+        s, journey=journey, windows=[window], as_of=as_of, since=since
+    )
+    return found[0]
+
+
+async def entry_counts_per_window(
+    s: AsyncSession,
+    *,
+    journey: str,
+    windows: Sequence[timedelta],
+    as_of: datetime,
+    since: datetime | None = None,
+) -> list[dict[str, Counts]]:
+    """``entry_counts`` for each of ``windows``, in one statement (one read of the entries)."""
     e = JourneyEntry
     first = func.row_number().over(partition_by=e.customer_id, order_by=(e.entered_at, e.id))
     entries = select(
@@ -106,8 +122,8 @@ async def entry_counts(
     ).where(e.journey == journey)
     if since is not None:
         entries = entries.where(e.entered_at >= since)
-    rows = await _convert(s, entries.subquery("entries"), window=window, as_of=as_of)
-    return {grp: counts for (_, grp), counts in rows.items()}
+    per_window = await _convert(s, entries.subquery("entries"), windows=windows, as_of=as_of)
+    return [{grp: counts for (_, grp), counts in rows.items()} for rows in per_window]
 
 
 async def step_counts(
@@ -120,6 +136,21 @@ async def step_counts(
 ) -> dict[tuple[str, str], Counts]:
     """Per (step, group): after the step's send (treated) or would-be send (held out: the
     journey's control group, or ``STEP_CONTROL`` for the step's own holdout)."""
+    found = await step_counts_per_window(
+        s, journey=journey, windows=[window], as_of=as_of, since=since
+    )
+    return found[0]
+
+
+async def step_counts_per_window(
+    s: AsyncSession,
+    *,
+    journey: str,
+    windows: Sequence[timedelta],
+    as_of: datetime,
+    since: datetime | None = None,
+) -> list[dict[tuple[str, str], Counts]]:
+    """``step_counts`` for each of ``windows``, in one statement (one read of the send log)."""
     log = SendLog
     first = func.row_number().over(
         partition_by=(log.customer_id, log.step), order_by=(log.decided_at, log.id)
@@ -137,7 +168,7 @@ async def step_counts(
     ).where(log.journey == journey, log.status.in_(list(STEP_GROUPS)))
     if since is not None:
         sends = sends.where(log.decided_at >= since)
-    return await _convert(s, sends.subquery("sends"), window=window, as_of=as_of)
+    return await _convert(s, sends.subquery("sends"), windows=windows, as_of=as_of)
 
 
 # -- A/B tests: per variant of a step ------------------------------------------------------
@@ -203,6 +234,21 @@ async def variant_counts(
 ) -> dict[tuple[str, str], Counts]:
     """Per (step, variant): the customers a variant went to and their orders in ``window``
     after it (each customer once per step: their first send of it)."""
+    found = await variant_counts_per_window(
+        s, journey=journey, windows=[window], as_of=as_of, since=since
+    )
+    return found[0]
+
+
+async def variant_counts_per_window(
+    s: AsyncSession,
+    *,
+    journey: str,
+    windows: Sequence[timedelta],
+    as_of: datetime,
+    since: datetime | None = None,
+) -> list[dict[tuple[str, str], Counts]]:
+    """``variant_counts`` for each of ``windows``, in one statement."""
     log = SendLog
     first = func.row_number().over(
         partition_by=(log.customer_id, log.step), order_by=(log.decided_at, log.id)
@@ -216,31 +262,41 @@ async def variant_counts(
     ).where(log.journey == journey, log.variant.is_not(None), log.status == "sent")
     if since is not None:
         sends = sends.where(log.decided_at >= since)
-    return await _convert(s, sends.subquery("variant_sends"), window=window, as_of=as_of)
+    return await _convert(s, sends.subquery("variant_sends"), windows=windows, as_of=as_of)
 
 
 async def _convert(
-    s: AsyncSession, cohort: Subquery, *, window: timedelta, as_of: datetime
-) -> dict[tuple[str, str], Counts]:
-    """Conversions of a cohort (customer_id, grp, t0, step, nth), in one statement over the
-    cohort's first rows (``nth = 1``, read once): everyone counted per (step, grp), and
-    apart from that only the customers with orders in their window grouped per customer
-    (so the big cohort is never sorted or grouped per customer; BENCHMARKS.md 7-report)."""
+    s: AsyncSession, cohort: Subquery, *, windows: Sequence[timedelta], as_of: datetime
+) -> list[dict[tuple[str, str], Counts]]:
+    """Conversions of a cohort (customer_id, grp, t0, step, nth) in each of ``windows``, in
+    one statement over the cohort's first rows (``nth = 1``, read once for every window):
+    everyone counted per (step, grp), and apart from that only the customers with orders
+    within the longest window grouped per customer, each window's orders counted by a
+    filter on that one join (so the big cohort is never sorted or grouped per customer,
+    nor read once per window; BENCHMARKS.md 7-report)."""
     c, o = cohort.c, Order
     dialect = s.get_bind().dialect.name
     first = select(c.customer_id, c.grp, c.t0, c.step).where(c.nth == 1).cte("first_rows")
     f = first.c
+    longest = max(windows)
+    within = [_not_after(o.placed_at, f.t0, window, dialect) for window in windows]
     in_window = and_(
         o.customer_id == f.customer_id,
         o.placed_at > f.t0,
-        _not_after(o.placed_at, f.t0, window, dialect),
+        _not_after(o.placed_at, f.t0, longest, dialect),
     )
     bought = (
         select(
             f.step,
             f.grp,
-            func.count(o.id).label("orders"),
-            func.sum(o.total).label("revenue"),
+            *(
+                column
+                for i, inside in enumerate(within)
+                for column in (
+                    func.sum(case((inside, 1), else_=0)).label(f"orders_{i}"),
+                    func.sum(case((inside, o.total), else_=None)).label(f"revenue_{i}"),
+                )
+            ),
         )
         .select_from(first)
         .join(o, in_window)
@@ -254,40 +310,55 @@ async def _convert(
         f.step,
         f.grp,
         func.count().label("customers"),
-        func.sum(case((f.t0 > as_of - window, 1), else_=0)).label("still_open"),
-        zero.label("converted"),
-        zero.label("orders"),
-        zero.label("revenue"),
+        *(
+            column
+            for i, window in enumerate(windows)
+            for column in (
+                func.sum(case((f.t0 > as_of - window, 1), else_=0)).label(f"still_open_{i}"),
+                zero.label(f"converted_{i}"),
+                zero.label(f"orders_{i}"),
+                zero.label(f"revenue_{i}"),
+            )
+        ),
     ).group_by(f.step, f.grp)
     buyers = select(
-        literal("bought").label("kind"),
+        literal("bought"),
         b.step,
         b.grp,
         zero,
-        zero,
-        func.count(),
-        func.sum(b.orders),
-        func.sum(b.revenue),
+        *(
+            column
+            for i in range(len(windows))
+            for column in (
+                zero,
+                func.sum(case((b[f"orders_{i}"] > 0, 1), else_=0)),
+                func.sum(b[f"orders_{i}"]),
+                func.sum(b[f"revenue_{i}"]),
+            )
+        ),
     ).group_by(b.step, b.grp)
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for kind, step, grp, customers, still_open, converted, orders, revenue in await s.execute(
-        union_all(everyone, buyers)
-    ):
-        row = found.setdefault((step, grp), {})
-        if kind == "all":
-            row.update(customers=int(customers), still_open=int(still_open or 0))
-        else:
-            row.update(converted=int(converted), orders=int(orders or 0), revenue=revenue)
-    return {
-        key: Counts(
-            customers=row.get("customers", 0),
-            converted=row.get("converted", 0),
-            orders=row.get("orders", 0),
-            revenue=_money(row.get("revenue")),
-            still_open=row.get("still_open", 0),
-        )
-        for key, row in found.items()
-    }
+    found: list[dict[tuple[str, str], dict[str, Any]]] = [{} for _ in windows]
+    for kind, step, grp, customers, *per_window in await s.execute(union_all(everyone, buyers)):
+        for i, rows in enumerate(found):
+            still_open, converted, orders, revenue = per_window[4 * i : 4 * i + 4]
+            row = rows.setdefault((step, grp), {})
+            if kind == "all":
+                row.update(customers=int(customers), still_open=int(still_open or 0))
+            elif converted:
+                row.update(converted=int(converted), orders=int(orders or 0), revenue=revenue)
+    return [
+        {
+            key: Counts(
+                customers=row.get("customers", 0),
+                converted=row.get("converted", 0),
+                orders=row.get("orders", 0),
+                revenue=_money(row.get("revenue")),
+                still_open=row.get("still_open", 0),
+            )
+            for key, row in rows.items()
+        }
+        for rows in found
+    ]
 
 
 def _not_after(placed: Any, start: Any, window: timedelta, dialect: str) -> ColumnElement[bool]:

@@ -13,7 +13,7 @@ from scipy.stats import chi2_contingency
 from statsmodels.stats.proportion import confint_proportions_2indep
 
 from core.stats import MIN_CUSTOMERS, Group, lift, newcombe_interval, verdict, z_test
-from starter.reports import figures, journey_report, parse_windows, window_of
+from starter.reports import all_journeys, figures, journey_report, parse_windows, window_of
 from store import reports
 from store.db import SessionFactory
 from store.models import Customer, Order, SendLog
@@ -211,3 +211,35 @@ async def test_report_counts_orders_in_each_window_after_entry(sessions: Session
     assert gift["step"] == "gift"
     assert [w["control"]["converted"] for w in gift["windows"]] == [0, 1, 1]
     assert gift["windows"][0]["treated"]["customers"] == 0
+
+
+async def test_the_overview_has_each_journeys_windows_as_its_own_report(sessions: SessionFactory):
+    """``all_journeys`` (the /reports overview: no steps) reads every window in one statement
+    per journey, as the journey's own report does; the figures are the same."""
+    tag = datetime.now(UTC).strftime("%H%M%S%f")
+    journey = f"o{tag}"
+    async with sessions.begin() as s:
+        for n in range(3):
+            await _entry(s, f"ot{n}-{tag}", "treated", T0, journey)
+            await _entry(s, f"oc{n}-{tag}", "control", T0, journey)
+        for i, (cid, after) in enumerate(
+            [(f"ot0-{tag}", timedelta(days=1)), (f"ot1-{tag}", timedelta(days=9))]
+        ):
+            s.add(
+                Order(
+                    id=f"oo{i}-{tag}",
+                    customer_id=cid,
+                    total=Decimal("12.50"),
+                    currency="EUR",
+                    placed_at=T0 + after,
+                )
+            )
+    as_of = T0 + timedelta(days=40)
+    windows = ["2d", "10d", "30d"]
+    one = await journey_report(sessions, journey, windows=windows, as_of=as_of)
+    overview = await all_journeys(sessions, windows=windows, since=T0, as_of=as_of)
+    (mine,) = [r for r in overview if r["journey"] == journey]
+    assert mine["windows"] == one["windows"]
+    assert mine["steps"] == [] and "mail" not in mine
+    assert [w["treated"]["converted"] for w in mine["windows"]] == [1, 2, 2]
+    assert [w["control"]["customers"] for w in mine["windows"]] == [3, 3, 3]
