@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client
 
@@ -25,8 +26,9 @@ from core.contracts import (
 from core.ids import holiday_id, vip_care_id
 from core.lifecycle import label
 from core.rules import zone
-from core.starting import start_journey
-from store import events
+from core.stage_starts import StageChange, stage_change_properties, starts_on
+from core.starting import entry_refusal, start_journey
+from store import entries, events
 from store import lifecycle as stages
 from store.db import SessionFactory
 
@@ -53,6 +55,9 @@ class LifecycleActivities:
         raise ValueError(f"unknown lifecycle phase {req.phase!r}")
 
     async def _stages(self, req: LifecyclePageInput) -> SweepPageResult:
+        """Also starts the journeys whose ``[start_on]`` matches a change (their entry
+        rules checked here, as the starter does; the ids keep a rerun from starting twice)."""
+        runs: list[tuple[str, JourneyInput]] = []
         async with self._sessions.begin() as s:
             page = await stages.refresh_page(
                 s,
@@ -70,14 +75,27 @@ class LifecycleActivities:
                     customer_id=change.customer_id,
                     name=STAGE_CHANGED,
                     properties={
-                        "stage": change.stage,
-                        "previous": change.previous,
-                        "vip": change.vip,
-                        "became_vip": change.became_vip,
+                        **stage_change_properties(
+                            change.previous, change.stage, change.vip, change.became_vip
+                        ),
                         "source": "daily sweep",
                     },
                     occurred_at=req.as_of,
                 )
+                runs += starts_on(
+                    StageChange(
+                        customer_id=change.customer_id,
+                        previous=change.previous,
+                        stage=change.stage,
+                        became_vip=change.became_vip,
+                        at=req.as_of,
+                        label=label(change.stage, vip=change.vip, repeat_buyer=False),
+                    ),
+                    {"vip_care": req.vip_care},
+                )
+            runs = [run for run in runs if not await self._refused(s, run, req.as_of)]
+        if runs:
+            await self._start_all(runs)
         return SweepPageResult(
             selected=page.looked_at, started=len(page.changes), next_after=page.next_after
         )
@@ -125,6 +143,26 @@ class LifecycleActivities:
                 runs.append((holiday_id(cid, name, local.year), inp))
         started = await self._start_all(runs)
         return SweepPageResult(selected=len(runs), started=started, next_after=next_after)
+
+    async def _refused(self, s: AsyncSession, run: tuple[str, JourneyInput], now: datetime) -> bool:
+        """The journey's ``[entry]`` rule refuses this start: recorded with why."""
+        wf_id, inp = run
+        rule = inp.config.entry
+        if rule is None:
+            return False
+        journey = inp.config.name
+        before = await entries.entered(s, customer_id=inp.customer_id, journey=journey)
+        why = entry_refusal(rule, before, now)
+        if why is not None:
+            await entries.record_refusal(
+                s,
+                customer_id=inp.customer_id,
+                journey=journey,
+                workflow_id=wf_id,
+                reason=why,
+                at=now,
+            )
+        return why is not None
 
     async def _start_all(self, runs: Sequence[tuple[str, JourneyInput]]) -> int:
         """Start each run once ever (its id decides); how many were new."""

@@ -14,7 +14,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, overload
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -155,6 +163,23 @@ class EntryRule(_Strict):
         return self
 
 
+class StageTrigger(_Strict):
+    """``[start_on]``: the journey also starts on the event "Lifecycle Stage Changed" when
+    the customer moves to a stage in ``to`` (``"vip"``: becomes a VIP), and only from one in
+    ``from`` when that is given (core/stage_starts.py builds the run)."""
+
+    event: Literal["Lifecycle Stage Changed"] = "Lifecycle Stage Changed"
+    to: tuple[str, ...] = Field(min_length=1)
+    # "from" in the TOML; "from_" as the workflow's input carries it.
+    from_: tuple[str, ...] = Field((), validation_alias=AliasChoices("from", "from_"))
+
+    def matches(self, *, previous: str | None, stage: str, became_vip: bool) -> bool:
+        moved = stage != previous and stage in self.to
+        if not (moved or (became_vip and "vip" in self.to)):
+            return False
+        return not self.from_ or (previous or "") in self.from_
+
+
 class SendRetry(_Strict):
     """Retry policy of the send activity (SMTP 4xx, connection refused, timeouts)."""
 
@@ -186,6 +211,8 @@ class JourneyConfig(_Strict):
     on_uncertain: Literal["skip", "resend"] = "skip"
     # Who may enter again ([entry] in the TOML); None: the rule of the journey's code.
     entry: EntryRule | None = None
+    # Starts on a lifecycle stage change too ([start_on]; None: only as its code starts it).
+    start_on: StageTrigger | None = None
     # Cart recovery: once the customer clicked a link in one of its emails, skip the plain
     # reminders still due (the discount still comes). Off: they are reminded until they buy.
     skip_reminders_after_click: bool = False

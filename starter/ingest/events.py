@@ -36,6 +36,7 @@ from pydantic import (
 from core.ids import parse_send_key, workflow_id
 from core.lifecycle import Stage
 from core.sms import e164
+from core.stage_starts import stage_change_properties
 
 FROM_SEGMENT = {"source": "segment"}  # validation context of a call that came over HTTP
 
@@ -335,13 +336,20 @@ class ProductViewed(Line, Event):
 
 class LifecycleStageChanged(Event):
     """ "Lifecycle Stage Changed": the customer's stage (core/lifecycle.py) changed; we emit
-    it when an order moves them, and journeys may start on it. Its effect is decided from the
-    stored stage, never from these fields, so a call from outside changes nothing by itself."""
+    it when an order or the daily sweep moves them, and journeys start on it (``[start_on]``,
+    core/stage_starts.py). Segment-style properties ``from`` and ``to`` (``previous`` and
+    ``stage`` too). Its effect is decided from the stored stage, never from these fields, so
+    a call from outside changes nothing by itself."""
 
-    stage: Stage
-    previous: str | None = Field(None, max_length=32)
+    stage: Stage = Field(validation_alias=AliasChoices("to", "stage"))
+    previous: str | None = Field(
+        None, max_length=32, validation_alias=AliasChoices("from", "previous")
+    )
     vip: bool = False
     became_vip: bool = False
+
+    def recorded(self) -> dict[str, Any]:
+        return stage_change_properties(self.previous, self.stage, self.vip, self.became_vip)
 
     def identity(self) -> str:
         at = f"{self.occurred_at:%Y%m%dT%H%M%S}"

@@ -12,11 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.lifecycle import LifecycleConfig, lifecycle_of, load_lifecycle
+from core.stage_starts import STAGE_STARTS, StageChange, starts_on
 from starter.ingest.events import LifecycleStageChanged
-from starter.ingest.service import Call, Handled, done, record
+from starter.ingest.service import Call, Handled, Took, done, record
 from store import lifecycle as stages
 
 STAGE_CHANGED = "Lifecycle Stage Changed"
+SIGNALLED_OR_STARTED = Took("started", "recorded")
 
 _cache: dict[Path, tuple[float, LifecycleConfig]] = {}
 
@@ -56,6 +58,34 @@ async def refresh_stage(call: Call, *, now: datetime | None = None) -> Lifecycle
 
 
 async def stage_changed(call: Call, e: LifecycleStageChanged) -> Handled:
-    """A stage change, as stored: journeys that start on one are started here (none yet
-    beyond the record: VIP care and the others are started by the daily sweep)."""
+    """A stage change: the journeys whose ``[start_on]`` matches it start here
+    (core/stage_starts.py), with their entry rules. Only a change the store confirms (the
+    stored stage, or VIP, since this event's time) starts anything: a call from outside
+    claiming one is recorded and does nothing."""
+    customer = call.customer
+    moved = customer.stage == e.stage and _same_time(customer.stage_since, e.occurred_at)
+    became_vip = e.became_vip and _same_time(customer.vip_since, e.occurred_at)
+    if not (moved or became_vip):
+        return done(e, "recorded")
+    change = StageChange(
+        customer_id=customer.id,
+        previous=e.previous,
+        stage=e.stage if moved else (customer.stage or e.stage),
+        became_vip=became_vip,
+        at=e.occurred_at,
+        label=stages.stage_label(customer),
+    )
+    configs = {name: call.config(name, s.model) for name, s in STAGE_STARTS.items()}
+    runs = starts_on(change, configs)
+    for run_id, inp in runs:
+        await call.start(inp, run_id=run_id)
+    if runs:
+        return done(e, SIGNALLED_OR_STARTED, workflow_id=runs[0][0])
     return done(e, "recorded")
+
+
+def _same_time(stored: datetime | None, at: datetime) -> bool:
+    """A stored time (naive from SQLite: UTC) is the event's."""
+    if stored is None:
+        return False
+    return (stored if stored.tzinfo else stored.replace(tzinfo=UTC)) == at
