@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 from functools import lru_cache
@@ -16,6 +17,8 @@ from journeys.shop import DEMO_SHOP, Shop
 
 ROOT = Path(__file__).resolve().parent
 VAR_DIR = ROOT / "var"
+# `make run`'s development payload key (devstack makes it on its first start; gitignored).
+DEV_PAYLOAD_KEYS = VAR_DIR / "dev-payload-keys"
 
 # Values that are fine on a laptop and wrong anywhere else.
 PLACEHOLDER_SECRETS = {"", "dev-secret-change-me", "changeme", "secret", "dev-write-key"}
@@ -233,6 +236,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _require_encryption(self) -> Settings:
+        if self.environment == "development" and not self.payload_keys:
+            # make run's development key, once it made one: the CLI, `make demo` and every
+            # process of the laptop stack read the histories it encrypted.
+            with contextlib.suppress(OSError):
+                self.payload_keys = DEV_PAYLOAD_KEYS.read_text().strip()
         if self.environment in ("development", "test"):
             return self
         for name, value in (("PAYLOAD_KEYS", self.payload_keys), ("ID_HASH_KEY", self.id_hash_key)):

@@ -6,14 +6,19 @@ worker; prints where to look; Ctrl-C (or SIGTERM) stops everything in reverse or
 - SMTP_HOST empty -> the local SMTP catcher on SMTP_PORT (Maildir CATCHER_MAILDIR);
   set -> that relay.
 - The HTTP API (python -m starter.http) on API_HOST:API_PORT, always.
-- PAYLOAD_KEYS set -> payloads encrypted, and the codec server (python -m starter.codec_server)
-  on CODEC_SERVER_HOST:CODEC_SERVER_PORT, the embedded UI's codec endpoint.
+- Payloads encrypted, always in development: with PAYLOAD_KEYS, those keys; without, a
+  development key made on the first start into var/dev-payload-keys (gitignored; settings.py
+  reads it in development, so the CLI and `make demo` use it too). The codec server
+  (python -m starter.codec_server) on CODEC_SERVER_HOST:CODEC_SERVER_PORT is the embedded
+  UI's codec endpoint (--ui-codec-endpoint), its CORS open to the UI's origin.
 - DATABASE_URL -> that database (default SQLite file var/journeys.db), migrated first.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import base64
 import contextlib
 import os
 import signal
@@ -28,11 +33,14 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from core.ids import SEARCH_ATTRIBUTES
-from settings import ROOT, VAR_DIR, Settings, get_settings, temporal_cli
+from settings import DEV_PAYLOAD_KEYS, ROOT, VAR_DIR, Settings, get_settings, temporal_cli
 from starter.client import connect
 from store.migrate import upgrade
 
 PY = sys.executable
+# Where the stack keeps its logs, the dev server's database and the development key: var/,
+# or --var DIR (a test's stack of its own).
+var_dir = VAR_DIR
 
 
 def _say(text: str) -> None:
@@ -55,12 +63,53 @@ async def _wait_port(host: str, port: int, what: str, proc: subprocess.Popen[byt
     raise SystemExit(f"{what} did not open {host}:{port} within 60 s")
 
 
-def _spawn(args: list[str], log_name: str | None = None) -> subprocess.Popen[bytes]:
-    """A child in its own process group: Ctrl-C reaches only us, and we stop children in order."""
+def _spawn(
+    args: list[str], log_name: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A child in its own process group: Ctrl-C reaches only us, and we stop children in order.
+    ``env``: variables on top of ours."""
     out = None
     if log_name:
-        out = open(VAR_DIR / log_name, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-    return subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=out, start_new_session=True)
+        out = open(var_dir / log_name, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=out,
+        stderr=out,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def development_payload_keys(settings: Settings, var: Path) -> Settings:
+    """In development without PAYLOAD_KEYS: the stack's development key, made once into
+    ``var/dev-payload-keys`` (owner-only) and kept, so histories of earlier starts still
+    decode. A development key only: it sits in clear beside the data it protects."""
+    if settings.payload_keys or settings.environment != "development":
+        return settings
+    path = var / DEV_PAYLOAD_KEYS.name
+    if not path.exists():
+        key = base64.b64encode(os.urandom(32)).decode()
+        with contextlib.suppress(FileExistsError):  # two starts at once: the first one's key
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"dev1:{key}\n")
+        _say(f"made a development payload key in {path} (a dev key: never use it elsewhere)")
+    return settings.model_copy(update={"payload_keys": path.read_text().strip()})
+
+
+def _codec_env(settings: Settings) -> dict[str, str]:
+    """What worker, API and codec server are told: the keys (the development key is not in
+    their environment), and the embedded UI's origins for the codec server's CORS."""
+    env = {"PAYLOAD_KEYS": settings.payload_keys}
+    origins = [o.strip() for o in settings.codec_server_origins.split(",") if o.strip()]
+    if settings.embedded_temporal:
+        for host in ("127.0.0.1", "localhost"):
+            origin = f"http://{host}:{settings.temporal_ui_port}"
+            if origin not in origins:
+                origins.append(origin)
+    env["CODEC_SERVER_ORIGINS"] = ",".join(origins)
+    return env
 
 
 def _dev_server_args(settings: Settings) -> list[str]:
@@ -75,7 +124,7 @@ def _dev_server_args(settings: Settings) -> list[str]:
         "--ui-port",
         str(settings.temporal_ui_port),
         "--db-filename",
-        str(VAR_DIR / "temporal.db"),
+        str(var_dir / "temporal.db"),
         "--namespace",
         settings.temporal_namespace,
         "--log-level",
@@ -96,7 +145,18 @@ def _codec_url(settings: Settings) -> str:
     return f"http://{settings.codec_server_host}:{settings.codec_server_port}"
 
 
-async def _ensure_search_attributes(client: Client, namespace: str) -> None:
+def _shown_cli(settings: Settings) -> str:
+    """The temporal CLI as a person types it from the repo root: ``.venv/bin/temporal``."""
+    try:
+        path = Path(temporal_cli(settings))
+    except RuntimeError:
+        return ".venv/bin/temporal"
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(ROOT))
+    return str(path)
+
+
+async def _ensure_search_attributes(client: Client, namespace: str, settings: Settings) -> None:
     """On a server we did not start, register the attributes if we may (else say how)."""
     request = AddSearchAttributesRequest(
         namespace=namespace,
@@ -111,7 +171,8 @@ async def _ensure_search_attributes(client: Client, namespace: str) -> None:
             _say(
                 f"could not register search attributes ({exc}); on a real cluster run: "
                 + " && ".join(
-                    f"temporal operator search-attribute create --name {k.name} --type Keyword"
+                    f"{_shown_cli(settings)} operator search-attribute create "
+                    f"--name {k.name} --type Keyword"
                     for k in SEARCH_ATTRIBUTES
                 )
             )
@@ -133,8 +194,8 @@ Children = list[tuple[str, subprocess.Popen[bytes]]]
 
 
 async def run() -> int:
-    settings = get_settings()
-    VAR_DIR.mkdir(exist_ok=True)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    settings = development_payload_keys(get_settings(), var_dir)
     children: Children = []  # appended as each starts, so whatever started is stopped
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -168,7 +229,7 @@ async def _start_temporal(settings: Settings, children: Children) -> None:
         await _wait_port("127.0.0.1", settings.temporal_dev_port, "Temporal dev server", proc)
     client = await _connect(settings)
     if not settings.embedded_temporal:
-        await _ensure_search_attributes(client, settings.temporal_namespace)
+        await _ensure_search_attributes(client, settings.temporal_namespace, settings)
 
 
 async def _start_smtp_catcher(settings: Settings, children: Children) -> None:
@@ -206,19 +267,26 @@ async def _start_sms_catcher(settings: Settings, children: Children) -> None:
 
 
 async def _start_worker_and_api(settings: Settings, children: Children) -> None:
-    """The worker, the HTTP API and (with payload keys) the codec server."""
-    worker = _spawn([PY, str(ROOT / "worker.py")], "worker.log")
+    """The worker, the HTTP API and (with payload keys) the codec server, started together."""
+    env = _codec_env(settings) if settings.payload_keys else {}
+    worker = _spawn([PY, str(ROOT / "worker.py")], "worker.log", env)
     children.append(("worker", worker))
 
     if _port_open(settings.api_host, settings.api_port):
         raise SystemExit(f"API port {settings.api_port} is taken; set API_PORT to a free one.")
-    api = _spawn([PY, "-m", "starter.http"], "api.log")
+    api = _spawn([PY, "-m", "starter.http"], "api.log", env)
     children.append(("HTTP API", api))
-    await _wait_port(settings.api_host, settings.api_port, "HTTP API", api)
+    codec = None
     if settings.payload_keys:
-        codec = _spawn([PY, "-m", "starter.codec_server"], "codec.log")
-        children.append(("codec server", codec))
         host, port = settings.codec_server_host, settings.codec_server_port
+        if _port_open(host, port):
+            raise SystemExit(
+                f"codec server port {port} is taken; set CODEC_SERVER_PORT to a free one."
+            )
+        codec = _spawn([PY, "-m", "starter.codec_server"], "codec.log", env)
+        children.append(("codec server", codec))
+    await _wait_port(settings.api_host, settings.api_port, "HTTP API", api)
+    if codec is not None:
         await _wait_port(host, port, "codec server", codec)
 
 
@@ -257,6 +325,16 @@ def _sms_line(settings: Settings) -> str:
     return f"{settings.sms_provider} at {settings.twilio_url}"
 
 
+def _codec_line(settings: Settings) -> str:
+    if not settings.payload_keys:
+        return "off: no PAYLOAD_KEYS (payloads in clear)"
+    dev = (var_dir / DEV_PAYLOAD_KEYS.name).exists() and settings.payload_keys == (
+        (var_dir / DEV_PAYLOAD_KEYS.name).read_text().strip()
+    )
+    keys = f"development key in {var_dir / DEV_PAYLOAD_KEYS.name}" if dev else "PAYLOAD_KEYS"
+    return f"{_codec_url(settings)} (payloads encrypted, {keys}; the UI decodes through it)"
+
+
 def _banner(settings: Settings) -> None:
     ui = (
         f"http://127.0.0.1:{settings.temporal_ui_port}"
@@ -278,8 +356,9 @@ def _banner(settings: Settings) -> None:
         f"Store        {settings.database_url.split('@')[-1]}",
         f"HTTP API     http://{settings.api_host}:{settings.api_port} "
         f"(docs at /docs, write key from API_WRITE_KEY)",
-        f"Codec server {_codec_url(settings) if settings.payload_keys else 'off: no PAYLOAD_KEYS'}",
-        "Logs         var/temporal.log, var/catcher.log, var/worker.log, var/api.log",
+        f"Codec server {_codec_line(settings)}",
+        "Logs         var/temporal.log, var/catcher.log, var/worker.log, var/api.log, "
+        "var/codec.log",
         "Try          make demo        (a cart-recovery email in ~2 s)",
         "             make mail        (list caught mail)",
         "Stop         Ctrl-C",
@@ -288,8 +367,14 @@ def _banner(settings: Settings) -> None:
         _say(line)
 
 
-def main() -> None:
-    Path(VAR_DIR).mkdir(exist_ok=True)
+def main(argv: list[str] | None = None) -> None:
+    global var_dir
+    parser = argparse.ArgumentParser(prog="make run", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--var", type=Path, default=VAR_DIR, help="logs, dev server database, dev key (var/)"
+    )
+    var_dir = parser.parse_args(argv).var.resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
     sys.exit(asyncio.run(run()))
 
 
