@@ -119,6 +119,7 @@ async def entry_counts_per_window(
         e.entered_at.label("t0"),
         literal("").label("step"),
         first.label("nth"),
+        e.id.label("rid"),
     ).where(e.journey == journey)
     if since is not None:
         entries = entries.where(e.entered_at >= since)
@@ -165,6 +166,7 @@ async def step_counts_per_window(
         log.decided_at.label("t0"),
         log.step.label("step"),
         first.label("nth"),
+        log.id.label("rid"),
     ).where(log.journey == journey, log.status.in_(list(STEP_GROUPS)))
     if since is not None:
         sends = sends.where(log.decided_at >= since)
@@ -259,6 +261,7 @@ async def variant_counts_per_window(
         log.decided_at.label("t0"),
         log.step.label("step"),
         first.label("nth"),
+        log.id.label("rid"),
     ).where(log.journey == journey, log.variant.is_not(None), log.status == "sent")
     if since is not None:
         sends = sends.where(log.decided_at >= since)
@@ -268,15 +271,15 @@ async def variant_counts_per_window(
 async def _convert(
     s: AsyncSession, cohort: Subquery, *, windows: Sequence[timedelta], as_of: datetime
 ) -> list[dict[tuple[str, str], Counts]]:
-    """Conversions of a cohort (customer_id, grp, t0, step, nth) in each of ``windows``, in
-    one statement over the cohort's first rows (``nth = 1``, read once for every window):
-    everyone counted per (step, grp), and apart from that only the customers with orders
-    within the longest window grouped per customer, each window's orders counted by a
-    filter on that one join (so the big cohort is never sorted or grouped per customer,
-    nor read once per window; BENCHMARKS.md 7-report)."""
+    """Conversions of a cohort (customer_id, grp, t0, step, nth, rid: the row's id) in each
+    of ``windows``, in one statement over the cohort's first rows (``nth = 1``, read once
+    for every window): everyone counted per (step, grp), and apart from that only the
+    customers with orders within the longest window grouped per cohort row (by ``rid``),
+    each window's orders counted by a filter on that one join (so the big cohort is never
+    sorted or grouped per customer, nor read once per window; BENCHMARKS.md 7-report)."""
     c, o = cohort.c, Order
     dialect = s.get_bind().dialect.name
-    first = select(c.customer_id, c.grp, c.t0, c.step).where(c.nth == 1).cte("first_rows")
+    first = select(c.customer_id, c.grp, c.t0, c.step, c.rid).where(c.nth == 1).cte("first_rows")
     f = first.c
     longest = max(windows)
     within = [_not_after(o.placed_at, f.t0, window, dialect) for window in windows]
@@ -300,7 +303,9 @@ async def _convert(
         )
         .select_from(first)
         .join(o, in_window)
-        .group_by(f.step, f.grp, f.customer_id)
+        # per cohort row (one per customer and step), by its integer id: sorting the text
+        # customer ids was most of this statement's time (BENCHMARKS.md 7-report)
+        .group_by(f.rid, f.step, f.grp)
         .subquery("bought")
     )
     b = bought.c
