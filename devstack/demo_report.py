@@ -276,7 +276,9 @@ async def main(argv: list[str] | None = None) -> int:
     url = f"{settings.public_base_url.rstrip('/')}/reports/{JOURNEY}"
     print(f"\nthe report: {url}")
     print(f"as JSON:    {settings.public_base_url.rstrip('/')}/v1/reports/journeys/{JOURNEY}")
-    print(f"in a terminal: python -m starter report --journey {JOURNEY}")
+    # as printed, in a fresh shell: the venv's python, and the environment make set for us
+    env = f"ENVIRONMENT={settings.environment} " if settings.environment != "production" else ""
+    print(f"in a terminal: {env}.venv/bin/python -m starter report --journey {JOURNEY}")
     print(await _login_hint(settings.public_base_url), file=sys.stderr)
     return 0
 

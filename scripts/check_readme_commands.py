@@ -18,8 +18,14 @@ long-running targets (``make run|test|bench|faults|demo-report``), Docker, and c
 ``<placeholders>``. ``--skip REGEX`` skips more (the test skips what would touch other
 tests' state).
 
+The hints the commands print for a person to run next (`` `make ...` ``, ``(make mail
+SHOW=3)``, ``in a terminal: ...``: ``make``, ``uv run`` or ``.venv/bin/...`` forms) run too,
+right after the command that printed them, by the same rules; a command that prints a bare
+``python -m ...`` or ``temporal ...`` (which a fresh shell cannot run) fails.
+
 ``CHECK_API_URL``, when set, replaces the README's ``http://127.0.0.1:8000`` (a stack on
-another port). Exit code: 0 when every command run passed, 1 otherwise.
+another port), ``CHECK_CODEC_URL`` its codec server ``http://127.0.0.1:8089``. Exit code: 0
+when every command run passed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DEFAULT_API = "http://127.0.0.1:8000"
+DEFAULT_CODEC = "http://127.0.0.1:8089"
 TIMEOUT = 180  # seconds per command (make demo waits up to a minute for its email)
 
 # (pattern, why it is not run)
@@ -49,6 +56,18 @@ NOT_RUN = (
 INLINE = re.compile(r"`((?:temporal|uv run|make|\.venv/bin/\S+) [^`]+)`")
 ASSIGNMENTS = re.compile(r"(\w+=\S+;?\s*)+")
 NOTHING_MATCHED = re.compile(r"python -m starter (cancel|pause|resume)\b")
+# Hints in a command's output: in backticks, in parentheses, or after "in a terminal:".
+_RUNNABLE = r"(?:[A-Z_]+=\S+ )*(?:make|uv run|\.venv/bin/\S+) "
+HINTS = (
+    re.compile(rf"`({_RUNNABLE}[^`\n]+)`"),
+    re.compile(rf"\(({_RUNNABLE}[^()\n]+)\)"),
+    re.compile(rf"in a terminal: ({_RUNNABLE}.+)$", re.MULTILINE),
+)
+# What a fresh shell runs as the system's program, or not at all (tests/test_printed_hints.py).
+BARE = re.compile(
+    r"(?<![\w/.-])(python3? -m \w|temporal (?:operator|workflow|worker|server|schedule)\b)"
+)
+RUNNABLE_BEFORE = re.compile(r"(?:\buv run |\.venv/bin/)$")
 
 
 @dataclass
@@ -57,6 +76,7 @@ class Command:
     text: str
     skip: str | None = None
     prelude: str = ""  # the block's variable assignments above it (K=...; API=...)
+    hint_of: str = ""  # printed by this command, not written in the README
 
 
 def _complete(text: str) -> bool:
@@ -101,8 +121,29 @@ def _without_comment(text: str) -> str:
     return text if "\n" in text else re.split(r"\s+#\s", text, maxsplit=1)[0]
 
 
-def classify(cmds: list[Command], skips: list[re.Pattern[str]]) -> None:
-    seen: set[str] = set()
+def hints(output: str) -> list[str]:
+    """The commands ``output`` tells a person to run, in order."""
+    found = sorted((m.start(), m.group(1).strip()) for p in HINTS for m in p.finditer(output))
+    return list(dict.fromkeys(text for _, text in found))
+
+
+def bare_commands(output: str) -> list[str]:
+    """Commands in ``output`` that a fresh shell cannot run as printed (argparse's usage
+    and error lines name the program, ``usage: python -m starter ...``: not a hint)."""
+    found = []
+    for m in BARE.finditer(output):
+        line = output[output.rfind("\n", 0, m.start()) + 1 :].split("\n", 1)[0]
+        if line.lstrip().startswith("usage:") or re.match(r"python3? -m [\w.]+: ", line):
+            continue
+        if not RUNNABLE_BEFORE.search(output[: m.start()]):
+            found.append(output[m.start() : m.start() + 40].splitlines()[0])
+    return found
+
+
+def classify(
+    cmds: list[Command], skips: list[re.Pattern[str]], seen: set[str] | None = None
+) -> None:
+    seen = set() if seen is None else seen
     for cmd in cmds:
         if _without_comment(cmd.text).strip() in seen:
             cmd.skip = "run above"
@@ -129,11 +170,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run(cmd: Command, env: dict[str, str]) -> tuple[bool, str]:
-    """Run one command; (passed, what it said in a few lines)."""
+def run(cmd: Command, env: dict[str, str]) -> tuple[bool, str, str]:
+    """Run one command; (passed, what it said in a few lines, all it printed)."""
     text = cmd.prelude + cmd.text
     if api := env.get("CHECK_API_URL"):
         text = text.replace(DEFAULT_API, api)
+    if codec := env.get("CHECK_CODEC_URL"):
+        text = text.replace(DEFAULT_CODEC, codec)
     try:
         done = subprocess.run(
             ["bash", "-o", "pipefail", "-c", text],
@@ -145,13 +188,16 @@ def run(cmd: Command, env: dict[str, str]) -> tuple[bool, str]:
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
-        return False, f"did not end within {TIMEOUT} s"
+        return False, f"did not end within {TIMEOUT} s", ""
+    printed = done.stdout + done.stderr
     said = (done.stderr.strip() or done.stdout.strip()).splitlines()
     summary = f"exit {done.returncode}: " + (" | ".join(said[-3:]) if said else "(no output)")
-    if "Traceback (most recent call last)" in done.stdout + done.stderr:
-        return False, summary
+    if "Traceback (most recent call last)" in printed:
+        return False, summary, printed
+    if bare := bare_commands(printed):
+        return False, f"printed a command a fresh shell cannot run: {bare[0]!r}", printed
     if done.returncode == 0:
-        return True, summary
+        return True, summary, printed
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     nothing = (
         done.returncode == 1
@@ -159,7 +205,7 @@ def run(cmd: Command, env: dict[str, str]) -> tuple[bool, str]:
         and len(errors) == 1
         and errors[0].startswith("error: nothing to ")
     )
-    return nothing, summary
+    return nothing, summary, printed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,18 +214,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", action="append", default=[], metavar="REGEX")
     args = p.parse_args(argv)
     cmds = commands(README.read_text())
-    classify(cmds, [re.compile(s) for s in args.skip])
+    skips = [re.compile(s) for s in args.skip]
+    seen: set[str] = set()
+    classify(cmds, skips, seen)
     env = _env()
     failed = 0
-    for cmd in cmds:
+    todo = list(cmds)
+    while todo:
+        cmd = todo.pop(0)
         first = cmd.text.splitlines()[0]
         shown = first + (" ..." if "\n" in cmd.text else "")
+        where = f"README:{cmd.line}: " + (f"hint of {cmd.hint_of}: " if cmd.hint_of else "")
         if cmd.skip or args.list:
-            print(f"README:{cmd.line}: {'not run: ' + cmd.skip if cmd.skip else 'run'}: {shown}")
+            print(f"{where}{'not run: ' + cmd.skip if cmd.skip else 'run'}: {shown}")
             continue
-        ok, summary = run(cmd, env)
+        ok, summary, printed = run(cmd, env)
         failed += not ok
-        print(f"README:{cmd.line}: {'ok' if ok else 'FAILED'}: {shown}\n    {summary}", flush=True)
+        print(f"{where}{'ok' if ok else 'FAILED'}: {shown}\n    {summary}", flush=True)
+        of = _without_comment(first).strip()
+        hinted = [Command(cmd.line, text, hint_of=of) for text in hints(printed)]
+        classify(hinted, skips, seen)
+        cmds += hinted
+        todo[:0] = hinted
     ran = sum(1 for c in cmds if not c.skip)
     print(f"{ran - failed} passed, {failed} failed, {len(cmds) - ran} not run")
     return 1 if failed else 0

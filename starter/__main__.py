@@ -256,7 +256,7 @@ async def _unknown_customer(journeys: Journeys, customer_id: str) -> ops.Unknown
         return None
     return ops.UnknownName(
         f"unknown customer {customer_id!r}: no profile in the store and no journey run "
-        "(customers are recorded by identify, or `python -m starter customer ID EMAIL`)"
+        "(customers are recorded by identify, or `uv run python -m starter customer ID EMAIL`)"
     )
 
 
