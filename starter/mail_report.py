@@ -62,12 +62,13 @@ async def mail_figures(
     clock), ``links`` (step, url, clicks, machine_clicks), ``clients`` (family, opens,
     machine_opens) and ``bought`` (per window label and group: top products and
     categories of the converted customers). ``windows``: (label, timedelta)."""
-    async with sessions() as s:
-        await mf.room_to_sort(s)
-        statuses = await mf.send_statuses(s, journey=journey, since=since)
-        found = await mf.engagement(s, journey=journey, since=since)
-        left = await mf.attributed(s, journey=journey, since=since)
-        per_window = await mf.bought(s, journey=journey, windows=windows, since=since)
+    statuses, found, left, per_window = await mf.side_by_side(
+        sessions,
+        lambda s: mf.send_statuses(s, journey=journey, since=since),
+        lambda s: mf.engagement(s, journey=journey, since=since),
+        lambda s: mf.attributed(s, journey=journey, since=since),
+        lambda s: mf.bought(s, journey=journey, windows=windows, since=since),
+    )
     bought = [
         {
             "window": label,

@@ -8,6 +8,7 @@ from store.reports (SQL); this module only puts them together, as JSON or as a t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -107,41 +108,56 @@ async def journey_report(
         "windows": [],
         "steps": [],
     }
-    by_step: dict[str, list[dict[str, Any]]] = {}
-    step_held: set[str] = set()  # steps with a holdout of their own
-    async with sessions() as s:
-        await mail_figures.room_to_sort(s)
-        spans = [window_of(label) for label in windows]
-        counts = await reports.entry_counts_per_window(
+    spans = [window_of(label) for label in windows]
+    # The report's independent statements, each in a transaction of its own: on PostgreSQL
+    # at the same time (store.mail_figures.side_by_side; BENCHMARKS.md 7-report).
+    reads: list[mail_figures.Read] = [
+        lambda s: reports.entry_counts_per_window(
             s, journey=journey, windows=spans, as_of=at, since=since
         )
-        for label, found in zip(windows, counts, strict=True):
-            out["windows"].append(
-                figures(label, found.get(reports.TREATED), found.get(reports.CONTROL))
-            )
-        per_window = (
-            await reports.step_counts_per_window(
+    ]
+    if steps:
+        reads += [
+            lambda s: reports.step_counts_per_window(
                 s, journey=journey, windows=spans, as_of=at, since=since
-            )
-            if steps
-            else [{} for _ in windows]
+            ),
+            lambda s: ab_results(s, journey, windows=windows, since=since, as_of=at),
+            # emails and texts apart; a text step's lift is its step's
+            lambda s: mail_figures.channels(s, journey=journey, since=since),
+        ]
+    counted = mail_figures.side_by_side(sessions, *reads)
+    if not steps:
+        (counts,) = await counted
+        per_window: list[dict[tuple[str, str], reports.Counts]] = [{} for _ in windows]
+        tests: dict[str, dict[str, Any]] = {}
+    else:
+        mail = mail_report.mail_figures(  # the mail figures (starter/mail_report.py)
+            sessions, journey, windows=list(zip(windows, spans, strict=True)), since=since
         )
-        for per_step in per_window:
-            step_held |= {step for step, grp in per_step if grp == reports.STEP_CONTROL}
-        for label, per_step in zip(windows, per_window, strict=True):
-            for step in sorted({step for step, _ in per_step}):
-                # A step with its own holdout compares with it: what this one email added.
-                control = reports.STEP_CONTROL if step in step_held else reports.CONTROL
-                by_step.setdefault(step, []).append(
-                    figures(
-                        label,
-                        per_step.get((step, reports.TREATED)),
-                        per_step.get((step, control)),
-                    )
+        if mail_figures.side_by_side_possible(sessions):
+            found, out["mail"] = await asyncio.gather(counted, mail)
+        else:
+            found, out["mail"] = await counted, await mail
+        counts, per_window, tests, out["channels"] = found
+    for label, entered in zip(windows, counts, strict=True):
+        out["windows"].append(
+            figures(label, entered.get(reports.TREATED), entered.get(reports.CONTROL))
+        )
+    step_held: set[str] = set()  # steps with a holdout of their own
+    for per_step in per_window:
+        step_held |= {step for step, grp in per_step if grp == reports.STEP_CONTROL}
+    by_step: dict[str, list[dict[str, Any]]] = {}
+    for label, per_step in zip(windows, per_window, strict=True):
+        for step in sorted({step for step, _ in per_step}):
+            # A step with its own holdout compares with it: what this one email added.
+            control = reports.STEP_CONTROL if step in step_held else reports.CONTROL
+            by_step.setdefault(step, []).append(
+                figures(
+                    label,
+                    per_step.get((step, reports.TREATED)),
+                    per_step.get((step, control)),
                 )
-        tests = (
-            await ab_results(s, journey, windows=windows, since=since, as_of=at) if steps else {}
-        )
+            )
     out["steps"] = [
         {
             "step": step,
@@ -151,12 +167,6 @@ async def journey_report(
         }
         for step, rows in by_step.items()
     ]
-    if steps:  # the mail figures (starter/mail_report.py)
-        out["mail"] = await mail_report.mail_figures(
-            sessions, journey, windows=[(w, window_of(w)) for w in windows], since=since
-        )
-        async with sessions() as s:  # emails and texts apart; a text step's lift is its step's
-            out["channels"] = await mail_figures.channels(s, journey=journey, since=since)
     return out
 
 
