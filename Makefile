@@ -11,6 +11,7 @@ setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
 		|| python3 -m pip install --quiet --disable-pip-version-check uv
 	@$(UV) sync --frozen --quiet
+	@sh scripts/dev_env.sh
 
 run: setup  ## Temporal dev server + SMTP catcher + worker on embedded defaults (or your settings)
 	@$(DEV) $(UV) run --frozen python -m devstack

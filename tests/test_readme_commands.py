@@ -12,6 +12,7 @@ import asyncio
 import base64
 import importlib.util
 import os
+import subprocess
 import sys
 from types import ModuleType
 from typing import Any, cast
@@ -109,13 +110,14 @@ async def test_every_readme_command_runs_as_printed(temporal_env, tmp_path):
             serving(create_app(settings, journeys=stack.journeys), port=port) as api,
             serving(cast(Any, create_codec_app(codec_settings))) as codec,
         ):
+            # ENVIRONMENT as a fresh shell has it (unset): `make setup`'s .env says development
             env = {
                 k: v
                 for k, v in os.environ.items()
-                if not k.startswith(("TEMPORAL_", "DATABASE_", "SMTP_", "PAYLOAD_"))
+                if not k.startswith(("TEMPORAL_", "DATABASE_", "SMTP_", "PAYLOAD_", "ENVIRONMENT"))
             }
+            subprocess.run(["sh", str(ROOT / "scripts" / "dev_env.sh")], check=True)
             env.update(
-                ENVIRONMENT="development",
                 UV_FROZEN="1",  # `uv run` uses the lock as it is (never re-locks the tree)
                 CHECK_API_URL=api,
                 CHECK_CODEC_URL=codec,
