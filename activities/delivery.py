@@ -147,7 +147,7 @@ class Delivery:
                 # Nothing but this between the 250 and the commit; through a database outage
                 # it keeps trying (the relay has the message: losing that would make it
                 # uncertain).
-                await persist(lambda: self._finish(a.key, status="sent", reason=None))
+                recorded = await persist(lambda: self._finish(a.key, status="sent", reason=None))
                 window_ms = (time.perf_counter() - replied) * 1000
         except SmtpFailure as exc:  # no connection: nothing was sent, nothing claimed
             return await self._failed(a, exc)
@@ -161,7 +161,9 @@ class Delivery:
         )
         if a.breaker_dirty:
             await self._breaker.ok()
-        return SendOutcome(status="sent", message_id=message_id)
+        # counted as sent by this attempt only when its claim recorded it (else another
+        # attempt's row says what happened, and that attempt counts it)
+        return SendOutcome(status="sent", message_id=message_id, already_done=not recorded)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[SmtpConnection]:
@@ -245,11 +247,12 @@ class Delivery:
         claimed.message_id, claimed.coupon_code = message_id, coupon_code
         return None
 
-    async def _finish(self, key: str, *, status: str, reason: str | None) -> None:
+    async def _finish(self, key: str, *, status: str, reason: str | None) -> bool:
         """The claim of this attempt ends as ``status`` (``sent``; ``bounced``, ``failed``
         or ``uncertain`` with the reply or the fault as ``reason``): one UPDATE naming the
         attempt, plus what ``status`` brings in the same transaction (the customer's last
-        email; the bounce's suppression)."""
+        email; the bounce's suppression). False when the claim was no longer this attempt's
+        (taken over: another attempt's row says what happened)."""
         held = _HELD.get()
         if status == "sent" and held is not None and held.key == key:
             if held.record_now is not None:
@@ -263,12 +266,13 @@ class Delivery:
                         activity.logger.error(
                             "send %s: the claim was taken over before its 250", key
                         )
-                    return
+                    return recorded
             elif held.record_sent is not None:
                 record, held.record_sent = held.record_sent, None  # one try; again: a fresh one
                 if not await record(key, attempt_token()):
                     activity.logger.error("send %s: the claim was taken over before its 250", key)
-                return
+                    return False
+                return True
         code = SMTP_CODES.get(status)
         async with self._sessions.begin() as s:
             done = await sends.finish(
@@ -296,6 +300,7 @@ class Delivery:
                     reason="hard_bounce",
                     detail=reason,
                 )
+        return done is not None
 
     async def _not_sent(self, a: Attempt, conn: SmtpConnection, exc: BaseException) -> SendOutcome:
         """``conn.send`` did not end with a 250."""

@@ -18,7 +18,7 @@ from typing import Any
 from core.stats import Group, Lift, ab_verdict, chi_squared, lift, verdict
 from starter import mail_report
 from store import ab_tests, mail_figures, reports
-from store.db import SessionFactory, make_engine, make_session_factory
+from store.db import SessionFactory, make_engine, make_session_factory, readers
 
 DEFAULT_WINDOWS = "2d,10d,30d"
 _WINDOW = re.compile(r"^(\d+)([dh])$")
@@ -99,7 +99,9 @@ async def journey_report(
     as_of: datetime | None = None,
     steps: bool = True,
 ) -> dict[str, Any]:
-    """One journey's report: per window, and per step and window."""
+    """One journey's report: per window, and per step and window. It only reads: on SQLite
+    its transactions take no write lock (store.db.readers), so sends are not held up."""
+    sessions = readers(sessions)
     at = as_of or datetime.now(UTC)
     out: dict[str, Any] = {
         "journey": journey,
@@ -247,6 +249,7 @@ async def all_journeys(
     as_of: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Every journey with entries: its figures per window (no steps)."""
+    sessions = readers(sessions)
     async with sessions() as s:
         names = await reports.journeys_entered(s, since=since)
     return [

@@ -42,11 +42,12 @@ class FailsOnceAfterRecording(SendActivities):
 
     failed = 0
 
-    async def _finish(self, key: str, *, status: str, reason: str | None) -> None:
-        await super()._finish(key, status=status, reason=reason)
+    async def _finish(self, key: str, *, status: str, reason: str | None) -> bool:
+        recorded = await super()._finish(key, status=status, reason=reason)
         if status == "sent" and FailsOnceAfterRecording.failed == 0:
             FailsOnceAfterRecording.failed += 1
             raise RuntimeError("worker lost right after recording the send")
+        return recorded
 
 
 async def _attempts(handle: Any) -> list[int]:

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import importlib.util
 import os
-import subprocess
 import sys
 from types import ModuleType
 from typing import Any, cast
@@ -116,7 +115,8 @@ async def test_every_readme_command_runs_as_printed(temporal_env, tmp_path):
                 for k, v in os.environ.items()
                 if not k.startswith(("TEMPORAL_", "DATABASE_", "SMTP_", "PAYLOAD_", "ENVIRONMENT"))
             }
-            subprocess.run(["sh", str(ROOT / "scripts" / "dev_env.sh")], check=True)
+            made = await asyncio.create_subprocess_exec("sh", str(ROOT / "scripts" / "dev_env.sh"))
+            assert await made.wait() == 0
             env.update(
                 UV_FROZEN="1",  # `uv run` uses the lock as it is (never re-locks the tree)
                 CHECK_API_URL=api,

@@ -21,7 +21,7 @@ from activities.delivery import Attempt
 from activities.send import SendActivities
 from store import sent_now
 from store.db import SessionFactory, make_engine, make_session_factory
-from store.models import Customer
+from store.models import Customer, SendLog
 from tests.test_send_states import activities, attempt, customer, relay, request, row
 
 
@@ -279,4 +279,35 @@ async def test_on_sqlite_the_claim_reads_without_the_lock_and_is_taken_again_aft
     assert outcome.status == "sent"
     found = await row(sessions, req)
     assert found is not None and found.status == "sent"
+    assert list(relay.delivered().values()) == [1]
+
+
+class TakenOverBeforeThe250(SendActivities):
+    """Another attempt takes the claim over between the claim and the dot (as a retry does
+    when this attempt's lease ran out)."""
+
+    async def _claim(self, a: Attempt, message_id: str, coupon_code: str | None) -> None:
+        await super()._claim(a, message_id, coupon_code)
+        async with self._sessions.begin() as s:
+            await s.execute(
+                update(SendLog)
+                .where(SendLog.idempotency_key == a.key)
+                .values(attempt="another-attempt")
+            )
+
+
+async def test_a_claim_taken_over_before_the_250_is_not_this_attempts_send(sessions, relay):
+    """The relay has the message, but the row is another attempt's: this attempt records
+    nothing and says so (``already_done``: the app's send counter counts it once, with the
+    attempt whose row it is)."""
+    send, pool = activities(sessions, relay, cls=TakenOverBeforeThe250)
+    cid = await customer(sessions)
+    req = request(cid)
+    try:
+        outcome = await attempt(1).run(send.send_step, req)
+    finally:
+        await pool.close()
+    assert (outcome.status, outcome.already_done) == ("sent", True)
+    found = await row(sessions, req)
+    assert found is not None and (found.status, found.attempt) == ("sending", "another-attempt")
     assert list(relay.delivered().values()) == [1]
