@@ -41,7 +41,7 @@ from activities.send_log import (
 from core.contracts import ReasonCode, SendOutcome, SendStatus, SendStepInput, describe
 from core.pacing import engagement_rank
 from store import events, repo, sends, sent_now
-from store.db import SessionFactory, deferred, optimistically
+from store.db import SessionFactory
 from store.models import utcnow
 
 # What a failure of each kind ends a send as, when it ends it (the others are retried).
@@ -206,21 +206,12 @@ class Delivery:
         decision counts; two journeys pass the cap one after the other), then the row
         ``sending`` with this attempt's token. A "no" is recorded and raised: no dot."""
         held = _HELD.get()
-        mine = held.conn if held is not None and held.key == a.key else None
-
-        async def transaction(as_reader: bool) -> SendOutcome | None:
-            if mine is None:
-                async with (self._readers if as_reader else self._sessions).begin() as s:
-                    return await self._claim_in(s, a, message_id, coupon_code)
-            await deferred(mine, as_reader)
-            async with AsyncSession(bind=mine, expire_on_commit=False) as s, s.begin():
-                return await self._claim_in(s, a, message_id, coupon_code)
-
-        try:  # on SQLite the gate's reads take no lock (store.db.optimistically)
-            refusal = await optimistically(transaction)
-        finally:
-            if mine is not None:
-                await deferred(mine, False)
+        if held is not None and held.key == a.key:
+            async with AsyncSession(bind=held.conn, expire_on_commit=False) as s, s.begin():
+                refusal = await self._claim_in(s, a, message_id, coupon_code)
+        else:
+            async with self._sessions.begin() as s:
+                refusal = await self._claim_in(s, a, message_id, coupon_code)
         if refusal is not None:
             log_for(
                 a.req.customer_id,

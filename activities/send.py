@@ -52,7 +52,7 @@ from core.links import Links
 from journeys.shop import Shop
 from observability import count_send
 from store import ab_tests, repo, sent_now
-from store.db import SessionFactory, optimistically, readers
+from store.db import SessionFactory, readers
 from store.models import Coupon, Customer
 
 
@@ -83,7 +83,7 @@ class SendActivities(Delivery, TextDelivery):
         pacer: Pacer | None = None,
     ) -> None:
         self._sessions = sessions
-        self._readers = readers(sessions)  # transactions that mostly read (SQLite: DEFERRED)
+        self._readers = readers(sessions)  # transactions that only read (SQLite: DEFERRED)
         self._mailer = mailer
         self._renderer = renderer
         self._mail = mail
@@ -147,14 +147,10 @@ class SendActivities(Delivery, TextDelivery):
     async def _decide(self, req: SendStepInput) -> Decided:
         """In one transaction: the answer recorded before, or the gate's (recorded unless
         deferred), or the customer, the template's context and the request to send (with
-        its A/B variant: store.ab_tests.choose). Most decisions only read: on SQLite the
-        transaction begins as a reader (store.db.optimistically)."""
+        its A/B variant: store.ab_tests.choose)."""
 
-        async def transaction(as_reader: bool) -> Decided:
-            async with (self._readers if as_reader else self._sessions).begin() as s:
-                return await self._decide_in(s, req)
-
-        return await optimistically(transaction)
+        async with self._sessions.begin() as s:
+            return await self._decide_in(s, req)
 
     async def _decide_in(self, s: AsyncSession, req: SendStepInput) -> Decided:
         key = req.idempotency_key

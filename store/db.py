@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,7 +10,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -57,12 +55,11 @@ _BEGIN = "sqlite_begin"
 
 
 def readers(sessions: SessionFactory) -> SessionFactory:
-    """Sessions for transactions that mostly read. On SQLite they begin DEFERRED: a reader
-    in WAL mode takes no lock, so it never holds up a writer (the commit of ``sent`` after a
-    250 waits for whoever holds the one write lock). A reader that does write takes the lock
-    at its first write, or fails at once with ``database is locked`` when another writer
-    committed since it began (``is_locked``): see ``optimistically``. On PostgreSQL
-    ``sessions`` themselves."""
+    """Sessions for transactions that only read (reports, a breaker's state). On SQLite
+    they begin DEFERRED: a reader in WAL mode takes no lock, so it never holds up a writer
+    (the commit of ``sent`` after a 250 waits for whoever holds the one write lock). A
+    reader that does write fails at once with ``database is locked`` when another writer
+    committed since it began (``is_locked``). On PostgreSQL ``sessions`` themselves."""
     engine = sessions.kw["bind"]
     assert isinstance(engine, AsyncEngine)
     if engine.dialect.name != "sqlite":
@@ -72,39 +69,10 @@ def readers(sessions: SessionFactory) -> SessionFactory:
     )
 
 
-async def deferred(conn: AsyncConnection, on: bool) -> None:
-    """The next transactions on ``conn`` begin DEFERRED (``on``) or IMMEDIATE (SQLite; a
-    no-op elsewhere)."""
-    if conn.dialect.name == "sqlite":
-        await conn.execution_options(**{_BEGIN: "DEFERRED" if on else "IMMEDIATE"})
-
-
 def is_locked(exc: BaseException) -> bool:
     """SQLite's answer to a DEFERRED transaction's first write when the lock or a newer
     snapshot is another connection's (SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT)."""
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
-
-
-# How often a transaction that mostly reads is tried as a reader before it takes the write
-# lock from its start: each try that fails did not write anything (SQLite refuses its first
-# write), so a try costs its reads.
-OPTIMISTIC_TRIES = 3
-
-
-async def optimistically(transaction: Callable[[bool], Awaitable[T]]) -> T:
-    """``transaction(as_reader)`` done as a reader (``readers``, ``deferred``) while its
-    write meets another writer's (``is_locked``), at most ``OPTIMISTIC_TRIES`` times, then
-    with the write lock from its start. On SQLite this keeps the lock held for the writes
-    and the commit only, not for the reads before them (each a trip through the event
-    loop); SQLite refusing a stale snapshot's write keeps it serializable. ``transaction``
-    must do nothing outside its transaction before it commits."""
-    for _ in range(OPTIMISTIC_TRIES):
-        try:
-            return await transaction(True)
-        except OperationalError as exc:
-            if not is_locked(exc):
-                raise
-    return await transaction(False)
 
 
 def _ensure_sqlite_dir(url: str) -> None:

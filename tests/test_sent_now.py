@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from sqlalchemy import select, text, update
@@ -200,86 +199,6 @@ async def test_the_watchdog_ends_a_call_the_store_never_answers(pg, postgres_url
     assert now._idle == []  # the shut connection is not kept for the next send
     await now.close()
     await engine.dispose()
-
-
-class WrittenMeanwhile(SendActivities):
-    """Another writer commits between the decision's reads and its write (a "no" to record)."""
-
-    decisions = 0
-
-    async def _decide_in(self, s: AsyncSession, req: Any) -> Any:
-        type(self).decisions += 1
-        if type(self).decisions == 1:
-            await s.get(Customer, req.customer_id)  # the reader's snapshot begins here
-            async with self._sessions.begin() as other:
-                await other.execute(
-                    update(Customer).where(Customer.id == req.customer_id).values(first_name="Bo")
-                )
-        return await super()._decide_in(s, req)
-
-
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-async def test_on_sqlite_a_decision_reads_without_the_lock_and_writes_again_when_it_met_a_writer(
-    sessions, relay
-):
-    """The decision begins as a reader (store.db.readers) and holds no lock while it reads;
-    its "no" (the customer unsubscribed) meets another writer's newer snapshot, so the
-    decision is taken again as a writer: recorded once, and nothing sent."""
-    WrittenMeanwhile.decisions = 0
-    send, pool = activities(sessions, relay, cls=WrittenMeanwhile)
-    cid = await customer(sessions)
-    async with sessions.begin() as s:
-        await s.execute(update(Customer).where(Customer.id == cid).values(subscribed=False))
-    req = request(cid)
-    try:
-        outcome = await attempt(1).run(send.send_step, req)
-    finally:
-        await pool.close()
-    assert WrittenMeanwhile.decisions == 2  # the other writer committed while it read
-    assert (outcome.status, outcome.code) == ("skipped", "unsubscribed")
-    found = await row(sessions, req)
-    assert found is not None and (found.status, found.reason_code) == ("skipped", "unsubscribed")
-    assert not relay.delivered()
-
-
-class ClaimWrittenMeanwhile(SendActivities):
-    """Another writer commits while the claim reads (the gate's queries), before its write."""
-
-    claims = 0
-
-    async def _claim_in(
-        self, s: AsyncSession, a: Attempt, message_id: str, coupon_code: str | None
-    ) -> Any:
-        type(self).claims += 1
-        if type(self).claims == 1:
-            await s.get(Customer, a.req.customer_id)  # the reader's snapshot begins here
-            async with self._sessions.begin() as other:  # would wait 30 s on a locked claim
-                await other.execute(
-                    update(Customer).where(Customer.id == a.req.customer_id).values(first_name="Bo")
-                )
-        return await super()._claim_in(s, a, message_id, coupon_code)
-
-
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-async def test_on_sqlite_the_claim_reads_without_the_lock_and_is_taken_again_after_a_writer(
-    sessions, relay
-):
-    """The claim's gate reads hold no lock (store.db.optimistically): a writer commits
-    meanwhile, the claim's write is refused, and the claim is taken again from what the
-    store says now. One message, recorded sent."""
-    ClaimWrittenMeanwhile.claims = 0
-    send, pool = activities(sessions, relay, cls=ClaimWrittenMeanwhile)
-    cid = await customer(sessions)
-    req = request(cid)
-    try:
-        outcome = await attempt(1).run(send.send_step, req)
-    finally:
-        await pool.close()
-    assert ClaimWrittenMeanwhile.claims == 2
-    assert outcome.status == "sent"
-    found = await row(sessions, req)
-    assert found is not None and found.status == "sent"
-    assert list(relay.delivered().values()) == [1]
 
 
 class TakenOverBeforeThe250(SendActivities):
