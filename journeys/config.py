@@ -163,6 +163,11 @@ class EntryRule(_Strict):
         return self
 
 
+# The journeys whose run can be built from a stage change alone (core/stage_starts.py has a
+# builder for each; a test holds the two together): ``[start_on]`` elsewhere is refused.
+STARTS_ON_STAGE_CHANGE = frozenset({"vip_care"})
+
+
 class StageTrigger(_Strict):
     """``[start_on]``: the journey also starts on the event "Lifecycle Stage Changed" when
     the customer moves to a stage in ``to`` (``"vip"``: becomes a VIP), and only from one in
@@ -326,6 +331,11 @@ def load_journey(
         raise JourneyConfigError(f"{path}: {problems}") from exc
     if config.name != name:
         raise JourneyConfigError(f"{path}: name = {config.name!r} but the file is {name!r}")
+    if config.start_on is not None and name not in STARTS_ON_STAGE_CHANGE:
+        raise JourneyConfigError(
+            f"{path}: start_on: {name} cannot start on a stage change (journeys that can: "
+            f"{', '.join(sorted(STARTS_ON_STAGE_CHANGE))}; core/stage_starts.py builds their runs)"
+        )
     templates = journeys_dir / "templates"
     named = [
         (f"steps.{i}.template", s.template)

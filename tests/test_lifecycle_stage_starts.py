@@ -11,8 +11,17 @@ from pathlib import Path
 import pytest
 from temporalio.service import RPCError
 
+from core.stage_starts import STAGE_STARTS
+from journeys.config import (
+    STARTS_ON_STAGE_CHANGE,
+    JourneyConfigError,
+    VipCareConfig,
+    WinBackConfig,
+    load_journey,
+)
 from store.migrate import upgrade
 from testkit.data import TEE, add_customer, lapsed_customer
+from testkit.stack import copy_journeys
 from tests.test_lifecycle_journeys import daily_sweep
 
 
@@ -76,3 +85,13 @@ async def test_the_daily_sweep_starts_a_journey_on_the_stage_it_moves_a_customer
     assert result.counts
     assert await exists(stack, f"vip-care:{quiet}:{(now + timedelta(days=1)).year}")
     assert not await exists(stack, f"vip-care:{recent}:{(now + timedelta(days=1)).year}")
+
+
+def test_start_on_is_refused_where_no_run_can_be_built_from_a_stage_change(tmp_path: Path):
+    """[start_on] in a journey core/stage_starts.py cannot start fails when the TOML is
+    loaded, naming the file and the journeys that can (it started nothing, silently)."""
+    assert set(STAGE_STARTS) == STARTS_ON_STAGE_CHANGE
+    journeys = copy_journeys(tmp_path / "journeys", win_back={"start_on": {"to": ["silent"]}})
+    with pytest.raises(JourneyConfigError, match=r"win_back.toml: start_on: .*vip_care"):
+        load_journey("win_back", journeys, WinBackConfig)
+    assert load_journey("vip_care", journeys, VipCareConfig).start_on is not None
