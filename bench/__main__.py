@@ -20,13 +20,14 @@ from pathlib import Path
 
 from bench import report_scale
 from bench.measure import Measurements
+from bench.profile import Profiler
 from bench.report import ROW_IDS, Row, markdown, write_json
 from bench.sizes import SIZES, Size
 from bench.stack import bench_stack
 
 
 async def run(
-    size: Size, *, db: str, keep: bool, only: str | None = None
+    size: Size, *, db: str, keep: bool, only: str | None = None, profile: Path | None = None
 ) -> tuple[list[Row], list[str]]:
     failures: list[str] = []
     if only == "report":  # PostgreSQL only: no Temporal, worker or API needed
@@ -36,6 +37,11 @@ async def run(
         if keep:
             print(f"[bench] keeping {stack.workdir}", file=sys.stderr)
         measurements = Measurements(size, stack, run_tag=f"{int(time.time()) % 100000}")
+        profiler = Profiler(profile) if profile is not None else None
+        if profiler is not None:  # the worker, the API, and this process (row 4's sends)
+            profiler.attach("worker", stack.worker.pid)
+            profiler.attach("api", stack.api.pid)
+            profiler.attach("bench", os.getpid())
         phases = measurements.in_order()
         if only == "sends":  # (4) alone: the send path and its reply-to-commit window
             phases = [(name, body) for name, body in phases if name.startswith("4 ")]
@@ -49,6 +55,10 @@ async def run(
                 traceback.print_exc()
             elapsed = time.monotonic() - t0
             print(f"[bench] {name} took {elapsed:.1f} s", file=sys.stderr, flush=True)
+        if profiler is not None:
+            for text in await profiler.stop():
+                print(f"\n{text}", file=sys.stderr)
+            print(f"[bench] profiles in {profile}", file=sys.stderr)
     return measurements.rows, failures
 
 
@@ -72,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only this measurement (report: 7, PostgreSQL; sends: 4, on --db)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, databases)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the worker, the API and this process with py-spy; top entries to DIR",
+    )
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     if args.entries:
@@ -80,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         size = replace(size, footprint=tuple(int(x) for x in args.footprint.split(",")))
     t0 = time.monotonic()
     load_before = os.getloadavg()[0]
-    rows, failures = asyncio.run(run(size, db=args.db, keep=args.keep, only=args.only))
+    rows, failures = asyncio.run(
+        run(size, db=args.db, keep=args.keep, only=args.only, profile=args.profile)
+    )
     meta = {
         "size": args.size,
         "db": "postgres" if args.only == "report" else args.db,  # (7) is PostgreSQL only
