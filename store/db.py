@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -59,7 +58,7 @@ def readers(sessions: SessionFactory) -> SessionFactory:
     they begin DEFERRED: a reader in WAL mode takes no lock, so it never holds up a writer
     (the commit of ``sent`` after a 250 waits for whoever holds the one write lock). A
     reader that does write fails at once with ``database is locked`` when another writer
-    committed since it began (``is_locked``). On PostgreSQL ``sessions`` themselves."""
+    committed since it began. On PostgreSQL ``sessions`` themselves."""
     engine = sessions.kw["bind"]
     assert isinstance(engine, AsyncEngine)
     if engine.dialect.name != "sqlite":
@@ -67,12 +66,6 @@ def readers(sessions: SessionFactory) -> SessionFactory:
     return async_sessionmaker(
         engine.execution_options(**{_BEGIN: "DEFERRED"}), expire_on_commit=False
     )
-
-
-def is_locked(exc: BaseException) -> bool:
-    """SQLite's answer to a DEFERRED transaction's first write when the lock or a newer
-    snapshot is another connection's (SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT)."""
-    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 
 
 def _ensure_sqlite_dir(url: str) -> None:
