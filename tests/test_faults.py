@@ -11,7 +11,11 @@ import pytest
 from faults.__main__ import row, run
 
 # The suite's relay asks for AUTH on a loopback connection without TLS, on purpose.
-pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS"),
+    # a hang guard: ~200 s alone; beside a second copy of the suite it ran past 300 s
+    pytest.mark.timeout(1800),
+]
 
 # A crash of the worker, the relay hanging up right after the final dot, and a relay refusing
 # us (554 5.7.1) for a while: the three ways the send path used to duplicate or suppress.
