@@ -55,6 +55,8 @@ class Settings(BaseSettings):
 
     # Store
     database_url: str = f"sqlite+aiosqlite:///{VAR_DIR / 'journeys.db'}"
+    # PostgreSQL connections each process keeps (as many again when busy): SQLAlchemy's pool
+    database_pool_size: int = Field(10, ge=1)
 
     # SMTP. Empty host = start the embedded catcher on smtp_port.
     smtp_host: str = ""

@@ -301,7 +301,7 @@ async def main() -> None:
         log.error("%s", exc)
         raise SystemExit(f"worker not started: {exc}") from None
     client = await connect(settings, runtime_with_metrics(settings))
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     mailer = make_mailer(settings)
     sessions = make_session_factory(engine)
     worker = build_worker(client, settings=settings, sessions=sessions, mailer=mailer)

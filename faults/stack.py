@@ -104,6 +104,8 @@ class FaultStack:
             TEMPORAL_ADDRESS=f"127.0.0.1:{self.temporal_port}",
             TEMPORAL_TASK_QUEUE=TASK_QUEUE,
             DATABASE_URL=self.database_url,
+            # two suites side by side ran PostgreSQL out of its 100 connections at 10 + 10
+            DATABASE_POOL_SIZE="5",
             SMTP_HOST="127.0.0.1",
             SMTP_PORT=str(self.relay.port),
             SMTP_USERNAME=USER,

@@ -192,7 +192,7 @@ def list_texts(settings: Settings, show: int | None) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     journeys: Journeys | None = None
     try:
         journeys = Journeys(

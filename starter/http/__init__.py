@@ -53,7 +53,7 @@ def create_app(settings: Settings, journeys: Journeys | None = None) -> FastAPI:
         if journeys is not None:
             yield
             return
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
         async with Journeys(  # its outbox relay runs as long as the app does
             client=await connect(settings, lazy=True),  # Temporal may be down: events are kept
             sessions=make_session_factory(engine),
