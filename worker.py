@@ -45,7 +45,7 @@ from observability import configure_logging, runtime_with_metrics
 from settings import ROOT, Settings, get_settings
 from starter.client import connect
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
-from store.db import SessionFactory, make_engine, make_session_factory
+from store.db import SessionFactory, engine_for, make_session_factory
 from versioning import DeclaredVersioning
 from workflows.birthday import BirthdayGreeting
 from workflows.browse_follow_up import BrowseFollowUp
@@ -301,7 +301,7 @@ async def main() -> None:
         log.error("%s", exc)
         raise SystemExit(f"worker not started: {exc}") from None
     client = await connect(settings, runtime_with_metrics(settings))
-    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    engine = engine_for(settings)
     mailer = make_mailer(settings)
     sessions = make_session_factory(engine)
     worker = build_worker(client, settings=settings, sessions=sessions, mailer=mailer)

@@ -243,12 +243,12 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout", type=float, default=0.5)
     args = parser.parse_args(argv)
     from starter.client import connect
-    from store.db import make_engine, make_session_factory
+    from store.db import engine_for, make_session_factory
 
     settings = get_settings()
     copy = demo_journeys(ROOT / "var" / "demo-report-journeys", args.holdout)
     settings = settings.model_copy(update={"journeys_dir": copy})
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     sessions = make_session_factory(engine)
     try:
         journeys = Journeys(client=await connect(settings), sessions=sessions, settings=settings)

@@ -53,7 +53,7 @@ from starter.client import connect
 from starter.ingest.service import EventResult, UnknownCustomer
 from starter.schedule import SCHEDULE_ID, ensure_daily_sweep
 from store import repo
-from store.db import make_engine, make_session_factory
+from store.db import engine_for, make_session_factory
 
 EX_NOTHING = 1  # nothing matched: no running run to cancel or pause
 EX_USAGE = 2  # bad input, as argparse's own errors
@@ -192,7 +192,7 @@ def list_texts(settings: Settings, show: int | None) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    engine = engine_for(settings)
     journeys: Journeys | None = None
     try:
         journeys = Journeys(
@@ -518,7 +518,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "report":
         if args.journey:
             args.journey = ops.journey_name(args.journey, settings.journeys_dir)
-        return asyncio.run(reports.run_command(args, settings.database_url))
+        return asyncio.run(reports.run_command(args, settings))
     if args.command == "preview":
         return asyncio.run(preview.run_command(args, settings))
     return asyncio.run(_run(args, settings))

@@ -38,7 +38,7 @@ from activities.preview import (
 from activities.render import to_wire
 from activities.send import MailSettings
 from settings import ROOT, Settings
-from store.db import SessionFactory, make_engine, make_session_factory
+from store.db import SessionFactory, engine_for, make_session_factory
 
 DEFAULT_OUT = ROOT / "var" / "preview"
 EX_USAGE, EX_UNAVAILABLE = 2, 69  # as python -m starter's other commands
@@ -116,7 +116,7 @@ def add_command(sub: Any) -> None:
 
 
 async def run_command(args: argparse.Namespace, settings: Settings) -> int:
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     try:
         previews = step_previews(settings, make_session_factory(engine))
         try:

@@ -16,9 +16,10 @@ from decimal import Decimal
 from typing import Any
 
 from core.stats import Group, Lift, ab_verdict, chi_squared, lift, verdict
+from settings import Settings
 from starter import mail_report
 from store import ab_tests, mail_figures, reports
-from store.db import SessionFactory, make_engine, make_session_factory, readers
+from store.db import SessionFactory, engine_for, make_session_factory, readers
 
 DEFAULT_WINDOWS = "2d,10d,30d"
 _WINDOW = re.compile(r"^(\d+)([dh])$")
@@ -363,11 +364,11 @@ def _date(text: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-async def run_command(args: Any, database_url: str) -> int:
+async def run_command(args: Any, settings: Settings) -> int:
     from starter import report_page  # here: it imports this module
 
     windows = parse_windows(args.windows) if isinstance(args.windows, str) else args.windows
-    engine = make_engine(database_url)
+    engine = engine_for(settings)
     try:
         sessions = make_session_factory(engine)
         if args.journey:

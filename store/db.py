@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -14,6 +14,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+if TYPE_CHECKING:
+    from settings import Settings
 
 SessionFactory = async_sessionmaker[AsyncSession]
 T = TypeVar("T")
@@ -44,6 +47,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def engine_for(settings: Settings) -> AsyncEngine:
+    """The store's engine as a process's settings name it: ``DATABASE_URL``, and on
+    PostgreSQL ``DATABASE_POOL_SIZE`` connections kept (as many again while busy)."""
+    return make_engine(settings.database_url, pool_size=settings.database_pool_size)
 
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:

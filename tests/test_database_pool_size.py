@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy.pool import QueuePool
 
 from settings import Settings
-from store.db import make_engine
+from store.db import engine_for
 
 
 def test_the_pool_size_is_read_from_the_environment_and_a_bad_one_is_named(monkeypatch):
@@ -21,7 +21,11 @@ def test_the_pool_size_is_read_from_the_environment_and_a_bad_one_is_named(monke
 
 
 async def test_the_engine_keeps_that_many_and_as_many_again_when_busy(postgres_url):
-    engine = make_engine(postgres_url, pool_size=3)
+    # engine_for: the worker's, the API's and the CLI's engine
+    settings = Settings(
+        _env_file=None, environment="test", database_url=postgres_url, database_pool_size=3
+    )
+    engine = engine_for(settings)
     try:
         pool = engine.sync_engine.pool
         assert isinstance(pool, QueuePool)

@@ -40,7 +40,7 @@ from starter.http.confirm import router as confirm_router
 from starter.http.deps import CallInvalid
 from starter.http.docs import serve_docs
 from starter.http.sms import router as sms_router
-from store.db import make_engine, make_session_factory
+from store.db import engine_for, make_session_factory
 
 log = logging.getLogger("starter.http")
 
@@ -53,7 +53,7 @@ def create_app(settings: Settings, journeys: Journeys | None = None) -> FastAPI:
         if journeys is not None:
             yield
             return
-        engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+        engine = engine_for(settings)
         async with Journeys(  # its outbox relay runs as long as the app does
             client=await connect(settings, lazy=True),  # Temporal may be down: events are kept
             sessions=make_session_factory(engine),
