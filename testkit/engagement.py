@@ -35,7 +35,23 @@ APPLE_MPP = {"User-Agent": "Mozilla/5.0"}
 
 async def read_later(stack: Stack, customer_id: str, by: timedelta = timedelta(hours=1)) -> None:
     """The customer's emails were delivered ``by`` earlier than they were (the person
-    reads them that much later than a scanner would)."""
+    reads them that much later than a scanner would).
+
+    Waits first until none of the customer's sends is still ``sending``: the catcher has a
+    message a moment before its delivery time is committed, and a delivery not yet recorded
+    would not be moved (the person's open would then count as a prefetch at delivery)."""
+
+    async def in_flight() -> list[str]:
+        async with stack.sessions() as s:
+            rows = await s.scalars(
+                select(SendLog.step).where(
+                    SendLog.customer_id == customer_id, SendLog.status == "sending"
+                )
+            )
+            return list(rows)
+
+    still = await eventually(in_flight, lambda steps: not steps)
+    assert not still, f"sends of {customer_id} never left 'sending': {still}"
     async with stack.sessions.begin() as s:
         rows = await s.scalars(
             select(SendLog).where(SendLog.customer_id == customer_id, SendLog.sent_at.is_not(None))

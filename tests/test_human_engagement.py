@@ -6,7 +6,7 @@ and change nothing; a person's click still does; ``explain`` says which were dis
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import select
@@ -14,7 +14,7 @@ from sqlalchemy import select
 from core import tokens
 from starter import ops
 from starter.__main__ import print_explanation
-from store.models import Event
+from store.models import Event, SendLog
 from testkit.data import MUG, TEE, abandon_cart, add_customer, email_for
 from testkit.engagement import APPLE_MPP, PERSON, SCANNER, delivered, live, read_later
 from testkit.mail import journey_mails, parts, steps_of, tracked_links, wait_for_mail
@@ -168,3 +168,41 @@ async def test_welcome_gift_goes_to_people_who_opened_not_to_their_scanners(stac
     assert state.branches["day_7"].startswith("reactivation")
     assert "gift_offer" not in steps_of(journey_mails(stack.catcher, cid, "welcome_series"))
     await handle.terminate("test done")
+
+
+async def test_reading_later_waits_for_a_delivery_still_being_recorded(stack):
+    """The catcher has a message a moment before the send log has its delivery time (the
+    relay's 250 is committed after it). ``read_later`` called in that moment must still move
+    that delivery back, or the person's open counts as a prefetch at delivery (seen on a
+    loaded machine: the welcome series took the reactivation branch instead of the gift)."""
+    cid = stack.new_customer_id()
+    now = datetime.now(UTC)
+    async with stack.sessions.begin() as s:
+        row = SendLog(
+            idempotency_key=f"t:{cid}:welcome",
+            customer_id=cid,
+            journey="welcome_series",
+            workflow_id=f"welcome-series:{cid}",
+            run_chain_id="r",
+            step="welcome",
+            template="welcome",
+            status="sending",
+            decided_at=now,
+            claimed_at=now,
+        )
+        s.add(row)
+    sent_at = now + timedelta(seconds=1)
+
+    async def relay_answers() -> None:
+        await asyncio.sleep(0.5)
+        async with stack.sessions.begin() as s:
+            sending = await s.get(SendLog, row.id)
+            assert sending is not None
+            sending.status, sending.sent_at = "sent", sent_at
+
+    answered = asyncio.create_task(relay_answers())
+    await read_later(stack, cid)
+    await answered
+    async with stack.sessions() as s:
+        moved = await s.get(SendLog, row.id)
+    assert moved is not None and moved.sent_at == sent_at - timedelta(hours=1)

@@ -99,12 +99,15 @@ async def _walk_customers(stack: Stack) -> list[str]:
         async with stack.sessions() as s:
             rows = await s.scalars(
                 select(SendLog.customer_id).where(
-                    SendLog.customer_id.in_(ids), SendLog.step == "reminder_1"
+                    SendLog.customer_id.in_(ids),
+                    SendLog.step == "reminder_1",
+                    SendLog.status != "sending",  # the relay's answer is recorded too
                 )
             )
             return len(set(rows))
 
-    # The report reads the first step's decisions: wait until every customer has one.
+    # The report reads the first step's decisions: wait until every customer has one, with
+    # its outcome (the catcher has a message a moment before the 250 is committed).
     await eventually(first_step_decided, lambda decided: decided == len(ids))
     return ids
 

@@ -27,7 +27,7 @@ from store.models import SendLog, Suppression
 from store.sweep import SUNSET_SOURCE
 from testkit.data import email_for
 from testkit.databases import throwaway_postgres
-from testkit.engagement import PERSON, SCANNER, read_later
+from testkit.engagement import PERSON, SCANNER, delivered, read_later
 from testkit.mail import journey_mails, parts, steps_of, wait_for_mail
 from testkit.stack import WRITE_KEY, Stack, running_stack, stack_settings
 from tests.test_win_back import sweep
@@ -90,6 +90,7 @@ async def _cart_customer(stack: Stack, http: Any, label: str) -> WorkflowHandle[
     handle = stack.client.get_workflow_handle(f"cart-recovery:{cid}", result_type=JourneyResult)
     await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
     await wait_for_mail(stack.catcher, email_for(cid), 1)
+    await delivered(stack, cid)  # the sweep reads the recorded delivery, not the catcher
     return handle
 
 
@@ -107,6 +108,7 @@ def _links(html: str) -> list[str]:
 async def _second_reminder(stack: Stack, handle: WorkflowHandle[Any, Any]) -> None:
     await stack.fast_forward(handle, timedelta(days=2))
     await wait_for_mail(stack.catcher, email_for(_cid(handle)), 2)
+    await delivered(stack, _cid(handle), 2)  # recorded before the run is stopped
     await handle.terminate("test done: two reminders are enough")
 
 
