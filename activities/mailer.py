@@ -12,6 +12,9 @@ Use::
     async with pool.connection() as conn:      # wait for one of ``size`` connections first
         ...claim the send...
         reply = await conn.send(message, before_dot=mark_about_to_dot)
+
+Longer than the ~400-line guide, on purpose: the connection and the pool share the
+classification of failures and the connection's life (open, reuse, close).
 """
 
 from __future__ import annotations

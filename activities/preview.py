@@ -160,6 +160,9 @@ class StepPreviews:
         except JourneyConfigError as exc:
             raise PreviewBroken(str(exc)) from exc
 
+    # Longer than the ~60-line guide: the send path's steps in its order (gate, A/B arm, context,
+    # render, MIME) read in one session that commits nothing; split, the session would be passed
+    # through every part
     async def preview(
         self,
         journey: str,

@@ -62,6 +62,7 @@ async def run(
     return measurements.rows, failures
 
 
+# Longer than the ~60-line guide: the command line's flags, one add_argument each, then the run
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(

@@ -4,6 +4,9 @@ activities and the starter all use these and nothing else to talk to each other.
 
 Payloads recorded in histories are decoded with these classes on replay, so a field is only
 ever added with a default (never renamed or retyped) while runs that carry it may be live.
+
+Longer than the ~400-line guide, on purpose: every payload between the parts in one file,
+because histories decode with them and the rule above is checked by reading one file.
 """
 
 from __future__ import annotations

@@ -90,6 +90,8 @@ def demo_journeys(target: Path, holdout: float, source: Path | None = None) -> P
     return target
 
 
+# Longer than the ~60-line guide: one scenario told in order: enter, wait for the first decisions,
+# read, buy
 async def play(
     journeys: Journeys,
     sessions: SessionFactory,

@@ -87,6 +87,8 @@ async def sweep_runs(client: Client) -> dict[str, str]:
     return runs
 
 
+# Longer than the ~60-line guide: one fault scenario in order: feed two APIs, kill a worker,
+# measure, backfill the sweep
 async def run(journeys: int, speedup: float, wait: float) -> ScaleOut:
     VAR_DIR.mkdir(exist_ok=True)
     stack = FaultStack(

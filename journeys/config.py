@@ -3,6 +3,10 @@
 The starter loads ``journeys/<name>.toml`` into :class:`JourneyConfig` and passes it to the
 workflow as input (README, "How it works"): editing a TOML changes new runs only.
 This module is imported by workflow code, so it must stay deterministic: no I/O at import.
+
+Longer than the ~400-line guide (docs/architecture.md, Layout), on purpose: it is the schema of a
+journey TOML, one tree (the shared parts, the loader that names a bad key, then each journey's
+own section from ``_NamedSteps`` down). A new key is one field and its check in one file.
 """
 
 from __future__ import annotations

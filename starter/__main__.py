@@ -18,6 +18,9 @@ pause); 2 bad input (an unknown journey or customer, a bad value: the valid name
 listed); 69 Temporal or the store is unreachable (one line says which and what to do, as
 sysexits' EX_UNAVAILABLE); 130 interrupted; 141 the reader of the output went away
 (``explain c-42 | head``).
+
+Longer than the ~400-line guide, on purpose: one short function per subcommand beside the
+parser and the dispatch table, so a command's flags and its code are read together.
 """
 
 from __future__ import annotations

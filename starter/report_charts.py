@@ -207,6 +207,8 @@ def ab_chart(step: dict[str, Any]) -> str:
     )
 
 
+# Longer than the ~60-line guide: the mail part of the page in reading order, one short block per
+# chart
 def mail_section(mail: dict[str, Any]) -> str:
     """The mail part of a journey's page."""
     steps = mail["steps"]

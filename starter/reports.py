@@ -91,6 +91,8 @@ def figures(
     }
 
 
+# Longer than the ~60-line guide: the report's reads started side by side, then assembled per window
+# and step
 async def journey_report(
     sessions: SessionFactory,
     journey: str,
@@ -177,6 +179,8 @@ def _rate(hits: int, n: int) -> float | None:
     return hits / n if n else None
 
 
+# Longer than the ~60-line guide: one pass per tested step: the variants' figures, then their tests
+# and verdict
 async def ab_results(
     s: Any, journey: str, *, windows: list[str], since: datetime | None, as_of: datetime
 ) -> dict[str, dict[str, Any]]:

@@ -268,6 +268,8 @@ async def variant_counts_per_window(
     return await _convert(s, sends.subquery("variant_sends"), windows=windows, as_of=as_of)
 
 
+# Longer than the ~60-line guide: one SQL statement for every window (BENCHMARKS.md 7-report);
+# split, it would be read once per window again
 async def _convert(
     s: AsyncSession, cohort: Subquery, *, windows: Sequence[timedelta], as_of: datetime
 ) -> list[dict[tuple[str, str], Counts]]:

@@ -5,6 +5,10 @@ A journey module holds its timeline and nothing else: ``timeline`` returns the o
 the journey runs to its end, and the base ends it early when it must (the customer left, an
 order arrived where the step says so, a bounce, ...). Every send and every wait may end the
 journey: they raise :class:`JourneyEnded`, which :meth:`Journey.walk` turns into the result.
+
+Longer than the ~400-line guide, on purpose: :class:`Journey` is one class because the one
+send path, the waits and the one way to leave share the run's state (the exit, the step
+records, the pause); mixins in several files would spread that state again (issue 11).
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ class DailySweep:
     def progress(self) -> dict[str, PhaseCount]:
         return self._counts
 
+    # Longer than the ~60-line guide: the sweep's phases and pages in one loop, continued-as-new at
+    # the page budget; recorded histories replay this order (patched: lifecycle first, sunset)
     @workflow.run
     async def run(self, inp: SweepInput) -> SweepResult:
         as_of = inp.as_of or workflow.now()

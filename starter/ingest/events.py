@@ -8,6 +8,9 @@ position...), so a call validated with ``context=FROM_SEGMENT`` ignores those.
 
 A model also says what of it the event log keeps (``recorded``) and which journey run it
 is about (``concerns``: the workflow id a result names, a duplicate's too).
+
+Longer than the ~400-line guide, on purpose: one small model per event kind on shared field
+helpers; a new event is one class here (docs/adding-a-journey.md).
 """
 
 from __future__ import annotations
