@@ -94,7 +94,7 @@ class SendActivities(Delivery, TextDelivery):
         self._pool_wait = pool_wait  # seconds a send waits for a pool connection
         self._texts = texts  # the SMS provider and composer (None: no text steps)
         self._pacer = pacer  # per mailbox provider, the engaged first (None: not paced)
-        self._sent_now = sent_now.for_store(sessions.kw["bind"].url)
+        self._sent_now = sent_now.for_store(sessions.kw["bind"])
 
     @activity.defn(name="send_step")
     async def send_step(self, req: SendStepInput) -> SendOutcome:

@@ -41,7 +41,9 @@ from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 
 import psycopg
+from sqlalchemy import event
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store.models import utcnow
 
@@ -178,6 +180,13 @@ class SentNow:
         for conn in idle:
             await asyncio.to_thread(conn.close)
 
+    def close_idle(self, *_: object) -> None:
+        """Closes the connections kept for the next sends (those in use are kept after)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with suppress(psycopg.Error):
+                conn.close()
+
 
 _SENT_SQLITE = (
     "UPDATE send_log SET status = 'sent', sent_at = ?, lease_until = NULL "
@@ -244,16 +253,26 @@ class SentNowSqlite:
                 self._idle.append(conn)
 
     async def close(self) -> None:
+        self.close_idle()
+
+    def close_idle(self, *_: object) -> None:
+        """Closes the connections kept for the next sends (those in use are kept after)."""
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
 
 
-def for_store(url: URL) -> SentNow | SentNowSqlite | None:
-    """The blocking recorder for the store at ``url``; None where there is none (an
-    in-memory SQLite database: only the store's own connections see it)."""
+def for_store(engine: AsyncEngine) -> SentNow | SentNowSqlite | None:
+    """The blocking recorder for the store of ``engine``; None where there is none (an
+    in-memory SQLite database: only the store's own connections see it). Its idle
+    connections are closed whenever the engine is disposed, with the engine's own (a
+    process that builds and disposes engines, as the test suite does, keeps none open)."""
+    url = engine.url
+    found: SentNow | SentNowSqlite | None = None
     if url.get_backend_name() == "postgresql":
-        return SentNow(url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return SentNowSqlite(url.database)
-    return None
+        found = SentNow(url)
+    elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        found = SentNowSqlite(url.database)
+    if found is not None:
+        event.listen(engine.sync_engine, "engine_disposed", found.close_idle)
+    return found

@@ -21,6 +21,7 @@ from activities.send import SendActivities
 from store import sent_now
 from store.db import SessionFactory, make_engine, make_session_factory
 from store.models import Customer, SendLog
+from testkit.waiting import eventually
 from tests.test_send_states import activities, attempt, customer, relay, request, row
 
 
@@ -230,3 +231,34 @@ async def test_a_claim_taken_over_before_the_250_is_not_this_attempts_send(sessi
     found = await row(sessions, req)
     assert found is not None and (found.status, found.attempt) == ("sending", "another-attempt")
     assert list(relay.delivered().values()) == [1]
+
+
+async def test_the_connections_kept_for_sends_are_closed_when_the_store_engine_is_disposed(
+    pg, postgres_url, relay
+):
+    """Each process's send activities keep a few connections for the commit after a 250;
+    they go with the engine's (worker shutdown, a test's stack torn down), not at exit only:
+    kept until then, two test suites side by side used up PostgreSQL's connections."""
+    engine = make_engine(postgres_url)
+    send, pool = activities(make_session_factory(engine), relay)
+    req = request(await customer(pg))
+    try:
+        assert (await attempt(1).run(send.send_step, req)).status == "sent"
+    finally:
+        await pool.close()
+    assert isinstance(send._sent_now, sent_now.SentNow)
+    kept = list(send._sent_now._idle)
+    pids = [conn.info.backend_pid for conn in kept]
+    assert pids and not any(conn.closed for conn in kept)
+    await engine.dispose()
+    assert all(conn.closed for conn in kept) and send._sent_now._idle == []
+
+    async def still_there() -> int:
+        async with pg() as s:
+            found = await s.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
+                {"pids": pids},
+            )
+        return int(found or 0)
+
+    assert await eventually(still_there, lambda n: n == 0) == 0
