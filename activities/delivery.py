@@ -66,7 +66,16 @@ class _Held:
     key: str
     conn: AsyncConnection
     record_sent: sends.SentRecorder | None
-    record_now: sent_now.Recorder | None = None  # PostgreSQL: blocking, no await after the 250
+    record_now: sent_now.Recorder | None = None  # blocking, no await after the 250
+    hold: asyncio.TimerHandle | None = None  # SQLite: lets the write lock go if no reply came
+
+    def unreserve(self) -> None:
+        """SQLite: the write lock taken before the dot goes (nothing was written with it)."""
+        if self.hold is not None:
+            self.hold.cancel()
+            self.hold = None
+        if isinstance(self.record_now, sent_now.SqliteRecorder):
+            self.record_now.release()
 
 
 # The held connection of the send this task is delivering (``_deliver`` sets it; ``_claim``
@@ -133,9 +142,14 @@ class Delivery:
     async def _deliver(
         self, a: Attempt, msg: EmailMessage, message_id: str, coupon_code: str | None
     ) -> SendOutcome:
+        dot_at = 0.0
+
         async def before_dot() -> None:
+            nonlocal dot_at
             await self._claim(a, message_id, coupon_code)
             a.claimed = True
+            await self._reserve()
+            dot_at = time.perf_counter()
 
         try:
             async with self._connection() as conn, self._held_store(a):
@@ -149,6 +163,8 @@ class Delivery:
                 # uncertain).
                 recorded = await persist(lambda: self._finish(a.key, status="sent", reason=None))
                 window_ms = (time.perf_counter() - replied) * 1000
+            if isinstance(self._sent_now, sent_now.SentNowSqlite):
+                self._sent_now.replied(replied - dot_at)
         except SmtpFailure as exc:  # no connection: nothing was sent, nothing claimed
             return await self._failed(a, exc)
         record_window(window_ms)
@@ -198,7 +214,30 @@ class Delivery:
             try:
                 yield held
             finally:
+                held.unreserve()
                 _HELD.reset(token)
+
+    async def _reserve(self) -> None:
+        """SQLite, right before the dot: the write lock taken (store/sent_now.py), so that
+        the 250's commit waits for no other writer; let go after ``sent_now.HOLD_SECONDS``
+        if no reply came. Not taken when the relay answered its recent dots slowly, nor when
+        another writer keeps it for ``sent_now.RESERVE_SECONDS``: the reply is then recorded
+        the usual way."""
+        held = _HELD.get()
+        if (
+            held is None
+            or not isinstance(held.record_now, sent_now.SqliteRecorder)
+            or not isinstance(self._sent_now, sent_now.SentNowSqlite)
+            or not self._sent_now.reserving()
+        ):
+            return
+        recorder = held.record_now
+        deadline = time.monotonic() + sent_now.RESERVE_SECONDS
+        while not recorder.reserve():
+            if recorder.broken or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.001)  # the lock's holder may be this worker's: the loop runs
+        held.hold = asyncio.get_running_loop().call_later(sent_now.HOLD_SECONDS, held.unreserve)
 
     async def _claim(self, a: Attempt, message_id: str, coupon_code: str | None) -> None:
         """Right before the final dot, one transaction: the gate again with the customer's
@@ -245,8 +284,12 @@ class Delivery:
         email; the bounce's suppression). False when the claim was no longer this attempt's
         (taken over: another attempt's row says what happened)."""
         held = _HELD.get()
+        if held is not None and held.key == key and status != "sent":
+            held.unreserve()  # the lock is for the 250 only; this write waits for no one of ours
         if status == "sent" and held is not None and held.key == key:
             if held.record_now is not None:
+                if held.hold is not None:
+                    held.hold.cancel()
                 now, held.record_now = held.record_now, None  # this attempt's; then async
                 try:
                     recorded = await _record_now(now, key, attempt_token())
@@ -295,6 +338,9 @@ class Delivery:
 
     async def _not_sent(self, a: Attempt, conn: SmtpConnection, exc: BaseException) -> SendOutcome:
         """``conn.send`` did not end with a 250."""
+        held = _HELD.get()
+        if held is not None and held.key == a.key:
+            held.unreserve()  # before this path's own writes (a release, a bounce, ...)
         if isinstance(exc, _Refused):  # the gate said no at the claim: no dot was written
             return exc.outcome
         if isinstance(exc, SmtpFailure):

@@ -23,6 +23,15 @@ loop this call holds), it raises :class:`Busy` at once; the caller lets the loop
 millisecond and tries again (SQLite's own busy handler would sleep up to 100 ms a time), and
 after ``BUSY_SECONDS`` the asynchronous path records it.
 
+SQLite has one write lock for the whole file, so the reply's commit can find it taken by any
+other writer of any process, and waits as long as that writer holds it (the window's tail,
+BENCHMARKS.md 4-send-window). So where the relay answers the dot quickly, the send takes the
+write lock *before* the dot (:meth:`SqliteRecorder.reserve`, once its claim is committed) and
+the 250's commit is then one UPDATE and COMMIT on a lock already held. The lock is kept at
+most ``HOLD_SECONDS`` (then let go: the reply is recorded the usual way), and only taken while
+fewer than ``SLOW_REPLIES_ALLOWED`` of the relay's last ``REPLIES_KEPT`` answers to a dot took
+longer than that, so a distant or slow relay never makes other writers wait for its answers.
+
 Shapes: :meth:`SentNow.recorder` gives an async context manager yielding a
 ``(key, attempt) -> bool`` callable (True: recorded; False: ``attempt`` no longer holds the
 claim). Times are UTC.
@@ -36,6 +45,7 @@ import socket
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
@@ -81,6 +91,10 @@ class Busy(NotRecorded):
 
 
 BUSY_SECONDS = 2.0  # how long a caller tries again while SQLite's write lock is held
+HOLD_SECONDS = 0.02  # SQLite: longest the write lock is kept across a dot for its reply
+RESERVE_SECONDS = 0.02  # SQLite: how long a send tries to take it before its dot; then not
+REPLIES_KEPT = 16  # SQLite: the relay's last answers to a dot that decide whether to reserve
+SLOW_REPLIES_ALLOWED = 2  # ... of which this many may be slower than HOLD_SECONDS
 
 
 class _Watchdog:
@@ -205,49 +219,96 @@ def _sqlite_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+class SqliteRecorder:
+    """Records ``sent`` on one synchronous ``sqlite3`` connection (a :data:`Recorder`), in a
+    write transaction of its own or in the one :meth:`reserve` began before the dot.
+
+    Raises :class:`Busy` when the write lock is held elsewhere (nothing written),
+    :class:`NotRecorded` on any other failure."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.held = False  # a write transaction of ours is open (the lock is ours)
+        self.broken = False
+
+    def reserve(self) -> bool:
+        """Takes the write lock now without waiting: True when it is ours."""
+        if not self.held:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    return False
+                self.broken = True
+                return False
+            self.held = True
+        return True
+
+    def release(self) -> None:
+        """Lets the write lock go, if :meth:`reserve` took it and nothing used it."""
+        if self.held:
+            self.held = False
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self.broken = True
+
+    def __call__(self, key: str, attempt: str) -> bool:
+        at = _sqlite_time(utcnow())
+        try:
+            if not self.held:
+                self._conn.execute("BEGIN IMMEDIATE")
+            self.held = False  # this call ends the transaction, one way or the other
+            try:
+                row = self._conn.execute(_SENT_SQLITE, (at, key, attempt)).fetchone()
+                if row is not None:
+                    self._conn.execute(_EMAILED_SQLITE, (row[1], at, row[0], row[1]))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            return row is not None
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise Busy(str(exc)) from exc
+            raise NotRecorded(str(exc) or type(exc).__name__) from exc
+        except sqlite3.Error as exc:
+            self.broken = True
+            raise NotRecorded(str(exc) or type(exc).__name__) from exc
+
+
 class SentNowSqlite:
-    """The same for a SQLite file: a synchronous connection, no busy wait (see above)."""
+    """The same for a SQLite file: a synchronous connection, no busy wait (see above); and
+    the relay's recent answers to the dot, which say whether holding the lock for one pays."""
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._idle: list[sqlite3.Connection] = []
+        self._replies: deque[float] = deque(maxlen=REPLIES_KEPT)  # seconds, dot to reply
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA synchronous=NORMAL")  # as the store's own connections (store/db.py)
         return conn
 
+    def replied(self, seconds: float) -> None:
+        """The relay answered a dot after ``seconds``."""
+        self._replies.append(seconds)
+
+    def reserving(self) -> bool:
+        """Whether a send should take the write lock before its dot: the relay answered
+        nearly all of its recent dots within ``HOLD_SECONDS``."""
+        return sum(t > HOLD_SECONDS for t in self._replies) < SLOW_REPLIES_ALLOWED
+
     @asynccontextmanager
-    async def recorder(self) -> AsyncIterator[Recorder]:
+    async def recorder(self) -> AsyncIterator[SqliteRecorder]:
         conn = self._idle.pop() if self._idle else self._open()
-        broken = False
-
-        def record(key: str, attempt: str) -> bool:
-            nonlocal broken
-            at = _sqlite_time(utcnow())
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    row = conn.execute(_SENT_SQLITE, (at, key, attempt)).fetchone()
-                    if row is not None:
-                        conn.execute(_EMAILED_SQLITE, (row[1], at, row[0], row[1]))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                return row is not None
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                    raise Busy(str(exc)) from exc
-                raise NotRecorded(str(exc) or type(exc).__name__) from exc
-            except sqlite3.Error as exc:
-                broken = True
-                raise NotRecorded(str(exc) or type(exc).__name__) from exc
-
+        record = SqliteRecorder(conn)
         try:
             yield record
         finally:
-            if broken or len(self._idle) >= IDLE_KEPT:
+            record.release()
+            if record.broken or len(self._idle) >= IDLE_KEPT:
                 conn.close()
             else:
                 self._idle.append(conn)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.delivery import Attempt
@@ -21,6 +25,7 @@ from activities.send import SendActivities
 from store import sent_now
 from store.db import SessionFactory, make_engine, make_session_factory
 from store.models import Customer, SendLog
+from testkit.relay import Relay
 from testkit.waiting import eventually
 from tests.test_send_states import activities, attempt, customer, relay, request, row
 
@@ -231,6 +236,132 @@ async def test_a_claim_taken_over_before_the_250_is_not_this_attempts_send(sessi
     found = await row(sessions, req)
     assert found is not None and (found.status, found.attempt) == ("sending", "another-attempt")
     assert list(relay.delivered().values()) == [1]
+
+
+class LockWatchingRelay(Relay):
+    """A relay that, once it has the final dot and before it answers, tries to take the
+    store's SQLite write lock from a connection of its own (as another process's writer
+    would) and notes whether it could; ``free_within`` seconds it keeps trying."""
+
+    def __init__(self, path: str, *, free_within: float = 0.0) -> None:
+        super().__init__()
+        self.path, self.free_within = path, free_within
+        self.lock_free: list[bool] = []
+
+    def _try_lock(self) -> bool:
+        conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            conn.close()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        deadline = time.monotonic() + self.free_within
+        free = self._try_lock()
+        while not free and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            free = self._try_lock()
+        self.lock_free.append(free)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def store_path(db_url: str) -> str:
+    path = make_url(db_url).database
+    assert path
+    return path
+
+
+@pytest.mark.own_store
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_the_write_lock_is_taken_before_the_dot_and_the_250_commits_on_it(
+    sessions, store_path, monkeypatch
+):
+    """A relay that answers quickly: from right before the dot until ``sent`` is committed
+    the send holds SQLite's write lock, so the commit after the 250 waits for no writer."""
+    monkeypatch.setattr(sent_now, "HOLD_SECONDS", 30.0)  # however slow this machine is
+    relay = LockWatchingRelay(store_path)
+    send, pool = activities(sessions, relay)
+    cid = await customer(sessions)
+    req = request(cid)
+    try:
+        outcome = await attempt(1).run(send.send_step, req)
+    finally:
+        await pool.close()
+        relay.stop()
+    assert outcome.status == "sent"
+    assert relay.lock_free == [False]  # held across the dot, by the send
+    assert relay._try_lock()  # and let go with the commit
+    found = await row(sessions, req)
+    assert found is not None and found.status == "sent" and found.sent_at is not None
+    assert list(relay.delivered().values()) == [1]
+
+
+@pytest.mark.own_store
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_a_slow_reply_to_the_dot_lets_the_write_lock_go(
+    sessions, store_path, monkeypatch
+):
+    """The relay takes its time to answer the dot: the lock goes after HOLD_SECONDS (other
+    writers are not held up by the relay), and the 250 is still recorded, once."""
+    monkeypatch.setattr(sent_now, "HOLD_SECONDS", 0.05)
+    relay = LockWatchingRelay(store_path, free_within=1.5)
+    send, pool = activities(sessions, relay)
+    cid = await customer(sessions)
+    req = request(cid)
+    try:
+        outcome = await attempt(1).run(send.send_step, req)
+    finally:
+        await pool.close()
+        relay.stop()
+    assert outcome.status == "sent"
+    assert relay.lock_free == [True]
+    found = await row(sessions, req)
+    assert found is not None and found.status == "sent"
+    assert list(relay.delivered().values()) == [1]
+
+
+@pytest.mark.own_store
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_a_bounce_after_the_dot_is_recorded_without_waiting_for_the_held_lock(
+    sessions, store_path, monkeypatch
+):
+    """A 550 after the dot is written through the store's own connections: the send lets
+    go of the lock it took for a 250 first (else that write would wait for its own lock)."""
+    monkeypatch.setattr(sent_now, "HOLD_SECONDS", 60.0)
+    relay = LockWatchingRelay(store_path)
+    send, pool = activities(sessions, relay)
+    cid = await customer(sessions)
+    req = request(cid)
+    relay.after_dot[f"{cid}@example.com"] = "550 5.1.1 no such mailbox"
+    try:
+        outcome = await asyncio.wait_for(attempt(1).run(send.send_step, req), timeout=20)
+    finally:
+        await pool.close()
+        relay.stop()
+    assert outcome.status == "bounced"
+    assert relay.lock_free == [False]
+    found = await row(sessions, req)
+    assert found is not None and found.status == "bounced"
+
+
+def test_the_lock_is_not_held_for_a_relay_that_answers_dots_slowly(tmp_path):
+    """Whether the next send takes the lock before its dot: not once the relay's recent
+    answers were slower than HOLD_SECONDS, again once they are quick."""
+    store = sent_now.SentNowSqlite(str(tmp_path / "none.db"))
+    assert store.reserving()  # nothing known yet: a local relay is the common case
+    for _ in range(sent_now.SLOW_REPLIES_ALLOWED - 1):
+        store.replied(sent_now.HOLD_SECONDS * 10)
+    assert store.reserving()
+    store.replied(sent_now.HOLD_SECONDS * 10)
+    assert not store.reserving()
+    for _ in range(sent_now.REPLIES_KEPT):
+        store.replied(sent_now.HOLD_SECONDS / 10)
+    assert store.reserving()
 
 
 async def test_the_connections_kept_for_sends_are_closed_when_the_store_engine_is_disposed(
