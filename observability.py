@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from temporalio import activity
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from core.ids import customer_ref
+from core.ids import customer_ref, journey_of
 from settings import Settings
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -146,7 +146,7 @@ def count_engagement(
     """One open or click recorded (``kind``: opened | clicked; class: human | machine), of
     a send of ``workflow_id``'s run, counted when ``s``'s transaction commits; its journey
     is the id's first part (``core.ids``: ``cart-recovery:c-42`` is cart_recovery's)."""
-    journey = workflow_id.split(":", 1)[0].replace("-", "_")
+    journey = journey_of(workflow_id)
     counter = ENGAGEMENTS.labels(journey, step, kind, engagement_class)
     after_commit(s, counter.inc)
 

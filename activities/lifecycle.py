@@ -23,7 +23,7 @@ from core.contracts import (
     SweepPageResult,
     VipCareInput,
 )
-from core.ids import holiday_id, vip_care_id
+from core.ids import holiday_id, stage_change_id, vip_care_id
 from core.lifecycle import label
 from core.rules import zone
 from core.stage_starts import StageChange, stage_change_properties, starts_on
@@ -67,11 +67,11 @@ class LifecycleActivities:
                 limit=req.page_size,
             )
             for change in page.changes:
-                at = f"{req.as_of:%Y%m%dT%H%M%S}"
-                vip = "vip" if change.vip else ""
                 await events.record_event(
                     s,
-                    message_id=f"lifecycle:{change.customer_id}:{change.stage}:{vip}:{at}",
+                    message_id=stage_change_id(
+                        change.customer_id, change.stage, change.vip, req.as_of
+                    ),
                     customer_id=change.customer_id,
                     name=STAGE_CHANGED,
                     properties={

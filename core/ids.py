@@ -103,6 +103,17 @@ def holiday_id(customer_id: str, holiday: str, year: int) -> str:
     return f"{workflow_id('holidays', customer_id)}:{slug}:{year}"
 
 
+def journey_of(workflow_id: str) -> str:
+    """The journey a workflow id belongs to: ``cart-recovery:c-42`` -> ``cart_recovery``."""
+    return workflow_id.split(":", 1)[0].replace("-", "_")
+
+
+def stage_change_id(customer_id: str, stage: str, vip: bool, at: datetime) -> str:
+    """The message id of a "Lifecycle Stage Changed" event (one per customer, stage, VIP
+    standing and second): the sweep's and the shop's of the same change are one event."""
+    return f"lifecycle:{customer_id}:{stage}:{'vip' if vip else ''}:{at:%Y%m%dT%H%M%S}"
+
+
 def send_key(workflow_id: str, run_chain_id: str, step: str) -> str:
     """One email of one run: ``<workflow id>:<first execution run id>:<step>``.
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from core.ids import send_key, workflow_id
 from core.zones import zone_at_local_hour
 from store import orders as order_rows  # `orders` is a parameter below
 from store.models import Customer, SendLog, utcnow
@@ -91,10 +92,10 @@ async def emails_from_another_journey(stack: Stack, cid: str, *, journey: str, c
         for n in range(count):
             s.add(
                 SendLog(
-                    idempotency_key=f"{journey}:{cid}:other-run:step{n}",
+                    idempotency_key=send_key(workflow_id(journey, cid), "other-run", f"step{n}"),
                     customer_id=cid,
                     journey=journey,
-                    workflow_id=f"{journey.replace('_', '-')}:{cid}",
+                    workflow_id=workflow_id(journey, cid),
                     run_chain_id="other-run",
                     step=f"step{n}",
                     template="t",

@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.ids import parse_send_key, workflow_id
+from core.ids import parse_send_key, stage_change_id, workflow_id
 from core.lifecycle import Stage
 from core.sms import e164
 from core.stage_starts import stage_change_properties
@@ -355,8 +355,7 @@ class LifecycleStageChanged(Event):
         return stage_change_properties(self.previous, self.stage, self.vip, self.became_vip)
 
     def identity(self) -> str:
-        at = f"{self.occurred_at:%Y%m%dT%H%M%S}"
-        return f"lifecycle:{self.customer_id}:{self.stage}:{'vip' if self.vip else ''}:{at}"
+        return stage_change_id(self.customer_id, self.stage, self.vip, self.occurred_at)
 
 
 # -- consent and deliverability --------------------------------------------------------------
