@@ -284,12 +284,8 @@ class Delivery:
         email; the bounce's suppression). False when the claim was no longer this attempt's
         (taken over: another attempt's row says what happened)."""
         held = _HELD.get()
-        if held is not None and held.key == key and status != "sent":
-            held.unreserve()  # the lock is for the 250 only; this write waits for no one of ours
         if status == "sent" and held is not None and held.key == key:
             if held.record_now is not None:
-                if held.hold is not None:
-                    held.hold.cancel()
                 now, held.record_now = held.record_now, None  # this attempt's; then async
                 try:
                     recorded = await _record_now(now, key, attempt_token())
