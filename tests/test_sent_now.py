@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.delivery import Attempt
 from activities.send import SendActivities
+from core.contracts import SendOutcome, SendStepInput
 from store import sent_now
 from store.db import SessionFactory, make_engine, make_session_factory
 from store.models import Customer, SendLog
@@ -269,6 +270,23 @@ class LockWatchingRelay(Relay):
         return await super().handle_DATA(server, session, envelope)
 
 
+async def send_through(
+    sessions: SessionFactory, relay: LockWatchingRelay, *, after_dot: str = ""
+) -> tuple[SendOutcome, SendStepInput]:
+    """One send of a new customer's email through ``relay`` (answering ``after_dot`` to
+    the dot when given); the relay is stopped after."""
+    send, pool = activities(sessions, relay)
+    cid = await customer(sessions)
+    req = request(cid)
+    if after_dot:
+        relay.after_dot[f"{cid}@example.com"] = after_dot
+    try:
+        return await asyncio.wait_for(attempt(1).run(send.send_step, req), timeout=20), req
+    finally:
+        await pool.close()
+        relay.stop()
+
+
 @pytest.fixture
 def store_path(db_url: str) -> str:
     path = make_url(db_url).database
@@ -285,14 +303,7 @@ async def test_on_sqlite_the_write_lock_is_taken_before_the_dot_and_the_250_comm
     the send holds SQLite's write lock, so the commit after the 250 waits for no writer."""
     monkeypatch.setattr(sent_now, "HOLD_SECONDS", 30.0)  # however slow this machine is
     relay = LockWatchingRelay(store_path)
-    send, pool = activities(sessions, relay)
-    cid = await customer(sessions)
-    req = request(cid)
-    try:
-        outcome = await attempt(1).run(send.send_step, req)
-    finally:
-        await pool.close()
-        relay.stop()
+    outcome, req = await send_through(sessions, relay)
     assert outcome.status == "sent"
     assert relay.lock_free == [False]  # held across the dot, by the send
     assert relay._try_lock()  # and let go with the commit
@@ -310,14 +321,7 @@ async def test_on_sqlite_a_slow_reply_to_the_dot_lets_the_write_lock_go(
     writers are not held up by the relay), and the 250 is still recorded, once."""
     monkeypatch.setattr(sent_now, "HOLD_SECONDS", 0.05)
     relay = LockWatchingRelay(store_path, free_within=1.5)
-    send, pool = activities(sessions, relay)
-    cid = await customer(sessions)
-    req = request(cid)
-    try:
-        outcome = await attempt(1).run(send.send_step, req)
-    finally:
-        await pool.close()
-        relay.stop()
+    outcome, req = await send_through(sessions, relay)
     assert outcome.status == "sent"
     assert relay.lock_free == [True]
     found = await row(sessions, req)
@@ -334,15 +338,7 @@ async def test_on_sqlite_a_bounce_after_the_dot_is_recorded_without_waiting_for_
     go of the lock it took for a 250 first (else that write would wait for its own lock)."""
     monkeypatch.setattr(sent_now, "HOLD_SECONDS", 60.0)
     relay = LockWatchingRelay(store_path)
-    send, pool = activities(sessions, relay)
-    cid = await customer(sessions)
-    req = request(cid)
-    relay.after_dot[f"{cid}@example.com"] = "550 5.1.1 no such mailbox"
-    try:
-        outcome = await asyncio.wait_for(attempt(1).run(send.send_step, req), timeout=20)
-    finally:
-        await pool.close()
-        relay.stop()
+    outcome, req = await send_through(sessions, relay, after_dot="550 5.1.1 no such mailbox")
     assert outcome.status == "bounced"
     assert relay.lock_free == [False]
     found = await row(sessions, req)
