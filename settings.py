@@ -235,6 +235,11 @@ class Settings(BaseSettings):
     # (HTTP Basic), never the write key. No password set: nobody can log in (401).
     admin_user: str = "admin"
     admin_password: str = ""
+    # Those pages serve a report computed at most this long ago (its snapshot; 0: compute
+    # on every request), and the API recomputes the overview's and every journey's default
+    # report this often in the background (0: never). docs/decisions/0023-report-snapshots.md
+    report_max_age_seconds: float = Field(600.0, ge=0)
+    report_refresh_seconds: float = Field(300.0, ge=0)
 
     @model_validator(mode="after")
     def _require_encryption(self) -> Settings:

@@ -9,7 +9,9 @@ clicks on one of three links; one in seven by a machine); one in a hundred custo
 unsubscribes; ``orders`` orders with one line each (50 products in 8 categories), spread
 from 5 days before entry to 40 days after. Timed: the journey's report as
 ``/reports/{journey}`` builds it (per window, per step, A/B, mail figures and top
-products) and the overview of ``/reports``, each twice (the second with a warm cache).
+products) and the overview of ``/reports``, each computed from the rows twice (the second
+with a warm cache); then one background refresh round and both pages served from the
+snapshots it kept, as the API serves them (docs/decisions/0023-report-snapshots.md).
 
 ``python -m bench.report_scale [--sends N] [--orders N]`` runs it alone (PostgreSQL only).
 """
@@ -18,18 +20,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import text
 
 from bench.report import Row
 from bench.stack import PG_ADMIN_URL
+from starter import report_page, report_snapshots
 from starter.reports import all_journeys, journey_report, parse_windows
-from store.db import make_engine, make_session_factory
+from store.db import SessionFactory, make_engine, make_session_factory
 from testkit.databases import throwaway_postgres
 
 JOURNEY = "welcome_series"
@@ -44,6 +49,7 @@ AGENTS = [  # Outlook, Apple Mail, Gmail's proxy, Thunderbird, Apple's privacy p
     "Mozilla/5.0",
 ]
 TARGET_SECONDS = 2.0  # issue 15: a report over 1,000,000 sends and 100,000 orders
+MAX_AGE = 600.0  # REPORT_MAX_AGE_SECONDS's default
 
 # One statement per table; :n customers, :orders orders, :as_of the report's clock.
 GENERATE = [
@@ -111,8 +117,11 @@ class ReportNumbers:
     orders: int
     events: int
     generate_seconds: float
-    journey_seconds: tuple[float, float]  # first, second (warm)
+    journey_seconds: tuple[float, float]  # computed from the rows: first, second (warm)
     overview_seconds: tuple[float, float]
+    refresh_seconds: float  # one background round (starter.report_snapshots.refresh)
+    served_seconds: tuple[float, float]  # the journey's page from its snapshot: worst of N
+    served_overview_seconds: tuple[float, float]  # the overview page from its snapshot
 
 
 async def measure(*, sends: int, orders: int) -> ReportNumbers:
@@ -156,6 +165,7 @@ async def measure(*, sends: int, orders: int) -> ReportNumbers:
         sent = sum(row["sent"] for row in report["mail"]["steps"])
         if not sent or not report["windows"][0]["treated"]["customers"]:
             raise RuntimeError(f"the report over the generated data is empty: {report!r:.500}")
+        refresh_seconds, served, served_overview = await _served(sessions, windows, report)
         return ReportNumbers(
             sends=sends,
             orders=orders,
@@ -163,20 +173,62 @@ async def measure(*, sends: int, orders: int) -> ReportNumbers:
             generate_seconds=generate_seconds,
             journey_seconds=(journey_times[0], journey_times[1]),
             overview_seconds=(overview_times[0], overview_times[1]),
+            refresh_seconds=refresh_seconds,
+            served_seconds=served,
+            served_overview_seconds=served_overview,
         )
 
 
+SERVED_TIMES = 20  # pages timed from the snapshot
+
+
+async def _served(
+    sessions: SessionFactory, windows: list[str], computed: dict[str, Any]
+) -> tuple[float, tuple[float, float], tuple[float, float]]:
+    """One background round (it computes the overview and the journey's report as the API's
+    refresher does), then the two pages as ``/reports/{journey}`` and ``/reports`` serve them
+    from their snapshots (read, parsed, page written) ``SERVED_TIMES`` times each: (round
+    seconds, (median, worst) journey page, (median, worst) overview page)."""
+    t0 = time.monotonic()
+    await report_snapshots.refresh(sessions, every=0, windows=WINDOWS)
+    refresh_seconds = time.monotonic() - t0
+    journey_times, overview_times = [], []
+    for _ in range(SERVED_TIMES):
+        t0 = time.monotonic()
+        served = await report_snapshots.journey(sessions, JOURNEY, windows=windows, max_age=MAX_AGE)
+        report_page.journey_page(served.report)
+        journey_times.append(time.monotonic() - t0)
+        if served.computed_now or served.report["steps"] != computed["steps"]:
+            raise RuntimeError("the journey's page was not served from its snapshot")
+        t0 = time.monotonic()
+        found = await report_snapshots.overview(sessions, windows=windows, max_age=MAX_AGE)
+        report_page.overview(found.report["journeys"], windows=windows)
+        overview_times.append(time.monotonic() - t0)
+        if found.computed_now:
+            raise RuntimeError("the overview was not served from its snapshot")
+    return (
+        refresh_seconds,
+        (statistics.median(journey_times), max(journey_times)),
+        (statistics.median(overview_times), max(overview_times)),
+    )
+
+
 def row(found: ReportNumbers) -> Row:
-    """The BENCHMARKS.md row."""
-    worst = max(found.journey_seconds)
+    """The BENCHMARKS.md row: met when both pages answer from their snapshots in time."""
+    worst = max(found.served_seconds[1], found.served_overview_seconds[1])
+    served, overview = found.served_seconds, found.served_overview_seconds
     return Row(
         "7-report",
         f"effect report on PostgreSQL over {found.sends:,} sends, {found.orders:,} orders and"
         f" {found.events:,} engagement events (generated in {found.generate_seconds:.0f} s):"
-        " one journey's page data (3 windows, 5 steps, A/B, mail figures, top products);"
-        " the overview",
-        f"journey {found.journey_seconds[0]:.2f} s / {found.journey_seconds[1]:.2f} s warm;"
-        f" overview {found.overview_seconds[0]:.2f} s / {found.overview_seconds[1]:.2f} s",
+        " one journey's page (3 windows, 5 steps, A/B, mail figures, top products) and the"
+        " overview, served from their snapshots; computing them from the rows (what the"
+        " background refresh does)",
+        f"served: journey page {served[0] * 1000:.0f} ms median, {served[1] * 1000:.0f} ms"
+        f" worst of {SERVED_TIMES}; overview {overview[0] * 1000:.0f} ms /"
+        f" {overview[1] * 1000:.0f} ms. Computed: journey {found.journey_seconds[0]:.2f} s /"
+        f" {found.journey_seconds[1]:.2f} s warm; overview {found.overview_seconds[0]:.2f} s"
+        f" / {found.overview_seconds[1]:.2f} s; one refresh round {found.refresh_seconds:.1f} s",
         target=f"< {TARGET_SECONDS:g} s (issue 15)",
         met=Row.verdict(worst < TARGET_SECONDS),
     )

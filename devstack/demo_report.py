@@ -244,6 +244,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--holdout", type=float, default=0.5)
     args = parser.parse_args(argv)
+    from starter import report_snapshots
     from starter.client import connect
     from store.db import engine_for, make_session_factory
 
@@ -267,6 +268,9 @@ async def main(argv: list[str] | None = None) -> int:
             played = await play(
                 journeys, sessions, customers=args.customers, holdout=args.holdout, read=read
             )
+        # the pages serve the report's snapshot (up to REPORT_MAX_AGE_SECONDS old): keep
+        # one computed now, with what was just played
+        await report_snapshots.refresh(sessions, every=0)
     finally:
         await engine.dispose()
     assert played.orders is not None

@@ -39,9 +39,13 @@ def page(title: str, body: str) -> str:
     )
 
 
-def overview(journeys: list[dict[str, Any]], *, windows: list[str]) -> str:
-    """Every journey's lift per window, each linking to its page."""
+def overview(journeys: list[dict[str, Any]], *, windows: list[str], as_of: str = "") -> str:
+    """Every journey's lift per window, each linking to its page; ``as_of``: ISO time of the
+    figures (defaults to the first journey's)."""
     parts = ["<h1>Effect of the journeys</h1>"]
+    as_of = as_of or (journeys[0]["as_of"] if journeys else "")
+    if as_of:
+        parts.append(f'<p class="muted">As of {escape(as_of[:16])} UTC.</p>')
     if not journeys:
         parts.append("<p>No journey has recorded an entry yet.</p>")
     for report in journeys:

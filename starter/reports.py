@@ -361,6 +361,11 @@ def add_command(sub: Any) -> None:
     r.add_argument("--since", type=_date, help="entries from this date (UTC), e.g. 2026-03-01")
     r.add_argument("--windows", type=parse_windows, default=DEFAULT_WINDOWS, help="2d,10d,30d")
     r.add_argument("--format", choices=("table", "json", "html"), default="table")
+    r.add_argument(
+        "--fresh",
+        action="store_true",
+        help="compute it now, not from a snapshot younger than REPORT_MAX_AGE_SECONDS",
+    )
 
 
 def _date(text: str) -> datetime:
@@ -369,18 +374,24 @@ def _date(text: str) -> datetime:
 
 
 async def run_command(args: Any, settings: Settings) -> int:
-    from starter import report_page  # here: it imports this module
+    from starter import report_page, report_snapshots  # here: they import this module
 
     windows = parse_windows(args.windows) if isinstance(args.windows, str) else args.windows
+    # the same snapshot the pages serve, unless --fresh (starter/report_snapshots.py)
+    max_age = 0.0 if getattr(args, "fresh", False) else settings.report_max_age_seconds
     engine = engine_for(settings)
     try:
         sessions = make_session_factory(engine)
         if args.journey:
-            found = [
-                await journey_report(sessions, args.journey, windows=windows, since=args.since)
-            ]
+            served = await report_snapshots.journey(
+                sessions, args.journey, windows=windows, since=args.since, max_age=max_age
+            )
+            found = [served.report]
         else:
-            found = await all_journeys(sessions, windows=windows, since=args.since)
+            served = await report_snapshots.overview(
+                sessions, windows=windows, since=args.since, max_age=max_age
+            )
+            found = served.report["journeys"]
     finally:
         await engine.dispose()
     if args.format == "json":
@@ -389,7 +400,7 @@ async def run_command(args: Any, settings: Settings) -> int:
         print(
             report_page.journey_page(found[0])
             if args.journey
-            else report_page.overview(found, windows=windows)
+            else report_page.overview(found, windows=windows, as_of=served.as_of.isoformat())
         )
     else:
         print("\n\n".join(as_table(r) for r in found) or "no journey has recorded an entry yet")

@@ -450,3 +450,17 @@ class ConsentRecord(Base):
     confirmed_at: Mapped[datetime | None]  # the confirmation link's button was pressed
     confirm_ip: Mapped[str | None] = mapped_column(String(45))  # IPv4 or IPv6, as seen
     confirm_user_agent: Mapped[str | None] = mapped_column(Text)
+
+
+class ReportSnapshot(Base):
+    """An effect report as computed at ``as_of``, kept so the pages and their JSON answer
+    without reading the million rows behind it again (docs/decisions/0023-report-snapshots.md).
+    ``key``: what was asked (journey or the overview, windows, since); ``body``: the report's
+    JSON as served; ``took_seconds``: how long computing it took."""
+
+    __tablename__ = "report_snapshots"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    as_of: Mapped[datetime]  # the report's clock: every figure is as of this moment
+    body: Mapped[str] = mapped_column(Text)
+    took_seconds: Mapped[float]

@@ -8,9 +8,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from core.ids import send_key, workflow_id
 from core.zones import zone_at_local_hour
 from store import orders as order_rows  # `orders` is a parameter below
+from store import reports
 from store.models import Customer, SendLog, utcnow
 from testkit.stack import Stack
 from testkit.waiting import eventually_passes
@@ -23,6 +26,34 @@ HAT = {"sku": "HAT-3", "name": "Wool hat", "price": "25.00", "quantity": 1}
 
 def email_for(customer_id: str) -> str:
     return f"{customer_id}@example.com"
+
+
+async def entered(
+    s: AsyncSession,
+    customer_id: str,
+    *,
+    journey: str,
+    group: str,
+    at: datetime,
+    new_customer: bool = True,
+) -> None:
+    """The customer entering ``journey`` at ``at`` in ``group`` (treated or control),
+    recorded as a run records its entry, for the report's tests; ``new_customer``: add the
+    customer first (``<id>@shop.test``). The caller owns the transaction."""
+    if new_customer:
+        s.add(Customer(id=customer_id, email=f"{customer_id}@shop.test"))
+        await s.flush()
+    await reports.record_entry(
+        s,
+        customer_id=customer_id,
+        journey=journey,
+        workflow_id=f"{journey}:{customer_id}",
+        run_chain_id="run-1",
+        entered_at=at,
+        group=group,
+        holdout_share=0.5,
+        journey_version=1,
+    )
 
 
 async def add_customer(

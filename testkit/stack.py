@@ -83,6 +83,11 @@ def stack_settings(
         # A test that stops the catcher may pause sending (the circuit breaker): the next
         # test's send probes the relay after a second, not after production's cool-down.
         "smtp_breaker_cooldown_seconds": 1,
+        # Tests read a report right after the orders they place (the store is shared by the
+        # session's tests): computed on each request, no background refresh. The snapshot
+        # tests set their own (tests/test_report_snapshots.py).
+        "report_max_age_seconds": 0,
+        "report_refresh_seconds": 0,
     }
     return Settings(**{**values, **more})
 

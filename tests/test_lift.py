@@ -16,7 +16,8 @@ from core.stats import MIN_CUSTOMERS, Group, lift, newcombe_interval, verdict, z
 from starter.reports import all_journeys, figures, journey_report, parse_windows, window_of
 from store import reports
 from store.db import SessionFactory
-from store.models import Customer, Order, SendLog
+from store.models import Order, SendLog
+from testkit.data import entered
 
 # Newcombe (1998), Statistics in Medicine 17:873-890, Table II, method 10.
 PUBLISHED = [
@@ -115,19 +116,7 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 async def _entry(s, cid: str, group: str, at: datetime, journey: str = "welcome_series") -> None:
-    s.add(Customer(id=cid, email=f"{cid}@shop.test"))
-    await s.flush()
-    await reports.record_entry(
-        s,
-        customer_id=cid,
-        journey=journey,
-        workflow_id=f"{journey}:{cid}",
-        run_chain_id="run-1",
-        entered_at=at,
-        group=group,
-        holdout_share=0.5,
-        journey_version=1,
-    )
+    await entered(s, cid, journey=journey, group=group, at=at)
 
 
 async def test_report_counts_orders_in_each_window_after_entry(sessions: SessionFactory):

@@ -13,9 +13,9 @@ import pytest
 
 from starter.mail_report import client_family, mail_figures, table_lines
 from starter.report_charts import ab_chart
-from store import reports
 from store.db import SessionFactory
 from store.models import Customer, Event, Order, Product, SendLog
+from testkit.data import entered
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 OUTLOOK = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17029; Pro)"
@@ -128,17 +128,7 @@ async def _data(s, tag: str, journey: str) -> None:
 
     # entries and orders: treated m0, m1, m2; control m3
     for n, grp in ((0, "treated"), (1, "treated"), (2, "treated"), (3, "control")):
-        await reports.record_entry(
-            s,
-            customer_id=f"m{n}-{tag}",
-            journey=journey,
-            workflow_id=f"{journey}:m{n}-{tag}",
-            run_chain_id="run",
-            entered_at=T0,
-            group=grp,
-            holdout_share=0.5,
-            journey_version=1,
-        )
+        await entered(s, f"m{n}-{tag}", journey=journey, group=grp, at=T0, new_customer=False)
     tee = {"sku": f"TEE-{tag}", "name": "Tee", "price": "20.00", "quantity": 2, "category": "tops"}
     mug = {"sku": f"MUG-{tag}", "name": "Mug", "price": "8.50"}  # category from the catalogue
     orders = [

@@ -16,9 +16,8 @@ from sqlalchemy import text
 from observability import REGISTRY, after_commit
 from starter.ingest import lifecycle
 from starter.ingest.service import Call
-from store import reports
 from store.db import SessionFactory
-from testkit.data import add_customer
+from testkit.data import add_customer, entered
 from testkit.stack import Stack
 
 
@@ -63,17 +62,8 @@ async def test_a_conversion_counts_when_its_order_is_committed(
     await add_customer(stack, cid)
     journey = f"metrics_{uuid.uuid4().hex[:8]}"
     async with stack.sessions.begin() as s:
-        await reports.record_entry(
-            s,
-            customer_id=cid,
-            journey=journey,
-            workflow_id=f"{journey}:{cid}",
-            run_chain_id="run-1",
-            entered_at=datetime.now(UTC) - timedelta(days=1),
-            group="treated",
-            holdout_share=0.5,
-            journey_version=1,
-        )
+        at = datetime.now(UTC) - timedelta(days=1)
+        await entered(s, cid, journey=journey, group="treated", at=at, new_customer=False)
     order = {"customer_id": cid, "order_id": f"{cid}-o1", "total": "19.90"}
 
     async def fails(call: Call) -> None:

@@ -10,6 +10,8 @@ Endpoints (README "HTTP API" has a curl example for each), one router module eac
   unsubscribe  GET  /u/<token> page, POST /u/<token> RFC 8058 one-click;
                GET /s/<token> "keep writing to me" page, POST /s/<token> its button
   confirm      GET  /confirm/<token> double opt-in page, POST /confirm/<token> its button
+  reports      GET  /reports, /v1/reports/journeys (operator login; snapshots kept fresh
+               in the background, starter/report_snapshots.py)
   health       GET  /healthz  Temporal, database, SMTP and worker pollers (a cached summary)
   docs         GET  /docs (Swagger UI), /redoc: from local assets, nothing from a CDN
 Shared dependencies (settings, links, the Journeys API, the write key) are in ``deps``.
@@ -17,6 +19,8 @@ Shared dependencies (settings, links, the Journeys API, the write key) are in ``
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +37,7 @@ from temporalio.service import RPCError
 from core.links import Links
 from journeys.config import JourneyConfigError
 from settings import Settings
+from starter import report_snapshots
 from starter.api import Journeys
 from starter.client import connect
 from starter.http import health, ingest, preview, reports, tracking, unsubscribe
@@ -45,20 +50,42 @@ from store.db import engine_for, make_session_factory
 log = logging.getLogger("starter.http")
 
 
+@asynccontextmanager
+async def _reports_kept_fresh(settings: Settings, journeys: Journeys) -> AsyncIterator[None]:
+    """The report snapshots recomputed every REPORT_REFRESH_SECONDS while the app runs
+    (starter/report_snapshots.py); nothing when that is 0."""
+    every = settings.report_refresh_seconds
+    if not every:
+        yield
+        return
+    task = asyncio.create_task(report_snapshots.keep_fresh(journeys.sessions, every=every))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def create_app(settings: Settings, journeys: Journeys | None = None) -> FastAPI:
     """The ASGI app. Without ``journeys`` it connects to Temporal and the store at startup."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if journeys is not None:
-            yield
+            async with _reports_kept_fresh(settings, journeys):
+                yield
             return
         engine = engine_for(settings)
-        async with Journeys(  # its outbox relay runs as long as the app does
-            client=await connect(settings, lazy=True),  # Temporal may be down: events are kept
-            sessions=make_session_factory(engine),
-            settings=settings,
-        ) as app.state.journeys:
+        async with (
+            Journeys(  # its outbox relay runs as long as the app does
+                client=await connect(settings, lazy=True),  # Temporal may be down: kept
+                sessions=make_session_factory(engine),
+                settings=settings,
+            ) as started,
+            _reports_kept_fresh(settings, started),
+        ):
+            app.state.journeys = started
             yield
         await engine.dispose()
 

@@ -9,6 +9,10 @@ HTTP Basic; never the write key):
                                        scrape config)
 
 Query: ``since`` (ISO date or time, UTC if no zone), ``windows`` (e.g. ``2d,10d,30d``).
+
+A report is served from its snapshot while that is at most ``REPORT_MAX_AGE_SECONDS`` old
+(starter/report_snapshots.py); the ``Age`` header says how old its figures are (RFC 9111,
+5.1), the report's ``as_of`` when they are from.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from observability import REGISTRY
-from starter import report_page
+from starter import report_page, report_snapshots
 from starter.http.deps import JourneysDep, SettingsDep
-from starter.reports import DEFAULT_WINDOWS, all_journeys, journey_report, parse_windows
+from starter.report_snapshots import Served
+from starter.reports import DEFAULT_WINDOWS, parse_windows
 
 REALM = 'Basic realm="reports", charset="UTF-8"'
 
@@ -72,46 +77,91 @@ Windows = Annotated[str, Query(description="e.g. 2d,10d,30d")]
 PAGE_HEADERS = {"Content-Security-Policy": report_page.CONTENT_SECURITY_POLICY}
 
 
-async def _one(journeys: JourneysDep, journey: str, since: str | None, windows: str) -> Any:
-    report = await journey_report(
-        journeys.sessions, journey, windows=_windows(windows), since=_since(since)
+async def _one(
+    journeys: JourneysDep, settings: SettingsDep, journey: str, since: str | None, windows: str
+) -> Served:
+    served = await report_snapshots.journey(
+        journeys.sessions,
+        journey,
+        windows=_windows(windows),
+        since=_since(since),
+        max_age=settings.report_max_age_seconds,
     )
-    if not any(w["treated"]["customers"] + w["control"]["customers"] for w in report["windows"]):
+    if not report_snapshots.entered(served.report):
         raise HTTPException(404, f"no entries of journey {journey!r} (since {since or 'ever'})")
-    return report
+    return served
+
+
+async def _all(
+    journeys: JourneysDep, settings: SettingsDep, since: str | None, windows: list[str]
+) -> Served:
+    return await report_snapshots.overview(
+        journeys.sessions,
+        windows=windows,
+        since=_since(since),
+        max_age=settings.report_max_age_seconds,
+    )
+
+
+def _aged(response: Response, served: Served) -> Response:
+    response.headers["Age"] = str(served.age_seconds())
+    return response
 
 
 @router.get("/v1/reports/journeys")
 async def journeys_json(
-    journeys: JourneysDep, since: Since = None, windows: Windows = DEFAULT_WINDOWS
+    journeys: JourneysDep,
+    settings: SettingsDep,
+    response: Response,
+    since: Since = None,
+    windows: Windows = DEFAULT_WINDOWS,
 ) -> dict[str, Any]:
-    found = await all_journeys(journeys.sessions, windows=_windows(windows), since=_since(since))
-    return {"journeys": found}
+    served = await _all(journeys, settings, since, _windows(windows))
+    _aged(response, served)
+    found: dict[str, Any] = served.report
+    return found
 
 
 @router.get("/v1/reports/journeys/{journey}")
 async def journey_json(
-    journey: str, journeys: JourneysDep, since: Since = None, windows: Windows = DEFAULT_WINDOWS
+    journey: str,
+    journeys: JourneysDep,
+    settings: SettingsDep,
+    response: Response,
+    since: Since = None,
+    windows: Windows = DEFAULT_WINDOWS,
 ) -> dict[str, Any]:
-    report: dict[str, Any] = await _one(journeys, journey, since, windows)
+    served = await _one(journeys, settings, journey, since, windows)
+    _aged(response, served)
+    report: dict[str, Any] = served.report
     return report
 
 
 @router.get("/reports", response_class=HTMLResponse)
 async def overview_page(
-    journeys: JourneysDep, since: Since = None, windows: Windows = DEFAULT_WINDOWS
-) -> HTMLResponse:
+    journeys: JourneysDep,
+    settings: SettingsDep,
+    since: Since = None,
+    windows: Windows = DEFAULT_WINDOWS,
+) -> Response:
     chosen = _windows(windows)
-    found = await all_journeys(journeys.sessions, windows=chosen, since=_since(since))
-    return HTMLResponse(report_page.overview(found, windows=chosen), headers=PAGE_HEADERS)
+    served = await _all(journeys, settings, since, chosen)
+    journeys_found = served.report["journeys"]
+    page = report_page.overview(journeys_found, windows=chosen, as_of=served.as_of.isoformat())
+    return _aged(HTMLResponse(page, headers=PAGE_HEADERS), served)
 
 
 @router.get("/reports/{journey}", response_class=HTMLResponse)
 async def journey_html(
-    journey: str, journeys: JourneysDep, since: Since = None, windows: Windows = DEFAULT_WINDOWS
-) -> HTMLResponse:
-    report = await _one(journeys, journey, since, windows)
-    return HTMLResponse(report_page.journey_page(report), headers=PAGE_HEADERS)
+    journey: str,
+    journeys: JourneysDep,
+    settings: SettingsDep,
+    since: Since = None,
+    windows: Windows = DEFAULT_WINDOWS,
+) -> Response:
+    served = await _one(journeys, settings, journey, since, windows)
+    page = report_page.journey_page(served.report)
+    return _aged(HTMLResponse(page, headers=PAGE_HEADERS), served)
 
 
 @router.get("/metrics", response_class=Response)
