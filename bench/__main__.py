@@ -1,4 +1,4 @@
-"""``python -m bench [--size smoke|full] [--db sqlite|postgres] [--only report|sends]``
+"""``python -m bench [--size smoke|full] [--db sqlite|postgres] [--only report|sends|burst]``
 
 Starts its own Temporal dev server, SMTP catcher, store database, journey worker, floor worker
 and HTTP API; measures; prints one Markdown table (BENCHMARKS.md explains every row).
@@ -45,6 +45,8 @@ async def run(
         phases = measurements.in_order()
         if only == "sends":  # (4) alone: the send path and its reply-to-commit window
             phases = [(name, body) for name, body in phases if name.startswith("4 ")]
+        if only == "burst":  # (8) alone: the API taking a burst, the journeys catching up
+            phases = [(name, body) for name, body in phases if name.startswith("8 ")]
         for name, body in phases:
             t0 = time.monotonic()
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
@@ -79,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument(
         "--only",
-        choices=("report", "sends"),
-        help="only this measurement (report: 7, PostgreSQL; sends: 4, on --db)",
+        choices=("report", "sends", "burst"),
+        help="only this measurement (report: 7, PostgreSQL; sends: 4, burst: 8, on --db)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, databases)")
     parser.add_argument(
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         None: ROW_IDS,
         "report": ("7-report",),
         "sends": ("4-send-pool", "4-send-per-message", "4-send-step", "4-send-window"),
+        "burst": ("8-burst",),
     }[args.only]
     missing = [rid for rid in wanted if rid not in {r.id for r in rows}]
     for failure in failures:

@@ -8,7 +8,7 @@ import math
 import os
 from collections.abc import Awaitable, Callable
 
-from bench import phases, report_scale, sending
+from bench import burst, phases, report_scale, sending
 from bench import sweep as sweep_bench
 from bench.report import Row
 from bench.sizes import Size
@@ -43,6 +43,7 @@ class Measurements:
             ("5 sweep", self.sweep),
             ("6 footprint", self.footprint),
             ("7 report", self.report),
+            ("8 burst", self.burst),  # last: it leaves its runs sleeping
         ]
 
     async def warm_up(self) -> None:
@@ -320,3 +321,39 @@ class Measurements:
             sends=self.size.report_sends, orders=self.size.report_orders
         )
         self.rows.append(report_scale.row(found))
+
+    async def burst(self) -> None:
+        n = self.size.burst_events
+        seconds = self.size.patience
+        alone = await burst.burst(
+            self.stack, n=n, tag=f"alone-{self.run_tag}", seconds=seconds, temporal=False
+        )
+        b = await burst.burst(self.stack, n=n, tag=f"burst-{self.run_tag}", seconds=seconds)
+
+        def drained(found: burst.Burst) -> str:
+            if found.drain_seconds is None:
+                return "not within the patience"
+            return f"{found.drain_seconds:.0f} s"
+
+        statuses = ", ".join(
+            f"{count} x {status or 'no answer'}" for status, count in sorted(b.statuses.items())
+        )
+        self.rows.append(
+            Row(
+                "8-burst",
+                f"POST /v1/batch: {n:,} 'Checkout Started' ({burst.PER_CALL} per call, "
+                f"{burst.IN_FLIGHT} calls in flight) for customers identified before "
+                f"({n:,} identifies the same way: {b.identify_seconds:.0f} s), while the "
+                "journeys start; then until caught up (outbox empty, every cart recovery "
+                "started and waiting)",
+                f"accepted {b.per_second:.0f} events/s ({b.accept_seconds:.0f} s; batches: "
+                f"{statuses}; {b.failed_calls} calls not accepted); caught up {drained(b)} "
+                f"after the first batch ({b.caught_up:,}/{n:,} runs waiting)",
+                f"accepting alone (Temporal unreachable, all kept in the outbox): "
+                f"{alone.per_second:.0f} events/s ({alone.failed_calls} not accepted), then "
+                f"delivered: caught up {drained(alone)} after its first batch",
+                f"{_x(b.per_second, alone.per_second):.2f}",
+                "≥ 200 events/s, 0 errors",
+                Row.verdict(b.per_second >= 200 and b.failed_calls == 0 and b.caught_up >= n),
+            )
+        )

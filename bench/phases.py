@@ -183,6 +183,20 @@ async def floor_throughput(
 # -- event -> email through the HTTP API ------------------------------------------------------
 
 
+def checkout_started(cid: str) -> dict[str, Any]:
+    """The customer's ``Checkout Started`` track call (Segment's spec), one product."""
+    return {
+        "userId": cid,
+        "event": "Checkout Started",
+        "messageId": f"checkout-{cid}",
+        "properties": {
+            "currency": "EUR",
+            "checkout_url": f"https://shop.test/checkout/{cid}",
+            "products": [PRODUCT],
+        },
+    }
+
+
 @dataclass
 class Latency:
     n: int
@@ -217,19 +231,7 @@ async def event_to_email(
         nonlocal errors
         t = time.time()
         sent[cid] = t
-        answer = await stack.http.post(
-            "/v1/track",
-            json={
-                "userId": cid,
-                "event": "Checkout Started",
-                "messageId": f"checkout-{cid}",
-                "properties": {
-                    "currency": "EUR",
-                    "checkout_url": f"https://shop.test/checkout/{cid}",
-                    "products": [PRODUCT],
-                },
-            },
-        )
+        answer = await stack.http.post("/v1/track", json=checkout_started(cid))
         http_seconds.append(time.time() - t)
         if answer.status_code != 200:
             errors += 1

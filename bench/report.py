@@ -21,6 +21,7 @@ ROW_IDS = (
     "6-server-db",
     "6-history",
     "7-report",
+    "8-burst",
 )
 
 

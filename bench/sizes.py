@@ -24,6 +24,7 @@ class Size:
     sweep_start_cap: int = 20  # runs started to measure the start rate
     report_sends: int = 20_000  # (7) send-log rows under the effect report, PostgreSQL
     report_orders: int = 2_000  # (7) orders
+    burst_events: int = 100  # (8) cart events in the burst (and customers identified first)
 
 
 SIZES = {
@@ -56,5 +57,6 @@ SIZES = {
         sweep_start_cap=1000,
         report_sends=1_000_000,
         report_orders=100_000,
+        burst_events=20_000,
     ),
 }

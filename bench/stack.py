@@ -306,12 +306,34 @@ async def _processes(
     )
     await worker.wait_for_log("worker polling", 180)  # it checks every template of every step
     await floor_worker.wait_for_log("worker polling", 60)
+    api, http, settings = await start_api(parts, workdir, settings)
+    return worker, floor_worker, api, http, settings
+
+
+async def start_api(
+    parts: AsyncExitStack,
+    workdir: Path,
+    settings: Settings,
+    *,
+    name: str = "api",
+    healthy: bool = True,
+) -> tuple[Child, httpx.AsyncClient, Settings]:
+    """``python -m starter.http`` with ``settings`` on a free port, healthy (or, not
+    ``healthy``, answering ``/healthz`` at all: Temporal may be unreachable on purpose); a
+    client of it with the write key, and the settings with its port. Stopped when
+    ``parts`` closes."""
     # A port found free can be taken before the API binds it (by a second suite on the
     # machine, say): the API then exits at once, and starts again on another port.
     for attempt in range(1, 4):
         settings = settings.model_copy(update={"api_port": free_port()})
-        log = "api.log" if attempt == 1 else f"api{attempt}.log"
-        api = child("HTTP API", [sys.executable, "-m", "starter.http"], settings, log)
+        log = f"{name}.log" if attempt == 1 else f"{name}{attempt}.log"
+        api = Child(
+            "HTTP API",
+            [sys.executable, "-m", "starter.http"],
+            settings_env(settings),
+            workdir / log,
+        )
+        parts.push_async_callback(api.stop)
         http = await parts.enter_async_context(
             httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{settings.api_port}",
@@ -321,21 +343,24 @@ async def _processes(
             )
         )
         try:
-            await _wait_healthy(http, api, 60)
-            return worker, floor_worker, api, http, settings
+            await _wait_healthy(http, api, 60, any_answer=not healthy)
+            return api, http, settings
         except RuntimeError:
             if attempt == 3 or "address already in use" not in api.tail().lower():
                 raise
     raise AssertionError("unreachable")
 
 
-async def _wait_healthy(http: httpx.AsyncClient, api: Child, seconds: float) -> None:
+async def _wait_healthy(
+    http: httpx.AsyncClient, api: Child, seconds: float, *, any_answer: bool = False
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if api.proc.poll() is not None:
             raise RuntimeError(f"the HTTP API exited early:\n{api.tail()}")
         try:
-            if (await http.get("/healthz")).status_code == 200:
+            status = (await http.get("/healthz")).status_code
+            if status == 200 or (any_answer and status == 503):
                 return
         except httpx.TransportError:
             pass
