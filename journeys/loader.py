@@ -32,7 +32,8 @@ class JourneyLoader:
     def __init__(self, journeys_dir: Path, *, speedup: float = 1.0) -> None:
         self._dir = journeys_dir
         self._speedup = speedup
-        self._cache: dict[str, tuple[float, JourneyConfig]] = {}
+        # per name: the mtimes of its TOML and of lifecycle.toml, and the config as handed out
+        self._cache: dict[str, tuple[tuple[float, float], JourneyConfig]] = {}
 
     @overload
     def config(self, name: str) -> JourneyConfig: ...
@@ -41,15 +42,24 @@ class JourneyLoader:
     def config(self, name: str, model: type[Config]) -> Config: ...
 
     def config(self, name: str, model: type[JourneyConfig] = JourneyConfig) -> JourneyConfig:
-        path = self._dir / f"{name}.toml"
-        mtime = path.stat().st_mtime if path.exists() else -1.0
+        # Both files' mtimes are the key: an edit of either reaches the next call, and the
+        # ingest path (every event) does not parse lifecycle.toml again each time.
+        mtimes = (_mtime(self._dir / f"{name}.toml"), _mtime(self._dir / "lifecycle.toml"))
         cached = self._cache.get(name)
-        if cached is None or cached[0] != mtime or not isinstance(cached[1], model):
-            cached = (mtime, load_journey(name, self._dir, model))
+        if cached is None or cached[0] != mtimes or not isinstance(cached[1], model):
+            loaded = load_journey(name, self._dir, model)
+            cached = (mtimes, with_stage_caps(loaded, self._dir).sped_up(self._speedup))
             self._cache[name] = cached
-        config = with_stage_caps(cached[1], self._dir).sped_up(self._speedup)
+        config = cached[1]
         assert isinstance(config, model)
         return config
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except FileNotFoundError:
+        return -1.0
 
 
 def with_stage_caps(config: JourneyConfig, journeys_dir: Path) -> JourneyConfig:

@@ -58,6 +58,7 @@ BUSY_POLL_SECONDS = 0.05  # ... and right after a pass that found some
 DOWN_BACKOFF_MAX = 5.0  # the longest pause between probes while Temporal is unreachable
 RETRY_MAX = timedelta(minutes=5)  # the longest pause before retrying a row Temporal refused
 PARALLEL_CUSTOMERS = 8  # customers the loop delivers to at the same time
+SETTLING_MAX = 64  # deliveries right after a commit under way at once; more: the loop's
 # Temporal cannot be reached (down, restarting, network): wait for it, it is nobody's fault.
 UNREACHABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
 # Temporal will never take this row as it is: park it and go on with the customer's next.
@@ -184,11 +185,15 @@ class Relay:
 
     # -- right after a commit ------------------------------------------------------------
 
-    async def settle(self, customer_id: str, row_ids: list[int]) -> dict[int, bool] | None:
-        """Deliver the customer's work now and wait for these rows up to ``answer_within``:
-        per row whether Temporal took it (a run started or reached), or None when not all
-        were delivered in time (a relay's loop delivers them: this one's if it was started,
-        else the API's)."""
+    async def settle(
+        self, customer_id: str, row_ids: list[int], *, within: float | None = None
+    ) -> dict[int, bool] | None:
+        """Deliver the customer's work now and wait for these rows up to ``within`` seconds
+        (default ``answer_within``): per row whether Temporal took it (a run started or
+        reached), or None when not all were delivered in time (a relay's loop delivers
+        them: this one's if it was started, else the API's). While ``SETTLING_MAX``
+        deliveries of this kind are under way (a burst Temporal is slower to take than the
+        store), a running loop is left to deliver it, in order, at its own pace."""
         if not row_ids:
             return {}
         loop = asyncio.get_running_loop()
@@ -196,15 +201,18 @@ class Relay:
         self._waiting.update(futures)
         try:
             running = self._loop is not None and not self._loop.done()
-            if self._unreachable and running:  # do not keep the caller waiting: the loop probes
-                self.wake()
+            if running and (self._unreachable or len(self._tasks) >= SETTLING_MAX):
+                self.wake()  # do not keep the caller waiting: the loop delivers (or probes)
                 return None
             drain = self._spawn(self._drain(customer_id, probe=not running))
             ours = asyncio.gather(*futures.values())
+            # a gather cancelled below ends with an exception nobody reads: read it
+            ours.add_done_callback(lambda f: f.cancelled() or f.exception())
             # Done when all these rows are delivered, or when the drain stopped without
             # them (Temporal did not take one, or another process holds the customer).
             either: set[asyncio.Future[Any]] = {drain, ours}
-            await asyncio.wait(either, timeout=self.answer_within, return_when=FIRST)
+            wait = self.answer_within if within is None else within
+            await asyncio.wait(either, timeout=wait, return_when=FIRST)
             if not ours.done():
                 ours.cancel()
                 return None

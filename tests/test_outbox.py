@@ -19,6 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from core.contracts import CartChange
 from core.links import Links
 from devstack.catcher import free_port
+from starter import outbox as relay_module
 from starter.api import Journeys
 from starter.http import create_app
 from store import outbox
@@ -135,6 +136,24 @@ async def test_work_a_process_left_in_the_outbox_is_delivered_in_order_by_the_ne
     result = await asyncio.wait_for(handle.result(), timeout=30)
     assert result.outcome == "ordered" and result.sent == []
     assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_past_the_deliveries_under_way_an_event_is_answered_at_once_and_delivered_later(
+    stack, monkeypatch
+):
+    """A burst (more deliveries under way than ``SETTLING_MAX``): the caller does not wait
+    for Temporal; the relay's loop delivers the work, in order."""
+    monkeypatch.setattr(relay_module, "SETTLING_MAX", 0)
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+
+    cart = await stack.journeys.cart_updated({"customer_id": cid, "lines": [TEE]})
+
+    assert cart.action == "queued"
+    await _all_delivered(stack)
+    handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    await handle.terminate("test done")
 
 
 async def test_a_signal_to_a_run_that_does_not_exist_counts_as_delivered(stack):

@@ -10,6 +10,7 @@ documented in OpenAPI through ``REQUEST_BODIES``.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -28,7 +29,13 @@ from starter.http.segment import (
     UnusedBody,
     prepare_call,
 )
-from starter.ingest.service import EmailRequired, EventResult, Ingest, UnknownCustomer
+from starter.ingest.service import (
+    EmailRequired,
+    EventResult,
+    Ingest,
+    UnknownCustomer,
+    settled_together,
+)
 
 router = APIRouter(prefix="/v1", tags=["ingestion"])
 _UNKNOWN = "unknown_customer"
@@ -105,7 +112,7 @@ async def _single(request: Request, j: Journeys, write_key: str, kind: str) -> A
     prepared = prepare_call(data, kind)
     if isinstance(prepared, Ignored):
         return Accepted(duplicate=False, action=prepared.action)
-    return await _run(j.ingest, prepared, ("body",))
+    return _accepted(await _run(j.ingest, prepared, ("body",)))
 
 
 @router.post("/batch", openapi_extra=_documented("BatchCall"))
@@ -114,7 +121,9 @@ async def batch(request: Request, j: JourneysDep, settings: SettingsDep) -> Batc
     exists or is identified earlier in the batch); one bad call rejects the whole batch
     with 422 naming it, and nothing is recorded. Calls we do not use (page, screen, group,
     alias, anonymous) are answered "ignored: ..." and cost the batch nothing. Then the
-    calls run in order."""
+    calls run in order, each committed as it would be alone, and their journeys are
+    started or signalled together at the end (the answer waits for that a moment at
+    most)."""
     data = await authenticated_json(request, limit=BATCH_LIMIT, write_key=settings.api_write_key)
     calls = _calls(data, settings.api_batch_max)
     sent_at = {"sentAt": data["sentAt"]} if "sentAt" in data else {}  # the batch's, for each
@@ -123,13 +132,18 @@ async def batch(request: Request, j: JourneysDep, settings: SettingsDep) -> Batc
         for i, c in enumerate(calls)
     ]
     await _all_known(j, prepared)
-    results = []
-    for i, p in enumerate(prepared):
-        if isinstance(p, Ignored):
-            results.append(Accepted(duplicate=False, action=p.action))
-        else:
-            results.append(await _run(j.ingest, p, ("body", "batch", i)))
-    return BatchAccepted(results=results)
+
+    def one(i: int, p: Prepared | Ignored) -> Callable[[], Awaitable[EventResult]]:
+        async def run() -> EventResult:
+            if isinstance(p, Ignored):
+                return EventResult(recorded=True, action=p.action)
+            return await _run(j.ingest, p, ("body", "batch", i))
+
+        return run
+
+    # each call committed in turn; their journeys started or signalled together at the end
+    found = await settled_together(j.ingest, [one(i, p) for i, p in enumerate(prepared)])
+    return BatchAccepted(results=[_accepted(r) for r in found])
 
 
 def _calls(data: Any, most: int) -> list[Any]:
@@ -176,11 +190,14 @@ async def _all_known(j: Journeys, prepared: list[Prepared | Ignored]) -> None:
             raise invalid(["body", "batch", i, "userId"], msg + "or earlier in the batch", _UNKNOWN)
 
 
-async def _run(ingest: Ingest, prepared: Prepared, loc: tuple[Any, ...]) -> Accepted:
+async def _run(ingest: Ingest, prepared: Prepared, loc: tuple[Any, ...]) -> EventResult:
     try:
-        result: EventResult = await prepared.run(ingest)
+        return await prepared.run(ingest)
     except UnknownCustomer as exc:
         raise _unknown(loc, exc) from exc
+
+
+def _accepted(result: EventResult) -> Accepted:
     return Accepted(duplicate=result.duplicate, action=result.action)
 
 

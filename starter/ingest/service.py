@@ -14,9 +14,11 @@ Temporal being down refuses no event.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar, overload
@@ -254,8 +256,15 @@ async def handle(ingest: Ingest, name: str, handler: Handler[E], e: E) -> EventR
 
 
 async def settle(ingest: Ingest, customer_id: str, rows: list[int], h: Handled) -> EventResult:
-    """Deliver the committed work now if Temporal takes it in time; the result says so."""
-    took = await ingest.relay.settle(customer_id, rows)
+    """Deliver the committed work now if Temporal takes it in time; the result says so.
+    Within ``settled_together`` the delivery waits for the end of the batch instead."""
+    together = _TOGETHER.get()
+    if together is not None and rows:
+        return together.later(customer_id, rows, h)
+    return _result(h, await ingest.relay.settle(customer_id, rows))
+
+
+def _result(h: Handled, took: dict[int, bool] | None) -> EventResult:
     if took is None:
         action = "queued"
     elif isinstance(h.action, Took):
@@ -263,6 +272,71 @@ async def settle(ingest: Ingest, customer_id: str, rows: list[int], h: Handled) 
     else:
         action = h.action
     return EventResult(recorded=h.recorded, workflow_id=h.workflow_id, action=action)
+
+
+# How long a batch's answer waits for Temporal to take its work (then "queued": the relay
+# delivers it). Short: a batch is accepted once committed, at the store's pace, not at
+# Temporal's; a few calls are still answered "started" when Temporal is quick.
+BATCH_ANSWER_WITHIN = 1.0
+
+
+class Together:
+    """A batch's Temporal work, delivered once all its calls are committed: every
+    customer's rows at once (each customer's in order), waiting ``BATCH_ANSWER_WITHIN`` at
+    most for all of them together, where one call after another would wait for each."""
+
+    def __init__(self) -> None:
+        self._later: list[tuple[EventResult, str, list[int], Handled]] = []
+
+    def later(self, customer_id: str, rows: list[int], h: Handled) -> EventResult:
+        """A stand-in result ("queued"), replaced by ``final`` once delivered."""
+        stand_in = EventResult(recorded=h.recorded, workflow_id=h.workflow_id, action="queued")
+        self._later.append((stand_in, customer_id, rows, h))
+        return stand_in
+
+    async def deliver(self, ingest: Ingest) -> dict[int, EventResult]:
+        """Deliver; the final result of each stand-in (by its ``id``)."""
+        per_customer: dict[str, list[int]] = {}
+        for _, customer_id, rows, _ in self._later:
+            per_customer.setdefault(customer_id, []).extend(rows)
+        customers = list(per_customer)
+        within = min(ingest.relay.answer_within, BATCH_ANSWER_WITHIN)
+        answers = await asyncio.gather(
+            *(ingest.relay.settle(c, per_customer[c], within=within) for c in customers)
+        )
+        took = dict(zip(customers, answers, strict=True))
+        final: dict[int, EventResult] = {}
+        for stand_in, customer_id, rows, h in self._later:
+            theirs = took[customer_id]
+            final[id(stand_in)] = _result(
+                h, None if theirs is None else {r: theirs[r] for r in rows}
+            )
+        return final
+
+
+_TOGETHER: ContextVar[Together | None] = ContextVar("settled_together", default=None)
+
+
+async def settled_together(
+    ingest: Ingest, calls: Sequence[Callable[[], Awaitable[EventResult]]]
+) -> list[EventResult]:
+    """Run ``calls`` one after another, each in its own transaction as when sent alone (a
+    batch of cart events shares product rows: one transaction for all of them would hold
+    those rows' locks for the whole batch, and two batches naming two products in turn
+    would deadlock), then deliver the Temporal work of all of them together
+    (``Together``). A call that raises stops the batch; what the calls before it committed
+    is delivered by the relay's loop, as any work not delivered at once."""
+    together = Together()
+    token = _TOGETHER.set(together)
+    try:
+        results = [await call() for call in calls]
+    except BaseException:
+        ingest.relay.wake()  # what was committed goes out now, not at the loop's next look
+        raise
+    finally:
+        _TOGETHER.reset(token)
+    final = await together.deliver(ingest)
+    return [final.get(id(result), result) for result in results]
 
 
 def done(e: Event, action: str | Took, *, workflow_id: str | None = None) -> Handled:
