@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from core import tokens
 from core.zones import zone_at_local_hour
@@ -199,13 +200,17 @@ async def test_a_batch_of_many_customers_is_answered_once_committed_and_starts_e
     assert len(actions) == 12 and set(actions) <= {"started_or_signalled", "queued"}, actions
     for cid in ids:
         handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
-        status = await eventually_passes(lambda h=handle: _status(h))
-        assert status == WorkflowExecutionStatus.RUNNING
+        assert await eventually_passes(_status_of(handle)) == WorkflowExecutionStatus.RUNNING
         await handle.terminate("test done")
 
 
-async def _status(handle: Any) -> WorkflowExecutionStatus | None:
-    return (await handle.describe()).status
+def _status_of(handle: WorkflowHandle[Any, Any]) -> Callable[[], Awaitable[Any]]:
+    """The run's status, read when called (raises while the run does not exist yet)."""
+
+    async def status() -> WorkflowExecutionStatus | None:
+        return (await handle.describe()).status
+
+    return status
 
 
 async def test_a_batch_runs_its_calls_in_order_and_starts_the_journey(http, stack):
@@ -241,7 +246,7 @@ async def test_a_batch_runs_its_calls_in_order_and_starts_the_journey(http, stac
     assert actions[0] == actions[4] == "recorded", actions
     assert set(actions[1:4]) <= {"started_or_signalled", "queued"}, actions
     handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
-    await eventually_passes(lambda: _status(handle))
+    await eventually_passes(_status_of(handle))
     await stack.fast_forward(handle, timedelta(hours=1, minutes=5))
     (mail,) = await wait_for_mail(stack.catcher, email_for(cid), 1)
     text, _ = parts(mail)
