@@ -57,7 +57,7 @@ IDLE_POLL_SECONDS = 1.0  # how often the loop looks for rows when nothing woke i
 BUSY_POLL_SECONDS = 0.05  # ... and right after a pass that found some
 DOWN_BACKOFF_MAX = 5.0  # the longest pause between probes while Temporal is unreachable
 RETRY_MAX = timedelta(minutes=5)  # the longest pause before retrying a row Temporal refused
-PARALLEL_CUSTOMERS = 8  # customers the loop delivers to at the same time
+PARALLEL_CUSTOMERS = 32  # customers the loop delivers to at the same time
 SETTLING_MAX = 64  # deliveries right after a commit under way at once; more: the loop's
 # Temporal cannot be reached (down, restarting, network): wait for it, it is nobody's fault.
 UNREACHABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
