@@ -83,6 +83,19 @@ async def lock_customer(session: AsyncSession, *, customer_id: str) -> Customer 
     )
 
 
+async def lock_customers(session: AsyncSession, *, customer_ids: set[str]) -> None:
+    """Lock these customers' rows until the transaction ends, in id order (two
+    transactions locking overlapping sets wait for each other instead of deadlocking);
+    nothing on SQLite, whose write lock is the whole database's."""
+    if customer_ids and session.get_bind().dialect.name != "sqlite":
+        await session.execute(
+            select(Customer.id)
+            .where(Customer.id.in_(customer_ids))
+            .order_by(Customer.id)
+            .with_for_update()
+        )
+
+
 async def existing_customer_ids(session: AsyncSession, *, customer_ids: set[str]) -> set[str]:
     if not customer_ids:
         return set()
@@ -113,13 +126,13 @@ async def set_cart(
     if whole:
         values["replaced_at"] = at
     stmt = insert_for(session)(Cart).values(customer_id=customer_id, **values)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Cart.customer_id], set_={k: stmt.excluded[k] for k in values}
-        )
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[Cart.customer_id], set_={k: stmt.excluded[k] for k in values}
     )
-    cart = await session.get(Cart, customer_id, populate_existing=True)
-    assert cart is not None
+    kept = await session.scalars(
+        upsert.returning(Cart), execution_options={"populate_existing": True}
+    )
+    cart: Cart = kept.one()
     return cart
 
 

@@ -7,14 +7,19 @@ import base64
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
 
 from core import tokens
 from core.zones import zone_at_local_hour
-from store.models import Customer, Event, Suppression
+from starter.http.segment import Prepared, prepare_call
+from starter.ingest.service import EventResult, settled_together
+from store.models import Cart, Customer, Event, Outbox, Product, Suppression
 from testkit.data import TEE, abandon_cart, add_customer, email_for
 from testkit.engagement import PERSON, read_later
 from testkit.mail import parts, wait_for_mail
@@ -256,6 +261,136 @@ async def test_a_batch_runs_its_calls_in_order_and_starts_the_journey(http, stac
     too_many = {"batch": [{"type": "track", "userId": cid, "event": "E"}] * 101}
     answer = await http.post("/v1/batch", json=too_many, headers=BEARER)
     assert answer.status_code == 422 and "at most 100" in answer.text
+
+
+async def test_a_call_that_fails_rolls_the_whole_batch_back(stack):
+    """A batch is one transaction: when a call fails past validation (the store refuses
+    it, the process is stopping), the calls before it are not recorded either, nor are
+    their journeys started."""
+    cid = stack.new_customer_id()
+    sku = f"SKU-{cid}"
+    ingest = stack.journeys.ingest
+    identify = prepare_call({"type": "identify", **_identify(cid)}, None)
+    added = prepare_call(
+        {
+            "type": "track",
+            "userId": cid,
+            "event": "Product Added",
+            "properties": {"sku": sku, "name": "Blue T-shirt", "price": "19.90"},
+        },
+        None,
+    )
+    assert isinstance(identify, Prepared) and isinstance(added, Prepared)
+
+    async def first() -> EventResult:
+        return await identify.run(ingest)
+
+    async def second() -> EventResult:
+        return await added.run(ingest)
+
+    async def third() -> EventResult:
+        raise RuntimeError("the third call fails")
+
+    with pytest.raises(RuntimeError, match="third call"):
+        await settled_together(ingest, [first, second, third], customers={cid})
+
+    async with stack.sessions() as s:
+        customer = await s.get(Customer, cid)
+        product = await s.get(Product, sku)
+        rows = await s.scalar(select(func.count()).where(Outbox.customer_id == cid))
+    assert (customer, product, rows) == (None, None, 0)
+    assert await _events(stack, cid) == []
+    handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
+    with pytest.raises(RPCError):  # never started
+        await handle.describe()
+
+
+async def test_products_seen_in_a_batch_keep_the_latest_details_and_every_quantity_ordered(
+    http, stack
+):
+    """A batch writes the products its calls saw once each, at its end: the later call's
+    price and name win, quantities ordered add up, as when the calls come one by one."""
+    a, b = stack.new_customer_id(), stack.new_customer_id()
+    sku = f"SKU-{a}"
+
+    def line(name: str, price: str, quantity: int = 1) -> dict[str, Any]:
+        return {"sku": sku, "name": name, "price": price, "quantity": quantity}
+
+    def order(cid: str, quantity: int) -> dict[str, Any]:
+        props = {"order_id": f"o-{cid}", "total": 10, "products": [line("Mug", "9", quantity)]}
+        return {"type": "track", "userId": cid, "event": "Order Completed", "properties": props}
+
+    batch = {
+        "batch": [
+            {"type": "identify", **_identify(a)},
+            {"type": "identify", **_identify(b)},
+            {
+                "type": "track",
+                "userId": a,
+                "event": "Product Added",
+                "properties": line("Mug", "8"),
+            },
+            order(a, 2),
+            {
+                "type": "track",
+                "userId": b,
+                "event": "Product Added",
+                "properties": line("Mug", "9"),
+            },
+            order(b, 3),
+            {
+                "type": "track",
+                "userId": b,
+                "event": "Product Viewed",
+                "properties": line("Mug L", "10"),
+            },
+        ]
+    }
+    answer = await http.post("/v1/batch", json=batch, headers=BEARER)
+
+    assert answer.status_code == 200, answer.text
+    async with stack.sessions() as s:
+        product = await s.get(Product, sku)
+    assert product is not None
+    assert (product.name, product.price, product.times_ordered) == ("Mug L", Decimal("10"), 5)
+
+
+async def test_batches_at_once_naming_the_same_products_in_turn_all_land(http, stack):
+    """Two batches at a time whose carts name two products in opposite orders: the batch
+    locks its customers in id order and writes its products last in SKU order, so no
+    batch waits on another in a circle (a deadlock PostgreSQL would end by failing one)."""
+    first, second = f"P-{stack.new_customer_id()}", f"Q-{stack.new_customer_id()}"
+
+    def cart(cid: str, skus: list[str]) -> dict[str, Any]:
+        lines = [{"sku": sku, "name": sku, "price": "5", "quantity": 1} for sku in skus]
+        props = {"currency": "EUR", "products": lines}
+        return {"type": "track", "userId": cid, "event": "Checkout Started", "properties": props}
+
+    groups = [[stack.new_customer_id() for _ in range(10)] for _ in range(6)]
+    everyone = [cid for ids in groups for cid in ids]
+    identified = await http.post(
+        "/v1/batch",
+        json={"batch": [{"type": "identify", **_identify(cid)} for cid in everyone]},
+        headers=BEARER,
+    )
+    assert identified.status_code == 200, identified.text
+    batches = [
+        {"batch": [cart(cid, [first, second] if i % 2 else [second, first]) for cid in ids]}
+        for i, ids in enumerate(groups)
+    ]
+    answers = await asyncio.gather(
+        *(http.post("/v1/batch", json=batch, headers=BEARER) for batch in batches)
+    )
+
+    assert [a.status_code for a in answers] == [200] * len(batches), [a.text for a in answers]
+    async with stack.sessions() as s:
+        carts = await s.scalar(select(func.count()).where(Cart.customer_id.in_(everyone)))
+        products = await s.scalar(select(func.count()).where(Product.sku.in_([first, second])))
+    assert (carts, products) == (len(everyone), 2)
+    for cid in everyone:
+        handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
+        assert await eventually_passes(_status_of(handle)) == WorkflowExecutionStatus.RUNNING
+        await handle.terminate("test done")
 
 
 async def test_segment_spec_examples_are_accepted_as_they_are(http, stack):

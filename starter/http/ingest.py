@@ -121,9 +121,9 @@ async def batch(request: Request, j: JourneysDep, settings: SettingsDep) -> Batc
     exists or is identified earlier in the batch); one bad call rejects the whole batch
     with 422 naming it, and nothing is recorded. Calls we do not use (page, screen, group,
     alias, anonymous) are answered "ignored: ..." and cost the batch nothing. Then the
-    calls run in order, each committed as it would be alone, and their journeys are
-    started or signalled together at the end (the answer waits for that a moment at
-    most)."""
+    calls run in order in one transaction (one that fails rolls the batch back whole),
+    and their journeys are started or signalled together after the commit (the answer
+    waits for that a moment at most)."""
     data = await authenticated_json(request, limit=BATCH_LIMIT, write_key=settings.api_write_key)
     calls = _calls(data, settings.api_batch_max)
     sent_at = {"sentAt": data["sentAt"]} if "sentAt" in data else {}  # the batch's, for each
@@ -141,8 +141,11 @@ async def batch(request: Request, j: JourneysDep, settings: SettingsDep) -> Batc
 
         return run
 
-    # each call committed in turn; their journeys started or signalled together at the end
-    found = await settled_together(j.ingest, [one(i, p) for i, p in enumerate(prepared)])
+    # one transaction for the calls; their journeys started or signalled together after it
+    named = {p.customer_id for p in prepared if isinstance(p, Prepared)}
+    found = await settled_together(
+        j.ingest, [one(i, p) for i, p in enumerate(prepared)], customers=named
+    )
     return BatchAccepted(results=[_accepted(r) for r in found])
 
 

@@ -10,13 +10,13 @@ from core.rules import counts_as_order, skus_of
 from journeys.config import BrowseConfig
 from starter.ingest.events import ProductViewed
 from starter.ingest.service import SIGNALLED, Call, Handled, done
-from store import events, orders, products
+from store import events, orders
 
 EVER = datetime.min.replace(tzinfo=UTC)
 
 
 async def product_viewed(call: Call, e: ProductViewed) -> Handled:
-    await products.upsert_products(call.s, lines=[e.line()])
+    await call.products_seen([e.line()])
     config = call.config("browse_follow_up", BrowseConfig)
     view = ProductView(sku=e.sku)
     if await _views(call, e) >= config.min_views and not await _bought(call, e.sku):

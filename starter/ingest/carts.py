@@ -17,7 +17,7 @@ from core.contracts import CartChange, JourneyInput
 from core.ids import workflow_id
 from starter.ingest.events import CartProduct, CartUpdated, Event
 from starter.ingest.service import SIGNALLED, Call, Handled, done
-from store import products, repo
+from store import repo
 from store.models import Cart
 
 
@@ -97,7 +97,7 @@ async def _cart_is(
     whole: bool = True,
 ) -> Handled:
     """Keep the cart; start cart recovery (or restart its wait), or end it when emptied."""
-    await products.upsert_products(call.s, lines=lines)
+    await call.products_seen(lines)
     await repo.set_cart(
         call.s,
         customer_id=e.customer_id,

@@ -20,7 +20,7 @@ from starter.ingest import lifecycle
 from starter.ingest.events import OrderCompleted, OrderShipped
 from starter.ingest.runs import live_runs
 from starter.ingest.service import SIGNALLED, Call, Handled, done
-from store import coupons, mail_figures, orders, products, repo
+from store import coupons, mail_figures, orders, repo
 
 
 async def order_placed(call: Call, e: OrderCompleted) -> Handled:
@@ -49,7 +49,7 @@ async def order_placed(call: Call, e: OrderCompleted) -> Handled:
         )
     # An order brings a sunset address back: the customer is engaged again.
     await repo.lift_suppression(call.s, email=call.customer.email, reasons=LIFTED_BY_ORDER)
-    await products.upsert_products(call.s, lines=lines, ordered=True)
+    await call.products_seen(lines, ordered=True)
     within = timedelta(days=CONVERSION_WINDOW_DAYS)  # the app's metrics
     count_conversions(
         call.s,

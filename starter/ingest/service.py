@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -36,7 +36,7 @@ from settings import Settings
 from starter.ingest.events import Event
 from starter.ingest.runs import Runs
 from starter.outbox import Relay, signal_payload, start_payload
-from store import entries, events, outbox, repo
+from store import entries, events, outbox, products, repo
 from store.db import SessionFactory
 from store.lifecycle import stage_label
 from store.models import Customer
@@ -155,6 +155,15 @@ class Call:
             )
         return why is not None
 
+    async def products_seen(self, lines: list[dict[str, Any]], *, ordered: bool = False) -> None:
+        """Keep these products in the catalogue (``ordered``: count their quantities as
+        ordered); within ``settled_together`` at the end of the batch, all at once."""
+        batch = _TOGETHER.get()
+        if batch is not None and batch.session is self.s:
+            batch.seen.add(lines, ordered=ordered)
+        else:
+            await products.upsert_products(self.s, lines=lines, ordered=ordered)
+
     async def signal(self, wf_id: str, name: str, arg: BaseModel) -> None:
         """Signal the run after the commit, if it is live then."""
         await self._enqueue("signal", wf_id, signal_payload(name, arg))
@@ -224,7 +233,11 @@ async def in_transaction(
     """Run ``work`` in one transaction, again when PostgreSQL asks for it (a deadlock).
     A store that cannot be reached raises ``OperationalError`` (a ``DBAPIError``), also
     where the driver's own connection error would escape SQLAlchemy (asyncpg's refused
-    connection): the HTTP API answers 503 to it."""
+    connection): the HTTP API answers 503 to it. Within ``settled_together`` ``work`` runs
+    in the batch's transaction (committed, or retried, with the whole batch)."""
+    batch = _TOGETHER.get()
+    if batch is not None and batch.session is not None:
+        return await work(batch.session)
     for attempt in range(1, ATTEMPTS + 1):
         try:
             async with sessions.begin() as s:
@@ -281,12 +294,20 @@ BATCH_ANSWER_WITHIN = 1.0
 
 
 class Together:
-    """A batch's Temporal work, delivered once all its calls are committed: every
-    customer's rows at once (each customer's in order), waiting ``BATCH_ANSWER_WITHIN`` at
-    most for all of them together, where one call after another would wait for each."""
+    """A batch's calls in one transaction, and their Temporal work delivered once it is
+    committed: every customer's rows at once (each customer's in order), waiting
+    ``BATCH_ANSWER_WITHIN`` at most for all of them together, where one call after another
+    would wait for each. The products the calls saw are written at the end of the
+    transaction, once each, in SKU order (``Call.products_seen``)."""
 
     def __init__(self) -> None:
+        self.session: AsyncSession | None = None  # the batch's, while its transaction is open
+        self.seen = products.Seen()
         self._later: list[tuple[EventResult, str, list[int], Handled]] = []
+
+    def begin(self, s: AsyncSession) -> None:
+        """A (new) attempt at the batch's transaction: nothing of an earlier one is kept."""
+        self.session, self.seen, self._later = s, products.Seen(), []
 
     def later(self, customer_id: str, rows: list[int], h: Handled) -> EventResult:
         """A stand-in result ("queued"), replaced by ``final`` once delivered."""
@@ -318,21 +339,38 @@ _TOGETHER: ContextVar[Together | None] = ContextVar("settled_together", default=
 
 
 async def settled_together(
-    ingest: Ingest, calls: Sequence[Callable[[], Awaitable[EventResult]]]
+    ingest: Ingest,
+    calls: Sequence[Callable[[], Awaitable[EventResult]]],
+    *,
+    customers: Iterable[str] = (),
 ) -> list[EventResult]:
-    """Run ``calls`` one after another, each in its own transaction as when sent alone (a
-    batch of cart events shares product rows: one transaction for all of them would hold
-    those rows' locks for the whole batch, and two batches naming two products in turn
-    would deadlock), then deliver the Temporal work of all of them together
-    (``Together``). A call that raises stops the batch; what the calls before it committed
-    is delivered by the relay's loop, as any work not delivered at once."""
+    """Run ``calls`` one after another in ONE transaction, then deliver the Temporal work of
+    all of them together (``Together``). ``customers``, the ones the calls name, are locked
+    first, in id order; the products the calls saw are written last, in SKU order: two
+    batches at once lock shared rows in the same order and do not deadlock (one that
+    does anyway, on PostgreSQL, runs again whole). A call that raises rolls the whole
+    batch back: nothing of it is recorded."""
     together = Together()
     token = _TOGETHER.set(together)
+
+    async def whole(s: AsyncSession) -> list[EventResult]:
+        together.begin(s)
+        try:
+            await repo.lock_customers(s, customer_ids=set(customers))
+            results = []
+            for call in calls:
+                # each call reads the store as it is after the one before, as when sent
+                # alone: nothing an earlier call loaded is taken as still current
+                await s.flush()
+                s.expunge_all()
+                results.append(await call())
+            await together.seen.write(s)
+            return results
+        finally:
+            together.session = None
+
     try:
-        results = [await call() for call in calls]
-    except BaseException:
-        ingest.relay.wake()  # what was committed goes out now, not at the loop's next look
-        raise
+        results = await in_transaction(ingest.sessions, whole)
     finally:
         _TOGETHER.reset(token)
     final = await together.deliver(ingest)
