@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -162,8 +163,13 @@ class Journey(Records):
 
     async def walk(self, timeline: Awaitable[str]) -> JourneyResult:
         """Run the timeline to its outcome, or to the point where the journey ended."""
-        if workflow.patched("record-entry"):  # runs started before it record no entry
-            await self._record_entry()
+        try:
+            if workflow.patched("record-entry"):  # runs started before it record no entry
+                await self._record_entry()
+        except BaseException:  # evicted or cancelled first: the timeline never begins
+            if inspect.iscoroutine(timeline):
+                timeline.close()
+            raise
         try:
             outcome = await timeline
         except JourneyEnded as ended:
