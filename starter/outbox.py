@@ -236,30 +236,50 @@ class Relay:
 
     async def _drain(self, customer_id: str, *, probe: bool) -> None:
         """Deliver the customer's rows in order until none is left or one is not taken.
-        ``probe``: try even while Temporal seemed unreachable (the loop's probe)."""
+        ``probe``: try even while Temporal seemed unreachable (the loop's probe). A row
+        Temporal took is deleted in the transaction that claims the next one (one
+        transaction per row, not two)."""
         try:
             async with self._locks.held(customer_id):
-                while (probe or not self._unreachable) and not self._closing:
-                    probe = False
-                    row = await self._claim(customer_id)
-                    if row is None or not await self._deliver(row):
-                        return
+                taken: list[tuple[int, bool]] = []  # delivered, not yet deleted
+                try:
+                    while (probe or not self._unreachable) and not self._closing:
+                        probe = False
+                        row = await self._claim(customer_id, delete=taken)
+                        if row is None or not await self._deliver(row, taken):
+                            return
+                finally:
+                    if taken:
+                        await self._claim(customer_id, delete=taken, claim=False)
         except Exception:  # the store failed: the rows stay, the loop tries again
             log.warning("outbox: delivering to customer %s stopped", customer_id, exc_info=True)
 
-    async def _claim(self, customer_id: str) -> Outbox | None:
+    async def _claim(
+        self, customer_id: str, *, delete: list[tuple[int, bool]], claim: bool = True
+    ) -> Outbox | None:
+        """Delete the rows delivered (``delete``: row id, whether Temporal took it; their
+        callers learn it once that is committed), then claim the customer's next row."""
         async with self._sessions.begin() as s:
-            return await outbox.claim_head(
-                s,
-                task_queue=self._task_queue,
-                customer_id=customer_id,
-                owner=self.owner,
-                now=utcnow(),
-                lease=LEASE,
-            )
+            for row_id, _ in delete:
+                await outbox.delivered(s, row_id=row_id)
+            row = None
+            if claim:
+                row = await outbox.claim_head(
+                    s,
+                    task_queue=self._task_queue,
+                    customer_id=customer_id,
+                    owner=self.owner,
+                    now=utcnow(),
+                    lease=LEASE,
+                )
+        for row_id, took in delete:
+            self._resolve(row_id, took)
+        delete.clear()
+        return row
 
-    async def _deliver(self, row: Outbox) -> bool:
-        """One row to Temporal and its outcome to the store; True when it is done with."""
+    async def _deliver(self, row: Outbox, taken: list[tuple[int, bool]]) -> bool:
+        """One row to Temporal and its outcome to the store; True when it is done with
+        (taken: added to ``taken``, to be deleted; or parked)."""
         try:
             took = await deliver(self._runs, row)
         except asyncio.CancelledError:  # shutting down: the row is free for the next relay
@@ -287,9 +307,7 @@ class Relay:
             await self._retry(row, exc, backoff=True)
             return False
         self._unreachable = False
-        async with self._sessions.begin() as s:
-            await outbox.delivered(s, row_id=row.id)
-        self._resolve(row.id, took)
+        taken.append((row.id, took))
         return True
 
     async def _release(self, row: Outbox) -> None:

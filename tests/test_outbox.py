@@ -138,6 +138,30 @@ async def test_work_a_process_left_in_the_outbox_is_delivered_in_order_by_the_ne
     assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
 
 
+async def test_a_row_temporal_took_is_deleted_even_when_the_relay_stops_right_after(stack):
+    """The relay deletes a delivered row with its claim of the next one; a relay told to
+    stop between the two still deletes it (left leased, it would go to Temporal again)."""
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    journeys = Journeys(client=stack.client, sessions=stack.sessions, settings=stack.settings)
+    relay, runs = journeys.ingest.relay, journeys.ingest.runs
+    start = runs.start
+
+    async def then_stop(*args: Any, **kwargs: Any) -> Any:
+        taken = await start(*args, **kwargs)
+        relay._closing = True  # close() arrives while the run is being started
+        return taken
+
+    runs.start = then_stop  # type: ignore[method-assign]
+    cart = await journeys.cart_updated({"customer_id": cid, "lines": [TEE]})
+
+    assert cart.action == "started_or_signalled"
+    assert await _pending(stack, cid) == 0
+    handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    await handle.terminate("test done")
+
+
 async def test_past_the_deliveries_under_way_an_event_is_answered_at_once_and_delivered_later(
     stack, monkeypatch
 ):
