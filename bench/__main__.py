@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "--db", choices=("sqlite", "postgres"), default=os.environ.get("BENCH_DB", "sqlite")
     )
     parser.add_argument("--entries", type=int, help="override the size's (1) customers")
+    parser.add_argument("--burst", type=int, help="override the size's (8) cart events")
     parser.add_argument(
         "--footprint",
         help="override the size's sleeping-run counts for (6), e.g. 10000,50000 (cumulative)",
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     size = SIZES[args.size]
     if args.entries:
         size = replace(size, entries=args.entries)
+    if args.burst:
+        size = replace(size, burst_events=args.burst)
     if args.footprint:
         size = replace(size, footprint=tuple(int(x) for x in args.footprint.split(",")))
     t0 = time.monotonic()
