@@ -13,12 +13,13 @@ from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 
 from core import tokens
-from store.models import Coupon, Event, SendLog
+from core.ids import JOURNEY_STEP
+from store.models import Coupon, Event, JourneyEntry, SendLog
 from testkit.data import HAT, MUG, TEE, abandon_cart, add_customer, email_for
 from testkit.engagement import PERSON, read_later
 from testkit.mail import journey_mails, parts, steps_of, tracked_links, wait_for_mail
 from testkit.stack import SECRET
-from testkit.waiting import PATIENCE
+from testkit.waiting import PATIENCE, eventually_passes
 from workflows.cart_recovery import CartRecovery
 
 
@@ -213,3 +214,49 @@ async def test_after_a_click_only_the_discount_is_still_sent(stack, http, journe
         ("reminder_3", "clicked"),
         ("reminder_4", "clicked"),
     ]
+
+
+async def test_a_full_run_writes_one_journey_step_per_task_and_records_its_entry_locally(stack):
+    """Issue 19's history budget: the full path's five emails with nothing the UI never shows.
+    JourneyStep is set once per workflow task at most (a value the same task replaces, like
+    ``sent:reminder_1`` before ``waiting:reminder_2``, is never written), the entry is recorded
+    by a local activity (one marker, not three events and a workflow task), and the step the
+    UI shows while the run sleeps is still the one it waits for."""
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    handle = await abandon_cart(stack, cid, TEE)
+
+    async def waiting_shown() -> None:
+        shown = (await handle.describe()).typed_search_attributes.get(JOURNEY_STEP)
+        assert shown == "waiting:reminder_1"
+
+    await eventually_passes(waiting_shown)
+    await stack.fast_forward(handle, timedelta(days=7, hours=1))
+    result = await handle.result()
+    assert len(result.sent) == 5
+
+    events = [
+        e
+        for e in (await handle.fetch_history()).events
+        if e.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIME_SKIPPING_TRANSITIONED
+    ]
+    upserts_per_task: list[int] = [0]
+    scheduled: list[str] = []
+    for e in events:
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            upserts_per_task.append(0)
+        elif e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes
+            upserts_per_task[-1] += "JourneyStep" in fields.indexed_fields
+        elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled.append(e.activity_task_scheduled_event_attributes.activity_type.name)
+    assert max(upserts_per_task) == 1, upserts_per_task
+    assert scheduled == ["send_step"] * 5
+    markers = [e for e in events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert [m.marker_recorded_event_attributes.marker_name for m in markers].count(
+        "core_local_activity"
+    ) == 1
+    async with stack.sessions() as s:
+        entries = await s.scalars(select(JourneyEntry).where(JourneyEntry.customer_id == cid))
+        assert [e.journey for e in entries.all()] == ["cart_recovery"]
+    assert len(events) <= 81, len(events)  # 91 before (BENCHMARKS.md, history events)

@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +30,7 @@ from core.codec import ENCODING, KeyRing
 from devstack.__main__ import development_payload_keys
 from devstack.catcher import free_port
 from settings import ROOT, Settings
+from testkit.history import history_payloads
 
 STARTED = "Ctrl-C"  # the last line of the banner `make run` prints once it is up
 
@@ -124,20 +124,6 @@ async def _run(stack: Devstack, *args: str, **env: str) -> str:
     return out.decode()
 
 
-def _payloads(node: Any) -> list[dict[str, Any]]:
-    """Every Payload of a history's JSON but search attributes (readable by design) and the
-    SDK's patch markers' names."""
-    if isinstance(node, dict):
-        if node.get("markerName") == "core_patch":
-            return []
-        if "metadata" in node and "encoding" in node["metadata"]:
-            return [node]
-        return [p for k, v in node.items() if k != "searchAttributes" for p in _payloads(v)]
-    if isinstance(node, list):
-        return [p for v in node for p in _payloads(v)]
-    return []
-
-
 @pytest.mark.timeout(600)
 async def test_make_run_encrypts_histories_by_default_and_the_ui_decodes_them(tmp_path: Path):
     async with devstack(tmp_path) as stack:
@@ -171,7 +157,7 @@ async def test_make_run_encrypts_histories_by_default_and_the_ui_decodes_them(tm
                 execution=WorkflowExecution(workflow_id=run.execution.workflow_id),
             )
         )
-        payloads = _payloads(json_format.MessageToDict(history))
+        payloads = history_payloads(json_format.MessageToDict(history))
         encoding = base64.b64encode(ENCODING).decode()
         assert payloads and all(p["metadata"]["encoding"] == encoding for p in payloads), [
             base64.b64decode(p["metadata"]["encoding"]) for p in payloads

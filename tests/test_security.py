@@ -41,6 +41,7 @@ from starter import ops
 from starter.client import connect, connect_config, data_converter
 from starter.codec_server import create_app
 from testkit.data import MUG, abandon_cart
+from testkit.history import history_payloads
 from testkit.mail import wait_for_mail
 from testkit.waiting import eventually
 from worker import WORKFLOWS
@@ -345,7 +346,7 @@ async def test_history_on_the_server_is_encrypted_and_the_codec_server_decodes_i
         )
     )
     raw = history.SerializeToString()
-    payloads = _payloads(json_format.MessageToDict(history))
+    payloads = history_payloads(json_format.MessageToDict(history))
     clear = [p for p in payloads if p["metadata"]["encoding"] != _b64(ENCODING)]
     assert payloads and not clear, clear
     assert cid.encode() not in raw and b"checkout" not in raw
@@ -386,25 +387,6 @@ def _b64(data: bytes) -> str:
 
 def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-
-def _payloads(node: Any) -> list[dict[str, Any]]:
-    """Every Payload in a history's JSON form but search attributes and patch markers (the
-    SDK writes a patch's name in clear; both readable by design: the raw bytes are checked
-    for the customer's id instead)."""
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict) and node.get("markerName") == "core_patch":
-        return []
-    if isinstance(node, dict):
-        if "metadata" in node and "encoding" in node["metadata"]:
-            return [node]
-        for key, value in node.items():
-            if key != "searchAttributes":
-                found += _payloads(value)
-    elif isinstance(node, list):
-        for value in node:
-            found += _payloads(value)
-    return found
 
 
 # --- ids and logs ---------------------------------------------------------------------

@@ -69,6 +69,15 @@ Condition = Callable[[], bool]
 # From issue 18 on, JourneyStep follows a pause ("paused:<step>"), a resume (the step again)
 # and a cancel ("cancelled"): extra upserts, so behind this patch.
 STEP_FOLLOWS_OPERATORS = "journey-step-follows-pause-and-cancel"
+# From issue 19 on (docs/decisions/0024-fewer-history-events.md): the entry is recorded by a
+# local activity (one marker instead of three events and a workflow task), and JourneyStep is
+# written when the run next waits, once, not each time it changes within a workflow task
+# (``sent:reminder_1`` then ``waiting:reminder_2`` in the same task wrote both). Asked once,
+# where the run begins: runs begun before it keep their commands.
+FEWER_HISTORY_EVENTS = "record-entry-locally-and-one-journey-step-per-task"
+# A local activity retries in the worker up to this backoff, then through a timer (the SDK's
+# ``local_retry_threshold``): a store outage does not keep a workflow task open.
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=10)
 
 
 class JourneyEnded(Exception):
@@ -115,6 +124,9 @@ class Journey(Records):
         self._exit_ends_holds: bool | None = None if self.exit_ends_holds_patch else True
         self._step_follows_pause = False  # STEP_FOLLOWS_OPERATORS, asked at the first pause
         self._texts_stopped = False  # STOP: held texts are dropped (signal texts_stopped)
+        self._fewer_events = False  # FEWER_HISTORY_EVENTS, asked where the run begins
+        self._step_to_show: str | None = None
+        self._step_written: str | None = None
 
     # -- signals and query -----------------------------------------------------------------
 
@@ -164,7 +176,8 @@ class Journey(Records):
     async def walk(self, timeline: Awaitable[str]) -> JourneyResult:
         """Run the timeline to its outcome, or to the point where the journey ended."""
         try:
-            if workflow.patched("record-entry"):  # runs started before it record no entry
+            self._fewer_events = workflow.patched(FEWER_HISTORY_EVENTS)
+            if self._fewer_events or workflow.patched("record-entry"):  # older runs: none
                 await self._record_entry()
         except BaseException:  # evicted or cancelled first: the timeline never begins
             if inspect.iscoroutine(timeline):
@@ -208,7 +221,16 @@ class Journey(Records):
             holdout_share=share,
             journey_version=self.config.version,
         )
-        await self._record_activity("record_entry", entry, "record the entry")
+        if not self._fewer_events:
+            await self._record_activity("record_entry", entry, "record the entry")
+            return
+        await workflow.execute_local_activity(
+            "record_entry",
+            entry,
+            start_to_close_timeout=SEND_ACTIVITY_TIMEOUT,
+            local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+            summary="record the entry",
+        )
 
     def exit(self, outcome: str) -> None:
         """From a signal: the journey ends with ``outcome`` at once (waits and held sends
@@ -266,6 +288,7 @@ class Journey(Records):
             return True
         if delay <= timedelta(0):
             return False
+        self._publish_step()
         try:
             await workflow.wait_condition(
                 wake,
@@ -380,6 +403,7 @@ class Journey(Records):
         while True:
             if self._paused_by is not None:
                 self._at_step(f"paused:{step.name}", next_step=step.name)
+                self._publish_step()
                 with self._hold():
                     await workflow.wait_condition(lambda: self._paused_by is None or wake())
                 if wake():
@@ -432,6 +456,7 @@ class Journey(Records):
 
     async def _send_once(self, step: StepConfig, req: SendStepInput) -> SendOutcome:
         self._at_step(f"sending:{step.name}")
+        self._publish_step()
         retry = self.config.send_retry
         try:
             outcome: SendOutcome = await workflow.execute_activity(
@@ -500,7 +525,7 @@ class Journey(Records):
         self, step: str, *, next_step: str | None = None, next_at: datetime | None = None
     ) -> None:
         self._state.step, self._state.next_step, self._state.next_at = step, next_step, next_at
-        workflow.upsert_search_attributes([JOURNEY_STEP.value_set(self._shown_step())])
+        self._set_journey_step(self._shown_step())
         self._show_details()
 
     def _shown_step(self) -> str:
@@ -515,6 +540,7 @@ class Journey(Records):
         """After a pause or resume: JourneyStep again if it changed, and the details."""
         if self._step_follows_pause and self._shown_step() != was:
             workflow.upsert_search_attributes([JOURNEY_STEP.value_set(self._shown_step())])
+            self._step_written = self._shown_step()
         self._show_details()
 
     def _show_details(self) -> None:

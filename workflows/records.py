@@ -32,6 +32,27 @@ class Records:
     _run_chain_id: str
     _state: JourneyState
     _branches: dict[str, str]
+    _fewer_events: bool  # FEWER_HISTORY_EVENTS (workflows.base)
+    _step_to_show: str | None  # JourneyStep to write when the run next waits
+    _step_written: str | None  # JourneyStep as last written (from FEWER_HISTORY_EVENTS on)
+
+    def _set_journey_step(self, value: str) -> None:
+        """JourneyStep := ``value``: written at once in runs begun before
+        FEWER_HISTORY_EVENTS; from it on, when the run next waits (:meth:`_publish_step`),
+        so a value the same workflow task replaces is never written (each write is a history
+        event and visibility work on the server, and the UI never shows it)."""
+        if self._fewer_events:
+            self._step_to_show = value
+        else:
+            workflow.upsert_search_attributes([JOURNEY_STEP.value_set(value)])
+
+    def _publish_step(self) -> None:
+        """Before the run waits (a timer, an activity, a pause): write the JourneyStep set
+        since the last write, if it differs from what the UI shows."""
+        value, self._step_to_show = self._step_to_show, None
+        if value is not None and value != self._step_written:
+            workflow.upsert_search_attributes([JOURNEY_STEP.value_set(value)])
+            self._step_written = value
 
     @property
     def entered_at(self) -> datetime:
@@ -65,6 +86,7 @@ class Records:
     ) -> JourneyFacts:
         """What the store says the customer did since entering (orders, opens, clicks)."""
         ids = self._workflow_id, self._run_chain_id
+        self._publish_step()
         facts: JourneyFacts = await workflow.execute_activity(
             "journey_facts",
             FactsInput(
@@ -94,7 +116,7 @@ class Records:
             reason,
             extra={"customer_id": self.customer_id},
         )
-        workflow.upsert_search_attributes([JOURNEY_STEP.value_set(f"branch:{value}")])
+        self._set_journey_step(f"branch:{value}")
         decision = DecisionInput(
             customer_id=self.customer_id,
             journey=self.config.name,
@@ -117,6 +139,7 @@ class Records:
         await self._record_activity("sunset_customer", data, "sunset the address")
 
     async def _record_activity(self, activity: str, arg: Any, summary: str) -> None:
+        self._publish_step()
         await workflow.execute_activity(
             activity, arg, start_to_close_timeout=SEND_ACTIVITY_TIMEOUT, summary=summary
         )
