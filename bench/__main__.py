@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, help="override the size's (1) customers")
     parser.add_argument("--burst", type=int, help="override the size's (8) cart events")
     parser.add_argument(
+        "--in-flight", type=int, help="override the size's calls in flight (1, 4: 64 full, 8 smoke)"
+    )
+    parser.add_argument(
         "--footprint",
         help="override the size's sleeping-run counts for (6), e.g. 10000,50000 (cumulative)",
     )
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         size = replace(size, entries=args.entries)
     if args.burst:
         size = replace(size, burst_events=args.burst)
+    if args.in_flight:
+        size = replace(size, concurrency=args.in_flight)
     if args.footprint:
         size = replace(size, footprint=tuple(int(x) for x in args.footprint.split(",")))
     t0 = time.monotonic()
