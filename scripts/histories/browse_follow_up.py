@@ -59,7 +59,7 @@ async def clicked_recommendation(stack: Stack, cid: str) -> Handle:
     """Clicks the links of the reviews email: the recommendation at once (no clock moved)."""
     handle = await _reviewed(stack, cid)
     for link in tracked_links(html_of(stack, cid, JOURNEY, 0)):
-        await follow(stack, link, 302)
+        await follow(stack, link, 302, reader=cid)  # a person, not a scanner
     return handle
 
 

@@ -78,7 +78,7 @@ async def clicked_after_first_reminder(stack: Stack, cid: str) -> Handle:
     html = mail.get_body(preferencelist=("html",))
     link = re.search(r'href="https://shop\.test(/t/c/[^"]+)"', html.get_content() if html else "")
     check(link is not None, "the first reminder has no tracked link")
-    await follow(stack, link.group(1) if link else "", 302)
+    await follow(stack, link.group(1) if link else "", 302, reader=cid)  # a person
     await stack.fast_forward(handle, timedelta(days=7))
     return handle
 

@@ -29,8 +29,16 @@ async def five_rounds(stack: Stack, cid: str) -> Handle:
     return handle
 
 
+# The shipped lifecycle budget lets a new customer have 2 marketing emails: the branch shows
+# all five rounds, so it runs with room for them in every stage.
+STAGES = ("prospect", "new", "active", "repurchase_window", "silent", "sleeping", "lost")
+ROOM_FOR_FIVE = {"lifecycle": {"budget": {s: {"care": 7, "marketing": 5} for s in STAGES}}}
+
 BRANCHES = {
     "five_rounds": Branch(
-        five_rounds, "completed", ["round_1", "round_2", "round_3", "round_4", "round_5"]
+        five_rounds,
+        "completed",
+        ["round_1", "round_2", "round_3", "round_4", "round_5"],
+        journeys=ROOM_FOR_FIVE,
     ),
 }

@@ -83,7 +83,7 @@ async def opened_offer(stack: Stack, cid: str) -> Handle:
     """Opens the offer (loads its pixel): engaged, no last call."""
     handle = await _offered(stack, cid)
     (pixel,) = tracked_links(html_of(stack, cid, JOURNEY, 0), "o")
-    await follow(stack, pixel, 200)
+    await follow(stack, pixel, 200, reader=cid)  # a person, not a prefetch
     return handle
 
 
