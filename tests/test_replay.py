@@ -14,6 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from core.codec import ENCODING, KeyRing, encrypted_converter
+from testkit.history import history_payloads
 from worker import WORKFLOWS
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -63,24 +64,10 @@ ENCRYPTED = sorted((HISTORIES / "encrypted").glob("*.json"))
 
 
 def _encodings(path: Path) -> set[bytes]:
-    """The encodings of the history's payloads (search attributes and patch markers aside:
-    readable by design)."""
-    found: set[bytes] = set()
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if "metadata" in node and "encoding" in node["metadata"]:
-                found.add(base64.b64decode(node["metadata"]["encoding"]))
-                return
-            for key, value in node.items():
-                if key not in ("searchAttributes", "markerRecordedEventAttributes"):
-                    walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(path.read_text()))
-    return found
+    """The encodings of the history's payloads (what is clear by design aside:
+    testkit.history)."""
+    payloads = history_payloads(json.loads(path.read_text()))
+    return {base64.b64decode(p["metadata"]["encoding"]) for p in payloads}
 
 
 def test_an_encrypted_history_is_recorded():

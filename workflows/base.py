@@ -539,8 +539,7 @@ class Journey(Records):
     def _show(self, *, was: str) -> None:
         """After a pause or resume: JourneyStep again if it changed, and the details."""
         if self._step_follows_pause and self._shown_step() != was:
-            workflow.upsert_search_attributes([JOURNEY_STEP.value_set(self._shown_step())])
-            self._step_written = self._shown_step()
+            self._write_journey_step(self._shown_step())
         self._show_details()
 
     def _show_details(self) -> None:

@@ -44,15 +44,19 @@ class Records:
         if self._fewer_events:
             self._step_to_show = value
         else:
-            workflow.upsert_search_attributes([JOURNEY_STEP.value_set(value)])
+            self._write_journey_step(value)
 
     def _publish_step(self) -> None:
         """Before the run waits (a timer, an activity, a pause): write the JourneyStep set
         since the last write, if it differs from what the UI shows."""
         value, self._step_to_show = self._step_to_show, None
         if value is not None and value != self._step_written:
-            workflow.upsert_search_attributes([JOURNEY_STEP.value_set(value)])
-            self._step_written = value
+            self._write_journey_step(value)
+
+    def _write_journey_step(self, value: str) -> None:
+        """The one upsert of JourneyStep (a history event), remembered as what is shown."""
+        workflow.upsert_search_attributes([JOURNEY_STEP.value_set(value)])
+        self._step_written = value
 
     @property
     def entered_at(self) -> datetime:
