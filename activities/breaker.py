@@ -57,6 +57,11 @@ class Breaker:
         probe through after the cool-down. True when ``ok()`` has something to reset."""
         async with self._readers() as s:
             row = await sends.breaker(s, relay=self.relay)
+        return await self.admit_as(row)
+
+    async def admit_as(self, row: SmtpBreaker | None) -> bool:
+        """``admit`` on the breaker's row as the caller read it a moment ago, in a
+        transaction of its own (the send's decision: one transaction fewer per send)."""
         if row is None:
             return False
         if row.opened_at is None:

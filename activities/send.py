@@ -51,9 +51,9 @@ from core.contracts import SendGaveUp, SendOutcome, SendStepInput
 from core.links import Links
 from journeys.shop import Shop
 from observability import count_send
-from store import ab_tests, repo, sent_now
+from store import ab_tests, repo, sends, sent_now
 from store.db import SessionFactory, readers
-from store.models import Coupon, Customer
+from store.models import Coupon, Customer, SmtpBreaker
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ class MailSettings:
 
 
 # What a send's decision ends in: the answer (recorded before, or the gate's), or the
-# customer, the template's context and the request to send.
-Decided = SendOutcome | tuple[Customer, dict[str, Any], SendStepInput]
+# customer, the template's context, the request to send and the relay's breaker as read then.
+Decided = SendOutcome | tuple[Customer, dict[str, Any], SendStepInput, SmtpBreaker | None]
 
 
 class SendActivities(Delivery, TextDelivery):
@@ -113,16 +113,18 @@ class SendActivities(Delivery, TextDelivery):
         decided = await self._decide(req)
         if isinstance(decided, SendOutcome):
             return decided
-        customer, context, req = decided  # req: with the A/B variant chosen, if any
+        customer, context, req, breaker = decided  # req: with the A/B variant chosen, if any
         message_id = message_id_for(req.idempotency_key, self._mail.mail_from)
         msg = self._compose(req, customer, context, message_id)
         async with heartbeating():
             await self._pace(req, customer.email)
+            # The breaker as the decision read it, unless pacing may have waited since.
+            admitted = self._breaker.admit() if self._pacer else self._breaker.admit_as(breaker)
             attempt = Attempt(
                 req=req,
                 email=customer.email,
                 token=attempt_token(),
-                breaker_dirty=await self._breaker.admit(),  # raises while sending is paused
+                breaker_dirty=await admitted,  # raises while sending is paused
             )
             return await self._deliver(attempt, msg, message_id, context.get("coupon_code"))
 
@@ -170,7 +172,7 @@ class SendActivities(Delivery, TextDelivery):
         coupon = await self._coupon(s, req)
         context = base_context(req, customer, cart, coupon, shop=self._mail.shop, links=self._links)
         context.update(await extra_context(s, req, customer))
-        return customer, context, req
+        return customer, context, req, await sends.breaker(s, relay=self._breaker.relay)
 
     async def _coupon(self, s: AsyncSession, req: SendStepInput) -> Coupon | None:
         if req.coupon is None:

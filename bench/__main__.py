@@ -1,4 +1,4 @@
-"""``python -m bench [--size smoke|full] [--db sqlite|postgres] [--only report|sends|burst]``
+"""``python -m bench [--size smoke|full] [--db sqlite|postgres] [--only report|sends|burst|exit]``
 
 Starts its own Temporal dev server, SMTP catcher, store database, journey worker, floor worker
 and HTTP API; measures; prints one Markdown table (BENCHMARKS.md explains every row).
@@ -47,6 +47,8 @@ async def run(
             phases = [(name, body) for name, body in phases if name.startswith("4 ")]
         if only == "burst":  # (8) alone: the API taking a burst, the journeys catching up
             phases = [(name, body) for name, body in phases if name.startswith("8 ")]
+        if only == "exit":  # (3) at half of (1)'s rate, as the full run measures it
+            phases = [(n, body) for n, body in phases if n == "warm-up" or n[:2] in ("1 ", "3 ")]
         for name, body in phases:
             t0 = time.monotonic()
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
@@ -85,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument(
         "--only",
-        choices=("report", "sends", "burst"),
-        help="only this measurement (report: 7, PostgreSQL; sends: 4, burst: 8, on --db)",
+        choices=("report", "sends", "burst", "exit"),
+        help="only this measurement (report: 7, PostgreSQL; sends: 4, burst: 8, exit: 1 then "
+        "3 at half its rate; on --db)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, databases)")
     parser.add_argument(
@@ -130,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": ("7-report",),
         "sends": ("4-send-pool", "4-send-per-message", "4-send-step", "4-send-window"),
         "burst": ("8-burst",),
+        "exit": ("1-cpu", "1-entry", "3-purchase-exit"),
     }[args.only]
     missing = [rid for rid in wanted if rid not in {r.id for r in rows}]
     for failure in failures:

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.db import insert_for
@@ -57,12 +57,16 @@ async def record_order(
     return True
 
 
+# Built once: the gate asks it twice per send (store/repo.py says why).
+_ORDERS_SINCE = (
+    select(Order)
+    .where(Order.customer_id == bindparam("customer_id"), Order.placed_at >= bindparam("since"))
+    .order_by(Order.placed_at)
+)
+
+
 async def orders_since(session: AsyncSession, *, customer_id: str, since: datetime) -> list[Order]:
-    rows = await session.scalars(
-        select(Order)
-        .where(Order.customer_id == customer_id, Order.placed_at >= since)
-        .order_by(Order.placed_at)
-    )
+    rows = await session.scalars(_ORDERS_SINCE, {"customer_id": customer_id, "since": since})
     return list(rows)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.rules import SUPPRESSION_PRECEDENCE, birthday_md
@@ -72,15 +72,21 @@ async def get_customer(session: AsyncSession, *, customer_id: str) -> Customer |
     return await session.get(Customer, customer_id)
 
 
+# The send path's statements, built once (building one costs more than running it on
+# SQLite: BENCHMARKS.md, 4-send-step); the values are bound at each call.
+_LOCK_CUSTOMER = (
+    select(Customer)
+    .where(Customer.id == bindparam("customer_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_SEND_BY_KEY = select(SendLog).where(SendLog.idempotency_key == bindparam("key"))
+
+
 async def lock_customer(session: AsyncSession, *, customer_id: str) -> Customer | None:
     """The customer's row, locked until the transaction ends (SELECT ... FOR UPDATE on
     PostgreSQL; SQLite's write lock is the whole database's already)."""
-    return await session.scalar(
-        select(Customer)
-        .where(Customer.id == customer_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    return await session.scalar(_LOCK_CUSTOMER, {"customer_id": customer_id})
 
 
 async def lock_customers(session: AsyncSession, *, customer_ids: set[str]) -> None:
@@ -218,7 +224,7 @@ async def _show_strongest(session: AsyncSession, address: str, customer_id: str 
 
 
 async def get_send(session: AsyncSession, *, key: str) -> SendLog | None:
-    return await session.scalar(select(SendLog).where(SendLog.idempotency_key == key))
+    return await session.scalar(_SEND_BY_KEY, {"key": key})
 
 
 async def sends_for_customer(session: AsyncSession, *, customer_id: str) -> list[SendLog]:
