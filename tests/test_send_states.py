@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -535,3 +535,36 @@ async def test_explain_shows_an_uncertain_send_and_says_what_it_means(stack, rel
     out = capsys.readouterr().out
     assert "uncertain  uncertain: uncertain at dot" in out
     assert "1 uncertain: the final dot went out and no reply was recorded" in out
+
+
+async def test_a_send_takes_two_store_transactions_the_decision_and_the_claim(sessions, relay):
+    """The breaker's row is read in the decision's transaction (not one of its own), and the
+    250 is recorded on the connection readied before the dot: a plain send begins two
+    transactions of the store's engine, and a breaker paused before it still holds it."""
+    send, pool = activities(sessions, relay)
+    cid = await customer(sessions)
+    req = request(cid)
+    engine = sessions.kw["bind"].sync_engine
+    begun: list[str] = []
+
+    def count(conn: Any) -> None:
+        begun.append("begin")
+
+    event.listen(engine, "begin", count)
+    try:
+        outcome = await attempt(1).run(send.send_step, req)
+    finally:
+        event.remove(engine, "begin", count)
+    assert outcome.status == "sent"
+    assert len(begun) == 2, begun
+
+    paused_cid = await customer(sessions)
+    async with sessions.begin() as s:
+        s.add(SmtpBreaker(relay=send._breaker.relay, failures=3, opened_at=utcnow()))
+    try:
+        with pytest.raises(ApplicationError) as paused:
+            await attempt(1).run(send.send_step, request(paused_cid))
+    finally:
+        await pool.close()
+    assert paused.value.type == PAUSED_ERROR
+    assert f"{paused_cid}@example.com" not in relay.delivered()
