@@ -41,7 +41,7 @@ sms: setup  ## list the texts the local SMS catcher kept (SHOW=N prints text N)
 migrate: setup
 	@$(DEV) $(UV) run --frozen python -m store.migrate
 
-bench: setup  ## benchmarks (BENCHMARKS.md): own dev server, catcher, DB, worker, API; SIZE=smoke for a quick run; DB=postgres; ONLY=sends|report; PROFILE=dir (py-spy)
+bench: setup  ## benchmarks (BENCHMARKS.md): own dev server, catcher, DB, worker, API; SIZE=smoke for a quick run; DB=postgres; ONLY=sends|report|burst|exit; PROFILE=dir (py-spy)
 	@$(UV) run --frozen python -m bench --size $(or $(SIZE),full) $(if $(DB),--db $(DB)) $(if $(ONLY),--only $(ONLY)) $(if $(PROFILE),--profile $(PROFILE))
 
 faults: setup  ## the fault suite (BENCHMARKS.md "Faults"): live journeys under crashes, outages, bad relays; N=journeys per fault
