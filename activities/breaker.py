@@ -60,8 +60,8 @@ class Breaker:
         return await self.admit_as(row)
 
     async def admit_as(self, row: SmtpBreaker | None) -> bool:
-        """``admit`` on the breaker's row as the caller read it a moment ago, in a
-        transaction of its own (the send's decision: one transaction fewer per send)."""
+        """``admit`` on the breaker's row as the caller read it a moment ago in its own
+        transaction (the send's decision reads it there: one transaction fewer per send)."""
         if row is None:
             return False
         if row.opened_at is None:
