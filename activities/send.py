@@ -172,7 +172,10 @@ class SendActivities(Delivery, TextDelivery):
         coupon = await self._coupon(s, req)
         context = base_context(req, customer, cart, coupon, shop=self._mail.shop, links=self._links)
         context.update(await extra_context(s, req, customer))
-        return customer, context, req, await sends.breaker(s, relay=self._breaker.relay)
+        # The SMTP relay's breaker, for an email only (a text has its provider).
+        email = req.channel == "email"
+        breaker = await sends.breaker(s, relay=self._breaker.relay) if email else None
+        return customer, context, req, breaker
 
     async def _coupon(self, s: AsyncSession, req: SendStepInput) -> Coupon | None:
         if req.coupon is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from histories.common import Branch, Handle, check
+from journeys.config import LIFECYCLE_STAGES
 from testkit.data import add_customer
 from testkit.stack import Stack
 from testkit.waiting import eventually_passes
@@ -31,8 +32,9 @@ async def five_rounds(stack: Stack, cid: str) -> Handle:
 
 # The shipped lifecycle budget lets a new customer have 2 marketing emails: the branch shows
 # all five rounds, so it runs with room for them in every stage.
-STAGES = ("prospect", "new", "active", "repurchase_window", "silent", "sleeping", "lost")
-ROOM_FOR_FIVE = {"lifecycle": {"budget": {s: {"care": 7, "marketing": 5} for s in STAGES}}}
+ROOM_FOR_FIVE = {
+    "lifecycle": {"budget": {s: {"care": 7, "marketing": 5} for s in LIFECYCLE_STAGES}}
+}
 
 BRANCHES = {
     "five_rounds": Branch(
