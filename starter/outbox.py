@@ -48,6 +48,7 @@ from starter.ingest.runs import Runs
 from store import outbox
 from store.db import SessionFactory
 from store.models import Outbox, utcnow
+from store.outbox import WAVE_MAX
 
 log = logging.getLogger("starter.outbox")
 FIRST = asyncio.FIRST_COMPLETED
@@ -235,47 +236,55 @@ class Relay:
     # -- delivering ----------------------------------------------------------------------
 
     async def _drain(self, customer_id: str, *, probe: bool) -> None:
-        """Deliver the customer's rows in order until none is left or one is not taken.
-        ``probe``: try even while Temporal seemed unreachable (the loop's probe). A row
-        Temporal took is deleted in the transaction that claims the next one (one
-        transaction per row, not two)."""
+        """Deliver the customer's rows in order until none is left or one is not taken:
+        wave after wave (``outbox.claim_wave``: the head and the rows after it, each for
+        another run), a wave's rows to Temporal at the same time. ``probe``: try one row
+        even while Temporal seemed unreachable (the loop's probe). The rows Temporal took
+        are deleted in the transaction that claims the next wave (one transaction per
+        wave, not two)."""
         try:
             async with self._locks.held(customer_id):
                 taken: list[tuple[int, bool]] = []  # delivered, not yet deleted
                 try:
                     while (probe or not self._unreachable) and not self._closing:
+                        most = 1 if probe else WAVE_MAX  # a probe tries one row
                         probe = False
-                        row = await self._claim(customer_id, delete=taken)
-                        if row is None or not await self._deliver(row, taken):
+                        wave = await self._claim(customer_id, delete=taken, most=most)
+                        if not wave:
+                            return
+                        done = await asyncio.gather(*(self._deliver(row, taken) for row in wave))
+                        if not all(done):
                             return
                 finally:
                     if taken:
-                        await self._claim(customer_id, delete=taken, claim=False)
+                        await self._claim(customer_id, delete=taken, most=0)
         except Exception:  # the store failed: the rows stay, the loop tries again
             log.warning("outbox: delivering to customer %s stopped", customer_id, exc_info=True)
 
     async def _claim(
-        self, customer_id: str, *, delete: list[tuple[int, bool]], claim: bool = True
-    ) -> Outbox | None:
+        self, customer_id: str, *, delete: list[tuple[int, bool]], most: int
+    ) -> list[Outbox]:
         """Delete the rows delivered (``delete``: row id, whether Temporal took it; their
-        callers learn it once that is committed), then claim the customer's next row."""
+        callers learn it once that is committed), then claim the customer's next wave of
+        at most ``most`` rows (0: only delete)."""
         async with self._sessions.begin() as s:
-            for row_id, _ in delete:
-                await outbox.delivered(s, row_id=row_id)
-            row = None
-            if claim:
-                row = await outbox.claim_head(
+            if delete:
+                await outbox.delivered(s, row_ids=[row_id for row_id, _ in delete])
+            wave: list[Outbox] = []
+            if most:
+                wave = await outbox.claim_wave(
                     s,
                     task_queue=self._task_queue,
                     customer_id=customer_id,
                     owner=self.owner,
                     now=utcnow(),
                     lease=LEASE,
+                    limit=most,
                 )
         for row_id, took in delete:
             self._resolve(row_id, took)
         delete.clear()
-        return row
+        return wave
 
     async def _deliver(self, row: Outbox, taken: list[tuple[int, bool]]) -> bool:
         """One row to Temporal and its outcome to the store; True when it is done with

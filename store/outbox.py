@@ -1,15 +1,20 @@
 """The outbox: Temporal work committed with its event, handed out in order per customer.
 
-A customer's rows are delivered oldest first, one at a time: only the customer's oldest
-row that is not parked (its *head*) can be claimed. A claim is a lease (owner, until) taken
-by an atomic UPDATE, so two relays (two API processes, a CLI) never deliver the same row at
-once and no transaction stays open while Temporal is called. A lease that runs out (its
-holder died) can be taken by another relay.
+A customer's rows are delivered oldest first: only the customer's oldest row that is not
+parked (its *head*) and the rows right after it, as long as each is for another run (a
+*wave*: ``claim_wave``), can be claimed; the rows after a wave wait until all of it was
+taken. A run's rows are so never delivered out of order or at the same time, and rows
+for different runs that follow one another in the customer's order (an order tells every
+live journey, then starts the nurture) go to Temporal together. A claim is a lease
+(owner, until) taken by an atomic UPDATE, so two relays (two API processes, a CLI) never
+deliver the same row at once and no transaction stays open while Temporal is called. A
+lease that runs out (its holder died) can be taken by another relay.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from itertools import takewhile
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -77,7 +82,10 @@ async def due_customers(
     return list(rows)
 
 
-async def claim_head(
+WAVE_MAX = 16  # rows of one customer claimed and delivered together at most
+
+
+async def claim_wave(
     session: AsyncSession,
     *,
     task_queue: str,
@@ -85,10 +93,13 @@ async def claim_head(
     owner: str,
     now: datetime,
     lease: timedelta,
-) -> Outbox | None:
-    """Lease the customer's head row to ``owner``; None when there is none, it waits to be
-    retried, or another owner holds it."""
-    head = await session.scalar(
+    limit: int = WAVE_MAX,
+) -> list[Outbox]:
+    """Lease the customer's head row and the rows right after it to ``owner``, oldest
+    first, up to ``limit``: the wave ends before a row for a run already in it, a row
+    waiting to be retried, or one another owner holds. Empty when the head itself is not
+    free or not due (or there is none)."""
+    rows = await session.scalars(
         select(Outbox)
         .where(
             Outbox.task_queue == task_queue,
@@ -96,23 +107,41 @@ async def claim_head(
             Outbox.parked_at.is_(None),
         )
         .order_by(Outbox.id)
-        .limit(1)
+        .limit(limit)
     )
-    if head is None or head.next_attempt_at > now:
-        return None
-    taken = await session.execute(
-        update(Outbox)
-        .where(Outbox.id == head.id, _free(owner, now))
-        .values(lease_owner=owner, lease_until=now + lease)
-        .execution_options(synchronize_session=False)
+    wave: list[Outbox] = []
+    runs: set[str] = set()
+    for row in rows:
+        held = row.lease_until is not None and row.lease_until >= now and row.lease_owner != owner
+        if row.workflow_id in runs or row.next_attempt_at > now or held:
+            break
+        wave.append(row)
+        runs.add(row.workflow_id)
+    if not wave:
+        return []
+    taken = set(
+        await session.scalars(
+            update(Outbox)
+            .where(Outbox.id.in_([row.id for row in wave]), _free(owner, now))
+            .values(lease_owner=owner, lease_until=now + lease)
+            .returning(Outbox.id)
+            .execution_options(synchronize_session=False)
+        )
     )
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    return head
+    kept = list(takewhile(lambda row: row.id in taken, wave))
+    if len(kept) < len(taken):  # another relay took one meanwhile: give back what follows it
+        await session.execute(
+            update(Outbox)
+            .where(Outbox.id.in_(taken - {row.id for row in kept}), Outbox.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+    return kept
 
 
-async def delivered(session: AsyncSession, *, row_id: int) -> None:
-    await session.execute(delete(Outbox).where(Outbox.id == row_id))
+async def delivered(session: AsyncSession, *, row_ids: list[int]) -> None:
+    """Delete these rows: Temporal took them (or a signal found nobody listening)."""
+    await session.execute(delete(Outbox).where(Outbox.id.in_(row_ids)))
 
 
 async def release(session: AsyncSession, *, row_id: int, owner: str) -> None:

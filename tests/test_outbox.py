@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -24,7 +25,7 @@ from starter.api import Journeys
 from starter.http import create_app
 from store import outbox
 from store.db import make_engine, make_session_factory
-from store.models import Event, Suppression
+from store.models import Event, Outbox, Suppression, utcnow
 from testkit.data import MUG, TEE, abandon_cart, add_customer, email_for
 from testkit.engagement import PERSON, read_later
 from testkit.live_api import serving
@@ -314,3 +315,117 @@ async def test_the_api_starts_and_accepts_events_while_temporal_is_down(stack):
     await _all_delivered(stack)
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
     await handle.signal(CartRecovery.cart_updated, CartChange(empty=True))
+
+
+async def _enqueue(sessions: Any, task_queue: str, cid: str, runs: list[str]) -> list[int]:
+    async with sessions.begin() as s:
+        return [
+            await outbox.enqueue(
+                s,
+                task_queue=task_queue,
+                customer_id=cid,
+                kind="signal",
+                workflow_id=f"{run}:{cid}",
+                payload={},
+                source="test",
+            )
+            for run in runs
+        ]
+
+
+async def _wave(sessions: Any, task_queue: str, cid: str, owner: str = "relay-a") -> list[int]:
+    async with sessions.begin() as s:
+        rows = await outbox.claim_wave(
+            s,
+            task_queue=task_queue,
+            customer_id=cid,
+            owner=owner,
+            now=utcnow(),
+            lease=relay_module.LEASE,
+        )
+        return [row.id for row in rows]
+
+
+async def _delivered(sessions: Any, row_ids: list[int]) -> None:
+    async with sessions.begin() as s:
+        await outbox.delivered(s, row_ids=row_ids)
+
+
+async def test_a_wave_is_the_head_and_the_rows_after_it_each_for_another_run(sessions):
+    """Rows for runs a, b, a, c: the first wave is a and b (the second a waits for the
+    first); once those are delivered, a and c. Another owner sees none of a leased wave."""
+    queue, cid = f"tq-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:12]}"
+    a1, b, a2, c = await _enqueue(sessions, queue, cid, ["a", "b", "a", "c"])
+
+    assert await _wave(sessions, queue, cid) == [a1, b]
+    assert await _wave(sessions, queue, cid, owner="relay-b") == []  # leased to relay-a
+    await _delivered(sessions, [a1, b])
+    assert await _wave(sessions, queue, cid) == [a2, c]
+
+
+async def test_a_wave_ends_before_a_row_waiting_to_be_retried_or_held_by_another(sessions):
+    queue, cid = f"tq-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:12]}"
+    a, b, c, d = await _enqueue(sessions, queue, cid, ["a", "b", "c", "d"])
+    async with sessions.begin() as s:
+        await outbox.retry_later(s, row_id=c, error="busy", at=utcnow() + timedelta(minutes=1))
+        await s.execute(  # d is another relay's for now
+            update(Outbox)
+            .where(Outbox.id == d)
+            .values(lease_owner="relay-b", lease_until=utcnow() + timedelta(minutes=1))
+        )
+
+    assert await _wave(sessions, queue, cid) == [a, b]
+    await _delivered(sessions, [a, b])
+    assert await _wave(sessions, queue, cid) == []  # the head (c) waits to be retried
+
+
+async def test_an_orders_work_for_different_runs_goes_to_temporal_together_and_a_runs_in_order(
+    stack, monkeypatch
+):
+    """An order tells each live journey (five signals, one per run) and starts the nurture:
+    the five signals go to Temporal at the same time (counted while under way, not timed),
+    the nurture's start after the signal to its id. A cart change and then an order for the
+    same run still reach it one after the other, in that order."""
+    runs = stack.journeys.ingest.runs
+    start, signal = runs.start, runs.signal
+    under_way, most = 0, 0
+    heard: list[tuple[str, str]] = []  # (run, signal) in the order the calls began
+
+    def watched(call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def watch(*args: Any, **kwargs: Any) -> Any:
+            nonlocal under_way, most
+            under_way += 1
+            most = max(most, under_way)
+            try:
+                await asyncio.sleep(0.2)
+                return await call(*args, **kwargs)
+            finally:
+                under_way -= 1
+
+        return watch
+
+    async def signal_seen(wf_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        heard.append((wf_id, name))
+        return await signal(wf_id, name, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "start", watched(start))
+    monkeypatch.setattr(runs, "signal", watched(signal_seen))
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    relay = stack.journeys.relay
+    await relay.close(grace=0)  # nothing delivered yet: the cart and the order go in one drain
+    journeys = Journeys(client=stack.client, sessions=stack.sessions, settings=stack.settings)
+    journeys.ingest.relay._closing = True  # their rows stay in the outbox
+    await journeys.cart_updated({"customer_id": cid, "lines": [TEE]})
+    await journeys.order_placed({"customer_id": cid, "order_id": f"o-{cid}", "total": "39.80"})
+    pending = await _pending(stack, cid)
+    relay.start()
+    await _all_delivered(stack)
+
+    assert pending >= 7  # the cart's start, five signals, the nurture's start
+    assert most >= 5, f"at most {most} Temporal calls under way: the rows went one by one"
+    cart_run = f"cart-recovery:{cid}"
+    handle = stack.client.get_workflow_handle_for(CartRecovery.run, cart_run)
+    result = await asyncio.wait_for(handle.result(), timeout=30)
+    assert result.outcome == "ordered"  # the order came after the cart started the run
+    assert (cart_run, "order_placed") in heard
