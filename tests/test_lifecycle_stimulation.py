@@ -61,6 +61,32 @@ def handle_of(stack, cid: str):
     return stack.client.get_workflow_handle_for(RepeatedStimulation.run, f"stimulation:{cid}")
 
 
+async def where_it_is(stack, handle, cid: str) -> str:
+    """Where a run that did not send its round stands (a failure's message): its step and
+    decisions, its pending activities, its clock, the customer's stage as stored."""
+    state = await handle.query(RepeatedStimulation.state)
+    described = await handle.describe()
+    pending = [
+        (a.activity_type.name, a.attempt, a.last_failure.message)
+        for a in described.raw_description.pending_activities
+    ]
+    info = await stack.env.get_time_skipping_info(handle)
+    clock = (
+        f"{info.current_time.ToDatetime():%F %T} ({' '.join(str(info.effective_config).split())})"
+        if info is not None
+        else None
+    )
+    async with stack.sessions() as s:
+        customer = await s.get(Customer, cid)
+    assert customer is not None
+    decisions = [(d.step, d.status, d.code, d.reason, f"{d.at:%F %T}") for d in state.decisions]
+    return (
+        f"step {state.step}, next {state.next_step} at {state.next_at}; decisions {decisions}; "
+        f"pending activities {pending}; virtual time {clock}; "
+        f"stage {customer.stage} since {customer.stage_since}"
+    )
+
+
 async def test_five_monthly_rounds_each_with_a_coupon_and_its_10_day_window(stack, http):
     cid = stack.new_customer_id()
     await add_customer(stack, cid)
@@ -75,7 +101,7 @@ async def test_five_monthly_rounds_each_with_a_coupon_and_its_10_day_window(stac
         await refresh_stage(stack, cid, as_of=ordered_at + timedelta(days=30 * month))
         await stack.fast_forward(handle, timedelta(days=30))
         got = await eventually(lambda: rounds_sent(stack, cid), partial(at_least, month))
-        assert got == ROUNDS[:month]
+        assert got == ROUNDS[:month], await where_it_is(stack, handle, cid)
     result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
 
     assert result.outcome == "completed"
