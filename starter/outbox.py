@@ -252,7 +252,14 @@ class Relay:
                         wave = await self._claim(customer_id, delete=taken, most=most)
                         if not wave:
                             return
-                        done = await asyncio.gather(*(self._deliver(row, taken) for row in wave))
+                        # every delivery of the wave ends before the next step (a store
+                        # failure in one does not leave the others running unwatched)
+                        done = await asyncio.gather(
+                            *(self._deliver(row, taken) for row in wave), return_exceptions=True
+                        )
+                        for failed in done:
+                            if isinstance(failed, BaseException):
+                                raise failed
                         if not all(done):
                             return
                 finally:

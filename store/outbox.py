@@ -122,7 +122,12 @@ async def claim_wave(
     taken = set(
         await session.scalars(
             update(Outbox)
-            .where(Outbox.id.in_([row.id for row in wave]), _free(owner, now))
+            .where(
+                Outbox.id.in_([row.id for row in wave]),
+                _free(owner, now),
+                Outbox.parked_at.is_(None),  # as read above, unless another relay moved it since
+                Outbox.next_attempt_at <= now,
+            )
             .values(lease_owner=owner, lease_until=now + lease)
             .returning(Outbox.id)
             .execution_options(synchronize_session=False)

@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from core.contracts import CartChange
+from core.ids import workflow_id
 from core.links import Links
 from devstack.catcher import free_port
 from starter import outbox as relay_module
@@ -363,20 +364,25 @@ async def test_a_wave_is_the_head_and_the_rows_after_it_each_for_another_run(ses
     assert await _wave(sessions, queue, cid) == [a2, c]
 
 
-async def test_a_wave_ends_before_a_row_waiting_to_be_retried_or_held_by_another(sessions):
+async def test_a_wave_ends_before_a_row_held_by_another_or_waiting_to_be_retried(sessions):
     queue, cid = f"tq-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:12]}"
     a, b, c, d = await _enqueue(sessions, queue, cid, ["a", "b", "c", "d"])
     async with sessions.begin() as s:
-        await outbox.retry_later(s, row_id=c, error="busy", at=utcnow() + timedelta(minutes=1))
-        await s.execute(  # d is another relay's for now
+        await s.execute(  # b is another relay's for now
             update(Outbox)
-            .where(Outbox.id == d)
+            .where(Outbox.id == b)
             .values(lease_owner="relay-b", lease_until=utcnow() + timedelta(minutes=1))
         )
+        await outbox.retry_later(s, row_id=d, error="busy", at=utcnow() + timedelta(minutes=1))
 
-    assert await _wave(sessions, queue, cid) == [a, b]
-    await _delivered(sessions, [a, b])
-    assert await _wave(sessions, queue, cid) == []  # the head (c) waits to be retried
+    assert await _wave(sessions, queue, cid) == [a]
+    await _delivered(sessions, [a])
+    assert await _wave(sessions, queue, cid) == []  # the head (b) is held by relay-b
+    async with sessions.begin() as s:
+        await s.execute(  # relay-b died: its lease ran out
+            update(Outbox).where(Outbox.id == b).values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+    assert await _wave(sessions, queue, cid) == [b, c]  # d waits to be retried
 
 
 async def test_an_orders_work_for_different_runs_goes_to_temporal_together_and_a_runs_in_order(
@@ -408,7 +414,12 @@ async def test_an_orders_work_for_different_runs_goes_to_temporal_together_and_a
         heard.append((wf_id, name))
         return await signal(wf_id, name, *args, **kwargs)
 
-    monkeypatch.setattr(runs, "start", watched(start))
+    async def start_seen(inp: Any, *args: Any, **kwargs: Any) -> Any:
+        run = kwargs.get("run_id") or workflow_id(inp.config.name, inp.customer_id)
+        heard.append((run, "start"))
+        return await start(inp, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "start", watched(start_seen))
     monkeypatch.setattr(runs, "signal", watched(signal_seen))
     cid = stack.new_customer_id()
     await add_customer(stack, cid)
@@ -424,8 +435,48 @@ async def test_an_orders_work_for_different_runs_goes_to_temporal_together_and_a
 
     assert pending >= 7  # the cart's start, five signals, the nurture's start
     assert most >= 5, f"at most {most} Temporal calls under way: the rows went one by one"
-    cart_run = f"cart-recovery:{cid}"
+    cart_run, nurture = workflow_id("cart_recovery", cid), workflow_id("new_customer_nurture", cid)
     handle = stack.client.get_workflow_handle_for(CartRecovery.run, cart_run)
     result = await asyncio.wait_for(handle.result(), timeout=30)
     assert result.outcome == "ordered"  # the order came after the cart started the run
-    assert (cart_run, "order_placed") in heard
+    assert heard.index((cart_run, "start")) < heard.index((cart_run, "order_placed"))
+    assert heard.index((nurture, "order_placed")) < heard.index((nurture, "start"))
+    nurture_handle = stack.client.get_workflow_handle(nurture)
+    assert (await nurture_handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    await nurture_handle.terminate("test done")
+
+
+async def test_a_delivery_that_fails_in_a_wave_waits_for_the_others_before_the_relay_stops(
+    stack, monkeypatch
+):
+    """One row of a wave fails so that the relay stops (its retry cannot be written: the
+    store went away) while the others are still with Temporal: those still end, and are
+    deleted, before the customer's delivery stops; only the failed row and the next wave's
+    are left for later."""
+    cid = stack.new_customer_id()
+    await add_customer(stack, cid)
+    await stack.journeys.relay.close(grace=0)  # the stack's loop stays out of this customer
+    journeys = Journeys(client=stack.client, sessions=stack.sessions, settings=stack.settings)
+    runs, relay = journeys.ingest.runs, journeys.ingest.relay
+    signal = runs.signal
+    failing = workflow_id("browse_follow_up", cid)
+
+    async def slow_or_failing(wf_id: str, *args: Any, **kwargs: Any) -> Any:
+        if wf_id == failing:
+            raise RuntimeError("Temporal hung up")
+        await asyncio.sleep(0.5)
+        return await signal(wf_id, *args, **kwargs)
+
+    async def store_gone(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("the store went away")
+
+    monkeypatch.setattr(runs, "signal", slow_or_failing)
+    monkeypatch.setattr(relay, "_retry", store_gone)
+    answer = await journeys.order_placed(
+        {"customer_id": cid, "order_id": f"o-{cid}", "total": "39.80"}
+    )
+
+    assert answer.action == "queued"
+    async with stack.sessions() as s:
+        left = [(row.kind, row.workflow_id) for row in await outbox.rows_of(s, customer_id=cid)]
+    assert left == [("signal", failing), ("start", workflow_id("new_customer_nurture", cid))]
