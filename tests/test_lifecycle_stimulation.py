@@ -10,7 +10,9 @@ from functools import partial
 
 import pytest
 from sqlalchemy import select
+from temporalio.client import WorkflowExecutionStatus
 
+from core.contracts import JourneyState
 from core.lifecycle import lifecycle_of, load_lifecycle
 from starter.reports import journey_report
 from store import lifecycle
@@ -61,6 +63,22 @@ def handle_of(stack, cid: str):
     return stack.client.get_workflow_handle_for(RepeatedStimulation.run, f"stimulation:{cid}")
 
 
+async def step_when_idle(handle) -> str | None:
+    """The run's step once nothing is under way for it (no pending activity), else None."""
+    described = await handle.describe()
+    if described.raw_description.pending_activities:
+        return None
+    if described.status != WorkflowExecutionStatus.RUNNING:
+        return "ended"
+    state: JourneyState = await handle.query(RepeatedStimulation.state)
+    return state.step
+
+
+def waits_after(month: int, step: str | None) -> bool:
+    """The run waits for the next round, or has ended after the last one."""
+    return step == (f"waiting:{ROUNDS[month]}" if month < len(ROUNDS) else "ended")
+
+
 async def where_it_is(stack, handle, cid: str) -> str:
     """Where a run that did not send its round stands (a failure's message): its step and
     decisions, its pending activities, its clock, the customer's stage as stored."""
@@ -102,6 +120,10 @@ async def test_five_monthly_rounds_each_with_a_coupon_and_its_10_day_window(stac
         await stack.fast_forward(handle, timedelta(days=30))
         got = await eventually(lambda: rounds_sent(stack, cid), partial(at_least, month))
         assert got == ROUNDS[:month], await where_it_is(stack, handle, cid)
+        # the round's email is caught before its send and its window are recorded: the next
+        # month's stage and clock move once the run waits again (or has ended)
+        step = await eventually(lambda: step_when_idle(handle), partial(waits_after, month))
+        assert waits_after(month, step), await where_it_is(stack, handle, cid)
     result = await asyncio.wait_for(handle.result(), timeout=PATIENCE)
 
     assert result.outcome == "completed"
