@@ -48,7 +48,6 @@ from starter.ingest.runs import Runs
 from store import outbox
 from store.db import SessionFactory
 from store.models import Outbox, utcnow
-from store.outbox import WAVE_MAX
 
 log = logging.getLogger("starter.outbox")
 FIRST = asyncio.FIRST_COMPLETED
@@ -247,7 +246,7 @@ class Relay:
                 taken: list[tuple[int, bool]] = []  # delivered, not yet deleted
                 try:
                     while (probe or not self._unreachable) and not self._closing:
-                        most = 1 if probe else WAVE_MAX  # a probe tries one row
+                        most = 1 if probe else outbox.WAVE_MAX  # a probe tries one row
                         probe = False
                         wave = await self._claim(customer_id, delete=taken, most=most)
                         if not wave:

@@ -48,6 +48,26 @@ async def _all_delivered(stack: Stack) -> None:
     assert await eventually(lambda: _pending(stack), lambda n: n == 0) == 0
 
 
+class UnderWay:
+    """Counts the Temporal calls under way at once (the most seen), each held ``delay``
+    seconds first: how a test sees calls overlap without timing them."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay, self.now, self.most = delay, 0, 0
+
+    def wrap(self, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            try:
+                await asyncio.sleep(self.delay)
+                return await call(*args, **kwargs)
+            finally:
+                self.now -= 1
+
+        return counted
+
+
 @pytest.fixture
 async def server(tmp_path) -> AsyncIterator[StoppableServer]:
     server = StoppableServer(tmp_path / "temporal.db")
@@ -216,25 +236,9 @@ async def test_no_transaction_waits_on_temporal(stack, monkeypatch):
     transaction held across a call would hold the one write lock, so the calls would go one
     at a time; with none held they overlap (counted while they are under way, not timed)."""
     runs = stack.journeys.ingest.runs
-    start, signal = runs.start, runs.signal
-    under_way = 0
-    most = 0
-
-    def slowed(call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def slow(*args: Any, **kwargs: Any) -> Any:
-            nonlocal under_way, most
-            under_way += 1
-            most = max(most, under_way)
-            try:
-                await asyncio.sleep(0.5)
-                return await call(*args, **kwargs)
-            finally:
-                under_way -= 1
-
-        return slow
-
-    monkeypatch.setattr(runs, "start", slowed(start))
-    monkeypatch.setattr(runs, "signal", slowed(signal))
+    calls = UnderWay(0.5)
+    monkeypatch.setattr(runs, "start", calls.wrap(runs.start))
+    monkeypatch.setattr(runs, "signal", calls.wrap(runs.signal))
     customers = [stack.new_customer_id() for _ in range(8)]
     for cid in customers:
         await add_customer(stack, cid)
@@ -242,7 +246,7 @@ async def test_no_transaction_waits_on_temporal(stack, monkeypatch):
         *(stack.journeys.cart_updated({"customer_id": c, "lines": [TEE]}) for c in customers)
     )
     assert [r.action for r in results] == ["started_or_signalled"] * 8
-    assert most > 1, "Temporal calls went one at a time: something holds a transaction"
+    assert calls.most > 1, "Temporal calls went one at a time: something holds a transaction"
 
 
 async def test_fifty_loads_of_one_pixel_are_one_open_and_one_signal(http, stack):
@@ -394,21 +398,8 @@ async def test_an_orders_work_for_different_runs_goes_to_temporal_together_and_a
     same run still reach it one after the other, in that order."""
     runs = stack.journeys.ingest.runs
     start, signal = runs.start, runs.signal
-    under_way, most = 0, 0
+    calls = UnderWay(0.2)
     heard: list[tuple[str, str]] = []  # (run, signal) in the order the calls began
-
-    def watched(call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def watch(*args: Any, **kwargs: Any) -> Any:
-            nonlocal under_way, most
-            under_way += 1
-            most = max(most, under_way)
-            try:
-                await asyncio.sleep(0.2)
-                return await call(*args, **kwargs)
-            finally:
-                under_way -= 1
-
-        return watch
 
     async def signal_seen(wf_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
         heard.append((wf_id, name))
@@ -419,8 +410,8 @@ async def test_an_orders_work_for_different_runs_goes_to_temporal_together_and_a
         heard.append((run, "start"))
         return await start(inp, *args, **kwargs)
 
-    monkeypatch.setattr(runs, "start", watched(start_seen))
-    monkeypatch.setattr(runs, "signal", watched(signal_seen))
+    monkeypatch.setattr(runs, "start", calls.wrap(start_seen))
+    monkeypatch.setattr(runs, "signal", calls.wrap(signal_seen))
     cid = stack.new_customer_id()
     await add_customer(stack, cid)
     relay = stack.journeys.relay
@@ -434,7 +425,9 @@ async def test_an_orders_work_for_different_runs_goes_to_temporal_together_and_a
     await _all_delivered(stack)
 
     assert pending >= 7  # the cart's start, five signals, the nurture's start
-    assert most >= 5, f"at most {most} Temporal calls under way: the rows went one by one"
+    assert calls.most >= 5, (
+        f"at most {calls.most} Temporal calls under way: the rows went one by one"
+    )
     cart_run, nurture = workflow_id("cart_recovery", cid), workflow_id("new_customer_nurture", cid)
     handle = stack.client.get_workflow_handle_for(CartRecovery.run, cart_run)
     result = await asyncio.wait_for(handle.result(), timeout=30)
