@@ -4,7 +4,8 @@ decision 10: accept, commit, then deliver).
 An event's transaction writes its Temporal work (a journey to start, a run to signal) as
 outbox rows (store/outbox.py). After the commit the ``Relay`` delivers them:
 
-- at once, for the customer whose event it was (``settle``): the caller waits a moment
+- at once, for the customers whose events they were (``settle``, ``settle_all``): the
+  caller waits a moment
   (``answer_within``) so a journey still starts within milliseconds of its event;
 - in the background (``start``): a loop that delivers whatever is left, from this process
   or another one, in order per customer, and retries until Temporal takes it; it resumes
@@ -12,14 +13,17 @@ outbox rows (store/outbox.py). After the commit the ``Relay`` delivers them:
   uses the Python API without starting one (the CLI) leaves what it could not deliver to
   it.
 
-A customer's rows are delivered one at a time, oldest first, by one deliverer at a time
-(an asyncio lock per customer in the process, a lease on the row across processes), and no
-transaction is open while Temporal is called. A signal to a run that does not exist counts
-as delivered (nobody was listening: that is the answer), and so does a start the id policy
-refused (already welcomed). While Temporal is unreachable nothing is tried at once: the
-loop probes it with the oldest row, backing off up to ``DOWN_BACKOFF_MAX``, and delivers
-everything in order when it answers again. A row Temporal refuses for good (an invalid
-argument) is parked: kept with its error for people to see, and the next one goes.
+A customer's rows are delivered oldest first, a run's one at a time, by one deliverer at
+a time (an asyncio lock per customer in the process, a lease on the row across processes),
+and no transaction is open while Temporal is called. Customers are delivered in groups (a
+batch's, a loop pass's): one transaction per round for the whole group, which deletes what
+the round before delivered and leases every customer's next rows. A signal to a run that
+does not exist counts as delivered (nobody was listening: that is the answer), and so does
+a start the id policy refused (already welcomed). While Temporal is unreachable nothing is
+tried at once: the loop probes it with the oldest row, backing off up to
+``DOWN_BACKOFF_MAX``, and delivers everything in order when it answers again. A row
+Temporal refuses for good (an invalid argument) is parked: kept with its error for people
+to see, and the next one goes.
 
 Delivery is at least once: a process that dies between Temporal's answer and deleting the
 row leaves it to be delivered again when its lease runs out (``LEASE``). Journeys take a
@@ -34,8 +38,8 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Coroutine, Iterable, Mapping
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 
@@ -46,7 +50,7 @@ import core.contracts
 from core.contracts import JourneyInput
 from starter.ingest.runs import Runs
 from store import outbox
-from store.db import SessionFactory
+from store.db import SessionFactory, readers
 from store.models import Outbox, utcnow
 
 log = logging.getLogger("starter.outbox")
@@ -57,8 +61,8 @@ IDLE_POLL_SECONDS = 1.0  # how often the loop looks for rows when nothing woke i
 BUSY_POLL_SECONDS = 0.05  # ... and right after a pass that found some
 DOWN_BACKOFF_MAX = 5.0  # the longest pause between probes while Temporal is unreachable
 RETRY_MAX = timedelta(minutes=5)  # the longest pause before retrying a row Temporal refused
-PARALLEL_CUSTOMERS = 32  # customers the loop delivers to at the same time
-SETTLING_MAX = 64  # deliveries right after a commit under way at once; more: the loop's
+PASS_MAX = 100  # customers a pass of the loop delivers to together, at most
+SETTLING_MAX = 64  # customers delivered right after their commit at once; more: the loop's
 # Temporal cannot be reached (down, restarting, network): wait for it, it is nobody's fault.
 UNREACHABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
 # Temporal will never take this row as it is: park it and go on with the customer's next.
@@ -109,24 +113,46 @@ async def deliver(runs: Runs, row: Outbox) -> bool:
 
 
 class _CustomerLocks:
-    """One asyncio lock per customer while anyone in this process uses it."""
+    """One asyncio lock per customer while anyone in this process uses it: a group of
+    customers is taken at once (``take``: the free ones), one customer waited for in line
+    (``enter``, then acquire its lock). Nobody waits while holding a lock another one
+    waiting for it holds: a group waits only for customers already in use when it took
+    its own, and ``take`` never takes one somebody waits for."""
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    @asynccontextmanager
-    async def held(self, customer_id: str) -> AsyncIterator[None]:
+    def enter(self, customer_id: str) -> asyncio.Lock:
+        """Join the customer's users now (in line behind those before); its lock, to
+        acquire, and ``leave`` once done."""
         lock, users = self._locks.get(customer_id, (asyncio.Lock(), 0))
         self._locks[customer_id] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[customer_id]
-            if users <= 1:
-                del self._locks[customer_id]
-            else:
-                self._locks[customer_id] = (lock, users - 1)
+        return lock
+
+    async def take(self, customer_ids: Iterable[str]) -> list[str]:
+        """Lock those of these customers nobody in this process uses (without waiting:
+        a new lock is acquired at once); the ones taken, each to be given back with
+        ``give``."""
+        taken = []
+        for customer_id in dict.fromkeys(customer_ids):
+            if customer_id not in self._locks:
+                lock = asyncio.Lock()
+                self._locks[customer_id] = (lock, 1)
+                await lock.acquire()
+                taken.append(customer_id)
+        return taken
+
+    def give(self, customer_ids: Iterable[str]) -> None:
+        for customer_id in customer_ids:
+            self._locks[customer_id][0].release()
+            self.leave(customer_id)
+
+    def leave(self, customer_id: str) -> None:
+        lock, users = self._locks[customer_id]
+        if users <= 1:
+            del self._locks[customer_id]
+        else:
+            self._locks[customer_id] = (lock, users - 1)
 
 
 class Relay:
@@ -141,12 +167,14 @@ class Relay:
         answer_within: float = 5.0,
     ) -> None:
         self._sessions = sessions
+        self._readers = readers(sessions)
         self._runs = runs
         self._task_queue = task_queue
         self.answer_within = answer_within
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._locks = _CustomerLocks()
         self._waiting: dict[int, asyncio.Future[bool]] = {}
+        self._settling = 0  # customers being delivered right after their commit
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -188,24 +216,38 @@ class Relay:
     async def settle(
         self, customer_id: str, row_ids: list[int], *, within: float | None = None
     ) -> dict[int, bool] | None:
-        """Deliver the customer's work now and wait for these rows up to ``within`` seconds
-        (default ``answer_within``): per row whether Temporal took it (a run started or
-        reached), or None when not all were delivered in time (a relay's loop delivers
-        them: this one's if it was started, else the API's). While ``SETTLING_MAX``
-        deliveries of this kind are under way (a burst Temporal is slower to take than the
-        store), a running loop is left to deliver it, in order, at its own pace."""
-        if not row_ids:
-            return {}
+        """``settle_all`` for one customer."""
+        answers = await self.settle_all({customer_id: row_ids}, within=within)
+        return answers[customer_id]
+
+    async def settle_all(
+        self, rows: Mapping[str, list[int]], *, within: float | None = None
+    ) -> dict[str, dict[int, bool] | None]:
+        """Deliver these customers' work now (``rows``: customer id → the row ids its
+        events just committed) and wait for it up to ``within`` seconds (default
+        ``answer_within``): per customer, per row whether Temporal took it (a run
+        started or reached), or None when not all of the customer's rows were delivered
+        in time (a relay's loop delivers them: this one's if it was started, else the
+        API's). The customers are delivered together (``_drain``: one transaction per
+        round for all of them). While ``SETTLING_MAX`` customers are being delivered this
+        way (a burst Temporal is slower to take than the store), a running loop is left
+        to deliver them, in order, at its own pace, and nobody waits."""
+        answers: dict[str, dict[int, bool] | None] = {c: {} for c, ids in rows.items() if not ids}
+        wanted = {c: ids for c, ids in rows.items() if ids}
+        if not wanted:
+            return answers
         loop = asyncio.get_running_loop()
-        futures = {row_id: loop.create_future() for row_id in row_ids}
-        self._waiting.update(futures)
+        futures = {c: {row_id: loop.create_future() for row_id in ids} for c, ids in wanted.items()}
+        for theirs in futures.values():
+            self._waiting.update(theirs)
         try:
             running = self._loop is not None and not self._loop.done()
-            if running and (self._unreachable or len(self._tasks) >= SETTLING_MAX):
+            if running and (self._unreachable or self._settling >= SETTLING_MAX):
                 self.wake()  # do not keep the caller waiting: the loop delivers (or probes)
-                return None
-            drain = self._spawn(self._drain(customer_id, probe=not running))
-            ours = asyncio.gather(*futures.values())
+                return {**answers, **dict.fromkeys(wanted)}
+            self._settling += len(wanted)
+            drain = self._spawn(self._settled(list(wanted), probe=not running))
+            ours = asyncio.gather(*(f for theirs in futures.values() for f in theirs.values()))
             # a gather cancelled below ends with an exception nobody reads: read it
             ours.add_done_callback(lambda f: f.cancelled() or f.exception())
             # Done when all these rows are delivered, or when the drain stopped without
@@ -213,13 +255,21 @@ class Relay:
             either: set[asyncio.Future[Any]] = {drain, ours}
             wait = self.answer_within if within is None else within
             await asyncio.wait(either, timeout=wait, return_when=FIRST)
-            if not ours.done():
-                ours.cancel()
-                return None
-            return {row_id: f.result() for row_id, f in futures.items()}
+            ours.cancel()  # the rows not delivered by now are left to the relay
+            for c, theirs in futures.items():
+                whole = all(f.done() and not f.cancelled() for f in theirs.values())
+                answers[c] = {r: f.result() for r, f in theirs.items()} if whole else None
+            return answers
         finally:
-            for row_id in row_ids:
-                self._waiting.pop(row_id, None)
+            for theirs in futures.values():
+                for row_id in theirs:
+                    self._waiting.pop(row_id, None)
+
+    async def _settled(self, customers: list[str], *, probe: bool) -> None:
+        try:
+            await self._drain(customers, probe=probe)
+        finally:
+            self._settling -= len(customers)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
@@ -234,54 +284,82 @@ class Relay:
 
     # -- delivering ----------------------------------------------------------------------
 
-    async def _drain(self, customer_id: str, *, probe: bool) -> None:
-        """Deliver the customer's rows in order until none is left or one is not taken:
-        wave after wave (``outbox.claim_wave``: the head and the rows after it, each for
-        another run), a wave's rows to Temporal at the same time. ``probe``: try one row
-        even while Temporal seemed unreachable (the loop's probe). The rows Temporal took
-        are deleted in the transaction that claims the next wave (one transaction per
-        wave, not two)."""
+    async def _drain(self, customers: list[str], *, probe: bool, wait: bool = True) -> None:
+        """Deliver these customers' rows, each customer's in order. The ones nobody else
+        in this process is delivering to are delivered together (``_rounds``); each of
+        the others after whoever holds it (``wait``), or not at all (the loop: the
+        holder delivers what is there)."""
+        mine = await self._locks.take(customers)
+        queued = [(c, self._locks.enter(c)) for c in customers if c not in mine] if wait else []
         try:
-            async with self._locks.held(customer_id):
-                taken: list[tuple[int, bool]] = []  # delivered, not yet deleted
-                try:
-                    while (probe or not self._unreachable) and not self._closing:
-                        most = 1 if probe else outbox.WAVE_MAX  # a probe tries one row
-                        probe = False
-                        wave = await self._claim(customer_id, delete=taken, most=most)
-                        if not wave:
-                            return
-                        # every delivery of the wave ends before the next step (a store
-                        # failure in one does not leave the others running unwatched)
-                        done = await asyncio.gather(
-                            *(self._deliver(row, taken) for row in wave), return_exceptions=True
-                        )
-                        for failed in done:
-                            if isinstance(failed, BaseException):
-                                raise failed
-                        if not all(done):
-                            return
-                finally:
-                    if taken:
-                        await self._claim(customer_id, delete=taken, most=0)
+            await asyncio.gather(
+                self._rounds(mine, probe=probe),
+                *(self._after(c, lock, probe=probe) for c, lock in queued),
+            )
+        finally:
+            self._locks.give(mine)
+
+    async def _after(self, customer_id: str, lock: asyncio.Lock, *, probe: bool) -> None:
+        """Deliver to a customer once its lock (``_CustomerLocks.enter``) is ours."""
+        try:
+            async with lock:
+                await self._rounds([customer_id], probe=probe)
+        finally:
+            self._locks.leave(customer_id)
+
+    async def _rounds(self, customers: list[str], *, probe: bool) -> None:
+        """Deliver these customers' rows until none is left or one is not taken, round
+        after round: each round one transaction for all of them (``_claim``: delete what
+        the round before delivered, lease each customer's next wave, ``outbox.claim_waves``:
+        the head and the rows after it, each for another run), then every wave's rows to
+        Temporal at the same time. A customer whose wave was not all taken drops out; the
+        others go on. ``probe``: while Temporal seems unreachable, try one row (the first
+        customer's) all the same, and the rest once it is taken (the loop's probe).
+        Transactions per round, not per customer: a burst's hundred customers take two
+        turns of SQLite's one write lock, not two hundred."""
+        going = list(customers)
+        taken: list[tuple[int, bool]] = []  # delivered, not yet deleted
+        probing = probe and self._unreachable  # one row first, then the rest if it is taken
+        try:
+            try:
+                while going and (probing or not self._unreachable) and not self._closing:
+                    asked = going[:1] if probing else going
+                    most = 1 if probing else outbox.WAVE_MAX
+                    probing = False
+                    waves = await self._claim(asked, taken, most=most)
+                    now = [c for c in asked if c in waves]
+                    # every delivery ends before the next round
+                    done = await _all_of(self._deliver_wave(waves[c], taken) for c in now)
+                    over = {c for c in asked if c not in waves}
+                    over |= {c for c, whole in zip(now, done, strict=True) if not whole}
+                    going = [c for c in going if c not in over]
+            finally:
+                if taken:
+                    await self._claim([], taken, most=0)
         except Exception:  # the store failed: the rows stay, the loop tries again
-            log.warning("outbox: delivering to customer %s stopped", customer_id, exc_info=True)
+            log.warning("outbox: delivering to customers %s stopped", customers, exc_info=True)
+
+    async def _deliver_wave(self, wave: list[Outbox], taken: list[tuple[int, bool]]) -> bool:
+        """A wave's rows to Temporal at the same time; True when all are done with."""
+        done = await _all_of(self._deliver(row, taken) for row in wave)
+        return all(done)
 
     async def _claim(
-        self, customer_id: str, *, delete: list[tuple[int, bool]], most: int
-    ) -> list[Outbox]:
-        """Delete the rows delivered (``delete``: row id, whether Temporal took it; their
-        callers learn it once that is committed), then claim the customer's next wave of
-        at most ``most`` rows (0: only delete)."""
+        self, customers: list[str], delete: list[tuple[int, bool]], *, most: int
+    ) -> dict[str, list[Outbox]]:
+        """One transaction: delete the rows delivered (``delete``: row id, whether
+        Temporal took it; their callers learn it once that is committed), then lease
+        these customers' next waves of at most ``most`` rows each (0: only delete);
+        customer id → wave, for those that have one."""
         async with self._sessions.begin() as s:
             if delete:
                 await outbox.delivered(s, row_ids=[row_id for row_id, _ in delete])
-            wave: list[Outbox] = []
-            if most:
-                wave = await outbox.claim_wave(
+            waves: dict[str, list[Outbox]] = {}
+            if most and customers:
+                waves = await outbox.claim_waves(
                     s,
                     task_queue=self._task_queue,
-                    customer_id=customer_id,
+                    customer_ids=customers,
                     owner=self.owner,
                     now=utcnow(),
                     lease=LEASE,
@@ -290,7 +368,7 @@ class Relay:
         for row_id, took in delete:
             self._resolve(row_id, took)
         delete.clear()
-        return wave
+        return waves
 
     async def _deliver(self, row: Outbox, taken: list[tuple[int, bool]]) -> bool:
         """One row to Temporal and its outcome to the store; True when it is done with
@@ -377,20 +455,18 @@ class Relay:
 
     async def _pass(self) -> bool:
         """Deliver to every customer with due rows; True when there were some."""
-        async with self._sessions.begin() as s:
+        async with self._readers() as s:  # a read: no write lock taken on SQLite
             due = await outbox.due_customers(
-                s, task_queue=self._task_queue, owner=self.owner, now=utcnow()
+                s, task_queue=self._task_queue, owner=self.owner, now=utcnow(), limit=PASS_MAX
             )
         if not due:
             return False
         if self._unreachable:  # one probe with the oldest row; the rest when it is taken
-            await self._drain(due[0], probe=True)
+            await self._drain(due[:1], probe=True, wait=False)
             if self._unreachable:
                 return True
             due = due[1:]
-        for start in range(0, len(due), PARALLEL_CUSTOMERS):
-            batch = due[start : start + PARALLEL_CUSTOMERS]
-            await asyncio.gather(*(self._drain(cid, probe=False) for cid in batch))
+        await self._drain(due, probe=False, wait=False)  # the ones held here: their holder's
         return True
 
     async def _sleep(self, seconds: float) -> None:
@@ -398,6 +474,16 @@ class Relay:
         with suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         self._wake.clear()
+
+
+async def _all_of(work: Iterable[Coroutine[Any, Any, bool]]) -> list[bool]:
+    """Await all of ``work`` at the same time; once every one ended, raise the first error
+    among them (one failing does not leave the others running unwatched)."""
+    done = await asyncio.gather(*work, return_exceptions=True)
+    for failed in done:
+        if isinstance(failed, BaseException):
+            raise failed
+    return [bool(d) for d in done]
 
 
 async def _stop(task: asyncio.Task[Any], *, grace: float) -> None:

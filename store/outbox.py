@@ -13,6 +13,7 @@ lease that runs out (its holder died) can be taken by another relay.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from itertools import takewhile
 from typing import Any
@@ -99,31 +100,74 @@ async def claim_wave(
     first, up to ``limit``: the wave ends before a row for a run already in it, a row
     waiting to be retried, or one another owner holds. Empty when the head itself is not
     free or not due (or there is none)."""
-    rows = await session.scalars(
-        select(Outbox)
+    waves = await claim_waves(
+        session,
+        task_queue=task_queue,
+        customer_ids=[customer_id],
+        owner=owner,
+        now=now,
+        lease=lease,
+        limit=limit,
+    )
+    return waves.get(customer_id, [])
+
+
+async def claim_waves(
+    session: AsyncSession,
+    *,
+    task_queue: str,
+    customer_ids: Collection[str],
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int = WAVE_MAX,
+) -> dict[str, list[Outbox]]:
+    """``claim_wave`` for each of these customers, in one read and one UPDATE (a relay
+    delivering to a hundred customers takes one transaction for all their waves, not a
+    hundred: on SQLite each is a turn of the one write lock). Customer id → wave, only
+    for the customers that have one."""
+    if not customer_ids:
+        return {}
+    place = (
+        func.row_number().over(partition_by=Outbox.customer_id, order_by=Outbox.id).label("place")
+    )
+    heads = (
+        select(Outbox.id, place)
         .where(
             Outbox.task_queue == task_queue,
-            Outbox.customer_id == customer_id,
+            Outbox.customer_id.in_(sorted(set(customer_ids))),
             Outbox.parked_at.is_(None),
         )
-        .order_by(Outbox.id)
-        .limit(limit)
+        .subquery()
     )
-    wave: list[Outbox] = []
-    runs: set[str] = set()
+    rows = await session.scalars(
+        select(Outbox)
+        .join(heads, heads.c.id == Outbox.id)
+        .where(heads.c.place <= limit)
+        .order_by(Outbox.customer_id, Outbox.id)
+    )
+    waves: dict[str, list[Outbox]] = {}
+    ended: set[str] = set()
+    runs: dict[str, set[str]] = {}
     for row in rows:
+        cid = row.customer_id
+        if cid in ended:
+            continue
         held = row.lease_until is not None and row.lease_until >= now and row.lease_owner != owner
-        if row.workflow_id in runs or row.next_attempt_at > now or held:
-            break
-        wave.append(row)
-        runs.add(row.workflow_id)
-    if not wave:
-        return []
+        seen = runs.setdefault(cid, set())
+        if row.workflow_id in seen or row.next_attempt_at > now or held:
+            ended.add(cid)
+            continue
+        waves.setdefault(cid, []).append(row)
+        seen.add(row.workflow_id)
+    if not waves:
+        return {}
+    wanted = [row.id for wave in waves.values() for row in wave]
     taken = set(
         await session.scalars(
             update(Outbox)
             .where(
-                Outbox.id.in_([row.id for row in wave]),
+                Outbox.id.in_(wanted),
                 _free(owner, now),
                 Outbox.parked_at.is_(None),  # as read above, unless another relay moved it since
                 Outbox.next_attempt_at <= now,
@@ -133,15 +177,16 @@ async def claim_wave(
             .execution_options(synchronize_session=False)
         )
     )
-    kept = list(takewhile(lambda row: row.id in taken, wave))
-    if len(kept) < len(taken):  # another relay took one meanwhile: give back what follows it
+    kept = {cid: list(takewhile(lambda row: row.id in taken, wave)) for cid, wave in waves.items()}
+    back = taken - {row.id for wave in kept.values() for row in wave}
+    if back:  # another relay took one meanwhile: give back what follows it
         await session.execute(
             update(Outbox)
-            .where(Outbox.id.in_(taken - {row.id for row in kept}), Outbox.lease_owner == owner)
+            .where(Outbox.id.in_(back), Outbox.lease_owner == owner)
             .values(lease_owner=None, lease_until=None)
             .execution_options(synchronize_session=False)
         )
-    return kept
+    return {cid: wave for cid, wave in kept.items() if wave}
 
 
 async def delivered(session: AsyncSession, *, row_ids: list[int]) -> None:

@@ -9,13 +9,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 from core.contracts import CartChange
 from core.ids import workflow_id
@@ -24,6 +26,7 @@ from devstack.catcher import free_port
 from starter import outbox as relay_module
 from starter.api import Journeys
 from starter.http import create_app
+from starter.ingest.service import settled_together
 from store import outbox
 from store.db import make_engine, make_session_factory
 from store.models import Event, Outbox, Suppression, utcnow
@@ -387,6 +390,101 @@ async def test_a_wave_ends_before_a_row_held_by_another_or_waiting_to_be_retried
             update(Outbox).where(Outbox.id == b).values(lease_until=utcnow() - timedelta(seconds=1))
         )
     assert await _wave(sessions, queue, cid) == [b, c]  # d waits to be retried
+
+
+async def test_one_claim_leases_the_waves_of_many_customers_each_as_alone(sessions):
+    """Three customers in one claim: each gets the wave it would get alone (runs a, b then
+    a again: a and b; a head held by another relay: none; more rows than the limit: the
+    limit), and another owner sees none of what was leased."""
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    one, held, many = (f"c-{uuid.uuid4().hex[:12]}" for _ in range(3))
+    a1, b, _ = await _enqueue(sessions, queue, one, ["a", "b", "a"])
+    (h, _) = await _enqueue(sessions, queue, held, ["a", "b"])
+    lots = await _enqueue(sessions, queue, many, [f"r{i}" for i in range(5)])
+    async with sessions.begin() as s:
+        await s.execute(
+            update(Outbox)
+            .where(Outbox.id == h)
+            .values(lease_owner="relay-b", lease_until=utcnow() + timedelta(minutes=1))
+        )
+
+    async def claim(owner: str) -> dict[str, list[int]]:
+        async with sessions.begin() as s:
+            waves = await outbox.claim_waves(
+                s,
+                task_queue=queue,
+                customer_ids=[many, one, held],
+                owner=owner,
+                now=utcnow(),
+                lease=relay_module.LEASE,
+                limit=3,
+            )
+        return {cid: [row.id for row in rows] for cid, rows in waves.items()}
+
+    assert await claim("relay-a") == {one: [a1, b], many: lots[:3]}
+    assert await claim("relay-c") == {}  # every head is leased now
+
+
+async def test_a_batchs_customers_go_to_temporal_in_two_transactions_not_two_each(stack):
+    """A batch of twenty customers' carts: its own transaction, then one that leases all
+    twenty customers' rows and one that deletes them once Temporal took them (counted as
+    the store sees them begin; one by one it was forty more)."""
+    customers = [stack.new_customer_id() for _ in range(20)]
+    for cid in customers:
+        await add_customer(stack, cid)
+    await stack.journeys.relay.close(grace=0)  # the stack's loop stays out of this batch
+    engine = make_engine(stack.settings.database_url)  # the batch's and its relay's alone
+    begun: list[object] = []
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def count(conn: object) -> None:
+        begun.append(conn)
+
+    sessions = make_session_factory(engine)
+    journeys = Journeys(client=stack.client, sessions=sessions, settings=stack.settings)
+    calls = [partial(journeys.cart_updated, {"customer_id": c, "lines": [TEE]}) for c in customers]
+    try:
+        results = await settled_together(journeys.ingest, calls, customers=customers)
+    finally:
+        await engine.dispose()
+
+    assert [r.action for r in results] == ["started_or_signalled"] * 20
+    assert [await _pending(stack, cid) for cid in customers] == [0] * 20
+    assert len(begun) == 3, f"{len(begun)} transactions for a batch of 20 customers"
+    for cid in customers:
+        handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        await handle.terminate("test done")
+
+
+async def test_a_customer_temporal_refuses_in_a_group_stops_alone(stack, monkeypatch):
+    """Three customers delivered together; Temporal refuses the second one's run for now:
+    the first and the third are delivered, the second's row waits to be retried."""
+    customers = [stack.new_customer_id() for _ in range(3)]
+    for cid in customers:
+        await add_customer(stack, cid)
+    await stack.journeys.relay.close(grace=0)
+    journeys = Journeys(client=stack.client, sessions=stack.sessions, settings=stack.settings)
+    runs = journeys.ingest.runs
+    start, refused = runs.start, customers[1]
+
+    async def busy_for_one(inp: Any, *args: Any, **kwargs: Any) -> Any:
+        if inp.customer_id == refused:
+            raise RPCError("busy", RPCStatusCode.RESOURCE_EXHAUSTED, b"")
+        return await start(inp, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "start", busy_for_one)
+    calls = [partial(journeys.cart_updated, {"customer_id": c, "lines": [TEE]}) for c in customers]
+    results = await settled_together(journeys.ingest, calls, customers=customers)
+
+    assert [r.action for r in results] == ["started_or_signalled", "queued", "started_or_signalled"]
+    assert [await _pending(stack, cid) for cid in customers] == [0, 1, 0]
+    async with stack.sessions() as s:
+        (row,) = await outbox.rows_of(s, customer_id=refused)
+    assert row.attempts == 1 and row.lease_owner is None and "busy" in str(row.last_error)
+    for cid in (customers[0], customers[2]):
+        handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
+        await handle.terminate("test done")
 
 
 async def test_an_orders_work_for_different_runs_goes_to_temporal_together_and_a_runs_in_order(

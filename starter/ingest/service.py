@@ -14,7 +14,6 @@ Temporal being down refuses no event.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -320,12 +319,8 @@ class Together:
         per_customer: dict[str, list[int]] = {}
         for _, customer_id, rows, _ in self._later:
             per_customer.setdefault(customer_id, []).extend(rows)
-        customers = list(per_customer)
         within = min(ingest.relay.answer_within, BATCH_ANSWER_WITHIN)
-        answers = await asyncio.gather(
-            *(ingest.relay.settle(c, per_customer[c], within=within) for c in customers)
-        )
-        took = dict(zip(customers, answers, strict=True))
+        took = await ingest.relay.settle_all(per_customer, within=within)
         final: dict[int, EventResult] = {}
         for stand_in, customer_id, rows, h in self._later:
             theirs = took[customer_id]
