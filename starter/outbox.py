@@ -38,10 +38,10 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import suppress
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -54,6 +54,7 @@ from store.db import SessionFactory, readers
 from store.models import Outbox, utcnow
 
 log = logging.getLogger("starter.outbox")
+T = TypeVar("T")
 FIRST = asyncio.FIRST_COMPLETED
 
 LEASE = timedelta(seconds=30)  # a claimed row is another relay's again after this
@@ -229,9 +230,10 @@ class Relay:
         started or reached), or None when not all of the customer's rows were delivered
         in time (a relay's loop delivers them: this one's if it was started, else the
         API's). The customers are delivered together (``_drain``: one transaction per
-        round for all of them). While ``SETTLING_MAX`` customers are being delivered this
-        way (a burst Temporal is slower to take than the store), a running loop is left
-        to deliver them, in order, at its own pace, and nobody waits."""
+        round for all of them). Once ``SETTLING_MAX`` customers are being delivered this
+        way (a burst Temporal is slower to take than the store; one batch may pass it, the
+        check is before it), a running loop is left to deliver the next ones, in order, at
+        its own pace, and nobody waits."""
         answers: dict[str, dict[int, bool] | None] = {c: {} for c, ids in rows.items() if not ids}
         wanted = {c: ids for c, ids in rows.items() if ids}
         if not wanted:
@@ -245,8 +247,10 @@ class Relay:
             if running and (self._unreachable or self._settling >= SETTLING_MAX):
                 self.wake()  # do not keep the caller waiting: the loop delivers (or probes)
                 return {**answers, **dict.fromkeys(wanted)}
-            self._settling += len(wanted)
-            drain = self._spawn(self._settled(list(wanted), probe=not running))
+            settling = len(wanted)
+            self._settling += settling  # less again once the drain ended (or never began)
+            drain = self._spawn(self._drain(list(wanted), probe=not running))
+            drain.add_done_callback(lambda _: self._settled(settling))
             ours = asyncio.gather(*(f for theirs in futures.values() for f in theirs.values()))
             # a gather cancelled below ends with an exception nobody reads: read it
             ours.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -265,11 +269,8 @@ class Relay:
                 for row_id in theirs:
                     self._waiting.pop(row_id, None)
 
-    async def _settled(self, customers: list[str], *, probe: bool) -> None:
-        try:
-            await self._drain(customers, probe=probe)
-        finally:
-            self._settling -= len(customers)
+    def _settled(self, customers: int) -> None:
+        self._settling -= customers
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
@@ -286,38 +287,51 @@ class Relay:
 
     async def _drain(self, customers: list[str], *, probe: bool, wait: bool = True) -> None:
         """Deliver these customers' rows, each customer's in order. The ones nobody else
-        in this process is delivering to are delivered together (``_rounds``); each of
-        the others after whoever holds it (``wait``), or not at all (the loop: the
-        holder delivers what is there)."""
+        in this process is delivering to are delivered together (``_rounds``), each given
+        back as soon as it is done with; each of the others after whoever holds it
+        (``wait``), or not at all (the loop: its holder delivers to it)."""
         mine = await self._locks.take(customers)
         queued = [(c, self._locks.enter(c)) for c in customers if c not in mine] if wait else []
+        began: set[str] = set()
         try:
-            await asyncio.gather(
-                self._rounds(mine, probe=probe),
-                *(self._after(c, lock, probe=probe) for c, lock in queued),
+            await _all_of(
+                [
+                    self._rounds(mine, probe=probe, done_with=self._locks.give),
+                    *(self._after(c, lock, began, probe=probe) for c, lock in queued),
+                ]
             )
         finally:
-            self._locks.give(mine)
+            for c, _ in queued:
+                if c not in began:  # cancelled before its turn came: out of the line
+                    self._locks.leave(c)
 
-    async def _after(self, customer_id: str, lock: asyncio.Lock, *, probe: bool) -> None:
+    async def _after(
+        self, customer_id: str, lock: asyncio.Lock, began: set[str], *, probe: bool
+    ) -> None:
         """Deliver to a customer once its lock (``_CustomerLocks.enter``) is ours."""
+        began.add(customer_id)
         try:
             async with lock:
-                await self._rounds([customer_id], probe=probe)
+                await self._rounds([customer_id], probe=probe, done_with=_nobody)
         finally:
             self._locks.leave(customer_id)
 
-    async def _rounds(self, customers: list[str], *, probe: bool) -> None:
+    async def _rounds(
+        self, customers: list[str], *, probe: bool, done_with: Callable[[list[str]], None]
+    ) -> None:
         """Deliver these customers' rows until none is left or one is not taken, round
         after round: each round one transaction for all of them (``_claim``: delete what
         the round before delivered, lease each customer's next wave, ``outbox.claim_waves``:
         the head and the rows after it, each for another run), then every wave's rows to
         Temporal at the same time. A customer whose wave was not all taken drops out; the
-        others go on. ``probe``: while Temporal seems unreachable, try one row (the first
-        customer's) all the same, and the rest once it is taken (the loop's probe).
-        Transactions per round, not per customer: a burst's hundred customers take two
-        turns of SQLite's one write lock, not two hundred."""
+        others go on. Each customer goes to ``done_with`` once, as soon as it is out and
+        what was delivered to it is deleted (or when this ends). ``probe``: while Temporal
+        seems unreachable, try one row (the first customer's) all the same, and the rest
+        once it is taken (the loop's probe). Transactions per round, not per customer: a
+        burst's hundred customers take two turns of SQLite's one write lock, not two
+        hundred."""
         going = list(customers)
+        out: list[str] = []  # done with, what was delivered to them not yet deleted
         taken: list[tuple[int, bool]] = []  # delivered, not yet deleted
         probing = probe and self._unreachable  # one row first, then the rest if it is taken
         try:
@@ -327,17 +341,22 @@ class Relay:
                     most = 1 if probing else outbox.WAVE_MAX
                     probing = False
                     waves = await self._claim(asked, taken, most=most)
+                    # what was delivered to them is deleted now: the ones out after the
+                    # round before, and the ones with nothing more
+                    finished = [c for c in asked if c not in waves]
+                    done_with(out + finished)
                     now = [c for c in asked if c in waves]
                     # every delivery ends before the next round
                     done = await _all_of(self._deliver_wave(waves[c], taken) for c in now)
-                    over = {c for c in asked if c not in waves}
-                    over |= {c for c, whole in zip(now, done, strict=True) if not whole}
-                    going = [c for c in going if c not in over]
+                    out = [c for c, whole in zip(now, done, strict=True) if not whole]
+                    going = [c for c in going if c not in out and c not in finished]
             finally:
                 if taken:
                     await self._claim([], taken, most=0)
         except Exception:  # the store failed: the rows stay, the loop tries again
             log.warning("outbox: delivering to customers %s stopped", customers, exc_info=True)
+        finally:
+            done_with(out + going)
 
     async def _deliver_wave(self, wave: list[Outbox], taken: list[tuple[int, bool]]) -> bool:
         """A wave's rows to Temporal at the same time; True when all are done with."""
@@ -461,12 +480,9 @@ class Relay:
             )
         if not due:
             return False
-        if self._unreachable:  # one probe with the oldest row; the rest when it is taken
-            await self._drain(due[:1], probe=True, wait=False)
-            if self._unreachable:
-                return True
-            due = due[1:]
-        await self._drain(due, probe=False, wait=False)  # the ones held here: their holder's
+        # While Temporal seems unreachable, one probe with the oldest row of the first
+        # customer not held here; the rest when it is taken. The held ones: their holder's.
+        await self._drain(due, probe=True, wait=False)
         return True
 
     async def _sleep(self, seconds: float) -> None:
@@ -476,14 +492,20 @@ class Relay:
         self._wake.clear()
 
 
-async def _all_of(work: Iterable[Coroutine[Any, Any, bool]]) -> list[bool]:
+async def _all_of(work: Iterable[Awaitable[T]]) -> list[T]:
     """Await all of ``work`` at the same time; once every one ended, raise the first error
     among them (one failing does not leave the others running unwatched)."""
     done = await asyncio.gather(*work, return_exceptions=True)
-    for failed in done:
-        if isinstance(failed, BaseException):
-            raise failed
-    return [bool(d) for d in done]
+    ended: list[T] = []
+    for d in done:
+        if isinstance(d, BaseException):
+            raise d
+        ended.append(d)
+    return ended
+
+
+def _nobody(customers: list[str]) -> None:
+    """``done_with`` of a customer whose lock its holder gives back itself."""
 
 
 async def _stop(task: asyncio.Task[Any], *, grace: float) -> None:

@@ -26,6 +26,7 @@ from devstack.catcher import free_port
 from starter import outbox as relay_module
 from starter.api import Journeys
 from starter.http import create_app
+from starter.ingest import service
 from starter.ingest.service import settled_together
 from store import outbox
 from store.db import make_engine, make_session_factory
@@ -425,10 +426,13 @@ async def test_one_claim_leases_the_waves_of_many_customers_each_as_alone(sessio
     assert await claim("relay-c") == {}  # every head is leased now
 
 
-async def test_a_batchs_customers_go_to_temporal_in_two_transactions_not_two_each(stack):
+async def test_a_batchs_customers_go_to_temporal_in_two_transactions_not_two_each(
+    stack, monkeypatch
+):
     """A batch of twenty customers' carts: its own transaction, then one that leases all
     twenty customers' rows and one that deletes them once Temporal took them (counted as
     the store sees them begin; one by one it was forty more)."""
+    monkeypatch.setattr(service, "BATCH_ANSWER_WITHIN", 30.0)  # a slow start: not queued
     customers = [stack.new_customer_id() for _ in range(20)]
     for cid in customers:
         await add_customer(stack, cid)
@@ -460,6 +464,7 @@ async def test_a_batchs_customers_go_to_temporal_in_two_transactions_not_two_eac
 async def test_a_customer_temporal_refuses_in_a_group_stops_alone(stack, monkeypatch):
     """Three customers delivered together; Temporal refuses the second one's run for now:
     the first and the third are delivered, the second's row waits to be retried."""
+    monkeypatch.setattr(service, "BATCH_ANSWER_WITHIN", 30.0)
     customers = [stack.new_customer_id() for _ in range(3)]
     for cid in customers:
         await add_customer(stack, cid)
@@ -485,6 +490,56 @@ async def test_a_customer_temporal_refuses_in_a_group_stops_alone(stack, monkeyp
     for cid in (customers[0], customers[2]):
         handle = stack.client.get_workflow_handle_for(CartRecovery.run, f"cart-recovery:{cid}")
         await handle.terminate("test done")
+
+
+async def test_a_customer_done_with_is_given_back_while_its_group_goes_on(stack, monkeypatch):
+    """Two customers delivered together: ``one`` has a row, ``two`` two rows for the same
+    run (two rounds), its second held up at Temporal. Meanwhile ``one``'s next event is
+    delivered at once: ``one`` was given back after the first round, not kept until the
+    group ended (its answer would be None: not delivered while it waited in line)."""
+    await stack.journeys.relay.close(grace=0)
+    journeys = Journeys(client=stack.client, sessions=stack.sessions, settings=stack.settings)
+    runs, relay = journeys.ingest.runs, journeys.ingest.relay
+    queue = stack.settings.temporal_task_queue
+    one, two = f"c-{uuid.uuid4().hex[:12]}", f"c-{uuid.uuid4().hex[:12]}"
+
+    async def signals(cid: str, runs_: list[str]) -> list[int]:
+        async with stack.sessions.begin() as s:
+            return [
+                await outbox.enqueue(
+                    s,
+                    task_queue=queue,
+                    customer_id=cid,
+                    kind="signal",
+                    workflow_id=f"{run}:{cid}",
+                    payload=relay_module.signal_payload("cart_updated", CartChange()),
+                    source="test",
+                )
+                for run in runs_
+            ]
+
+    (a1,) = await signals(one, ["a"])
+    b1, b2 = await signals(two, ["b", "b"])
+    signal, held, go_on = runs.signal, asyncio.Event(), asyncio.Event()
+    calls: list[str] = []
+
+    async def second_held(wf_id: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(wf_id)
+        if wf_id == f"b:{two}" and calls.count(wf_id) == 2:
+            held.set()
+            await go_on.wait()
+        return await signal(wf_id, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "signal", second_held)
+    group = asyncio.create_task(relay.settle_all({one: [a1], two: [b1, b2]}, within=60))
+    await asyncio.wait_for(held.wait(), timeout=30)
+    (a2,) = await signals(one, ["a"])
+    meanwhile = await relay.settle(one, [a2], within=10)
+    go_on.set()
+
+    assert meanwhile == {a2: False}  # delivered (nobody listening on a made-up run)
+    assert await group == {one: {a1: False}, two: {b1: False, b2: False}}
+    assert await _pending(stack, one) == 0 and await _pending(stack, two) == 0
 
 
 async def test_an_orders_work_for_different_runs_goes_to_temporal_together_and_a_runs_in_order(
