@@ -2,7 +2,7 @@
 
 A customer's rows are delivered oldest first: only the customer's oldest row that is not
 parked (its *head*) and the rows right after it, as long as each is for another run (a
-*wave*: ``claim_wave``), can be claimed; the rows after a wave wait until all of it was
+*wave*: ``claim_waves``), can be claimed; the rows after a wave wait until all of it was
 taken. A run's rows are so never delivered out of order or at the same time, and rows
 for different runs that follow one another in the customer's order (an order tells every
 live journey, then starts the nurture) go to Temporal together. A claim is a lease
@@ -86,32 +86,6 @@ async def due_customers(
 WAVE_MAX = 16  # rows of one customer claimed and delivered together at most
 
 
-async def claim_wave(
-    session: AsyncSession,
-    *,
-    task_queue: str,
-    customer_id: str,
-    owner: str,
-    now: datetime,
-    lease: timedelta,
-    limit: int = WAVE_MAX,
-) -> list[Outbox]:
-    """Lease the customer's head row and the rows right after it to ``owner``, oldest
-    first, up to ``limit``: the wave ends before a row for a run already in it, a row
-    waiting to be retried, or one another owner holds. Empty when the head itself is not
-    free or not due (or there is none)."""
-    waves = await claim_waves(
-        session,
-        task_queue=task_queue,
-        customer_ids=[customer_id],
-        owner=owner,
-        now=now,
-        lease=lease,
-        limit=limit,
-    )
-    return waves.get(customer_id, [])
-
-
 async def claim_waves(
     session: AsyncSession,
     *,
@@ -122,10 +96,12 @@ async def claim_waves(
     lease: timedelta,
     limit: int = WAVE_MAX,
 ) -> dict[str, list[Outbox]]:
-    """``claim_wave`` for each of these customers, in one read and one UPDATE (a relay
-    delivering to a hundred customers takes one transaction for all their waves, not a
-    hundred: on SQLite each is a turn of the one write lock). Customer id → wave, only
-    for the customers that have one."""
+    """Lease each of these customers' head row and the rows right after it to ``owner``,
+    oldest first, up to ``limit`` per customer: a customer's wave ends before a row for a
+    run already in it, a row waiting to be retried, or one another owner holds. One read
+    and one UPDATE for all of them (a relay delivering to a hundred customers takes one
+    transaction for all their waves, not a hundred: on SQLite each is a turn of the one
+    write lock). Customer id → wave, only for the customers whose head is free and due."""
     if not customer_ids:
         return {}
     place = (

@@ -326,7 +326,9 @@ async def test_the_api_starts_and_accepts_events_while_temporal_is_down(stack):
     await handle.signal(CartRecovery.cart_updated, CartChange(empty=True))
 
 
-async def _enqueue(sessions: Any, task_queue: str, cid: str, runs: list[str]) -> list[int]:
+async def _enqueue(
+    sessions: Any, task_queue: str, cid: str, runs: list[str], payload: dict[str, Any] | None = None
+) -> list[int]:
     async with sessions.begin() as s:
         return [
             await outbox.enqueue(
@@ -335,24 +337,35 @@ async def _enqueue(sessions: Any, task_queue: str, cid: str, runs: list[str]) ->
                 customer_id=cid,
                 kind="signal",
                 workflow_id=f"{run}:{cid}",
-                payload={},
+                payload=payload or {},
                 source="test",
             )
             for run in runs
         ]
 
 
-async def _wave(sessions: Any, task_queue: str, cid: str, owner: str = "relay-a") -> list[int]:
+async def _waves(
+    sessions: Any,
+    task_queue: str,
+    cids: list[str],
+    owner: str = "relay-a",
+    limit: int = outbox.WAVE_MAX,
+) -> dict[str, list[int]]:
     async with sessions.begin() as s:
-        rows = await outbox.claim_wave(
+        waves = await outbox.claim_waves(
             s,
             task_queue=task_queue,
-            customer_id=cid,
+            customer_ids=cids,
             owner=owner,
             now=utcnow(),
             lease=relay_module.LEASE,
+            limit=limit,
         )
-        return [row.id for row in rows]
+    return {cid: [row.id for row in rows] for cid, rows in waves.items()}
+
+
+async def _wave(sessions: Any, task_queue: str, cid: str, owner: str = "relay-a") -> list[int]:
+    return (await _waves(sessions, task_queue, [cid], owner)).get(cid, [])
 
 
 async def _delivered(sessions: Any, row_ids: list[int]) -> None:
@@ -409,21 +422,12 @@ async def test_one_claim_leases_the_waves_of_many_customers_each_as_alone(sessio
             .values(lease_owner="relay-b", lease_until=utcnow() + timedelta(minutes=1))
         )
 
-    async def claim(owner: str) -> dict[str, list[int]]:
-        async with sessions.begin() as s:
-            waves = await outbox.claim_waves(
-                s,
-                task_queue=queue,
-                customer_ids=[many, one, held],
-                owner=owner,
-                now=utcnow(),
-                lease=relay_module.LEASE,
-                limit=3,
-            )
-        return {cid: [row.id for row in rows] for cid, rows in waves.items()}
-
-    assert await claim("relay-a") == {one: [a1, b], many: lots[:3]}
-    assert await claim("relay-c") == {}  # every head is leased now
+    customers = [many, one, held]
+    assert await _waves(sessions, queue, customers, "relay-a", limit=3) == {
+        one: [a1, b],
+        many: lots[:3],
+    }
+    assert await _waves(sessions, queue, customers, "relay-c", limit=3) == {}  # all leased
 
 
 async def test_a_batchs_customers_go_to_temporal_in_two_transactions_not_two_each(
@@ -502,21 +506,10 @@ async def test_a_customer_done_with_is_given_back_while_its_group_goes_on(stack,
     runs, relay = journeys.ingest.runs, journeys.ingest.relay
     queue = stack.settings.temporal_task_queue
     one, two = f"c-{uuid.uuid4().hex[:12]}", f"c-{uuid.uuid4().hex[:12]}"
+    cart_changed = relay_module.signal_payload("cart_updated", CartChange())
 
     async def signals(cid: str, runs_: list[str]) -> list[int]:
-        async with stack.sessions.begin() as s:
-            return [
-                await outbox.enqueue(
-                    s,
-                    task_queue=queue,
-                    customer_id=cid,
-                    kind="signal",
-                    workflow_id=f"{run}:{cid}",
-                    payload=relay_module.signal_payload("cart_updated", CartChange()),
-                    source="test",
-                )
-                for run in runs_
-            ]
+        return await _enqueue(stack.sessions, queue, cid, runs_, cart_changed)
 
     (a1,) = await signals(one, ["a"])
     b1, b2 = await signals(two, ["b", "b"])
